@@ -1,0 +1,144 @@
+"""Benchmark: does `edgectl train quadrotor --seconds S` meet the acceptance bar across seeds?
+
+For each seed it runs `edgectl train quadrotor ...` as a fresh SUBPROCESS (so the time counts from
+process start: interpreter start-up, imports and JIT compilation included, as a user sees it), then
+`edgectl eval <bundle> --json` on held-out episodes, and checks:
+
+    hover:   eval survival >= 0.99 and median final error <= 0.05 m, bundle written within S seconds
+    figure8: eval tracking RMSE <= 0.05 m, bundle written within S seconds
+
+"within S seconds" uses the time from process start to bundle written that `edgectl train --json`
+reports (read from /proc); the wall column is measured here around the subprocess and also holds
+interpreter shutdown. Seeds run one after another: run this on an otherwise idle machine.
+
+    python3 bench/train_quadrotor.py                       # 5 seeds, hover, 20 s, 1000 eval episodes
+    python3 bench/train_quadrotor.py --task figure8 --seeds 3 --json
+
+Exit status: 0 if every seed passes, 1 if any fails, 2 if a run could not be made.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figure8": {"tracking_rmse_m": 0.05}}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _last_json(stdout: str) -> dict:
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ValueError("no output")
+    return json.loads(lines[-1])
+
+
+def _edgectl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edgectl", *args]
+
+
+def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]:
+    """(pass?, reasons for a failure)."""
+    why = []
+    if not to_bundle <= seconds:
+        why.append(f"bundle after {to_bundle:.2f} s > {seconds:g} s")
+    if task == "hover":
+        if not ev.get("survival_rate", 0.0) >= ACCEPT["hover"]["survival_rate"]:
+            why.append(f"survival {ev.get('survival_rate')} < {ACCEPT['hover']['survival_rate']}")
+        med = ev.get("final_error_median_m")
+        if med is None or not med <= ACCEPT["hover"]["final_error_median_m"]:
+            why.append(f"median {_m(med).strip()} > {ACCEPT['hover']['final_error_median_m']} m")
+    else:
+        rmse = ev.get("tracking_rmse_m")
+        if rmse is None or not rmse <= ACCEPT["figure8"]["tracking_rmse_m"]:
+            why.append(f"rmse {_m(rmse).strip()} > {ACCEPT['figure8']['tracking_rmse_m']} m")
+    return not why, why
+
+
+def _m(v) -> str:
+    """Metres, or n/a for null (a median/p95 of mostly crashed episodes, see edgectl eval --help)."""
+    return "   n/a  " if v is None or not math.isfinite(v) else f"{v:.4f} m"
+
+
+def run_seed(k: int, args, workdir: Path) -> dict:
+    out = workdir / f"seed{k}"
+    cmd = _edgectl("train", "quadrotor", "--task", args.task, "--seconds", str(args.seconds), "--seed", str(k),
+                   "--out", str(out), "--overwrite", "--json")
+    t0 = time.time()
+    # cwd=workdir: the run's runs/latest lands there, not in the user's checkout.
+    tr = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
+    wall = time.time() - t0
+    if tr.returncode != 0:
+        raise RuntimeError(f"seed {k}: {' '.join(cmd)} exited {tr.returncode}:\n{tr.stdout[-2000:]}\n{tr.stderr[-4000:]}")
+    train_summary = _last_json(tr.stdout)
+    ev_cmd = _edgectl("eval", str(out), "--episodes", str(args.episodes), "--json",
+                      "--plot", str(workdir / f"seed{k}.eval.png"))
+    er = subprocess.run(ev_cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
+    if er.returncode != 0:
+        raise RuntimeError(f"seed {k}: {' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
+    ev = _last_json(er.stdout)
+    ok, why = passes(args.task, ev, train_summary["seconds_to_bundle"], args.seconds)
+    return {"seed": k, "wall_s": wall, "seconds_to_bundle": train_summary["seconds_to_bundle"],
+            "post_train_s": train_summary.get("post_train_s"),
+            "env_steps": train_summary["env_steps"], "survival_rate": ev["survival_rate"],
+            "final_error_median_m": ev["final_error_median_m"], "final_error_p95_m": ev["final_error_p95_m"],
+            "tracking_rmse_m": ev.get("tracking_rmse_m"), "pass": ok, "why": why, "bundle": str(out)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="training budget per seed (default 20)")
+    ap.add_argument("--task", choices=sorted(ACCEPT), default="hover")
+    ap.add_argument("--episodes", type=int, default=1000, help="eval episodes per seed (default 1000)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep bundles and plots in this directory "
+                    "(default: a temporary directory, removed at the end)")
+    ap.add_argument("--json", action="store_true", help="make the last stdout line a JSON summary")
+    args = ap.parse_args(argv)
+
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="edgectl-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        print(f"edgectl bench: quadrotor {args.task}, {args.seconds:g} s budget, {args.seeds} seeds, "
+              f"{args.episodes} eval episodes", flush=True)
+        for k in range(args.seeds):
+            try:
+                row = run_seed(k, args, workdir)
+            except (RuntimeError, ValueError, KeyError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            rows.append(row)
+            rmse = f"  rmse {_m(row['tracking_rmse_m'])}" if args.task == "figure8" else ""
+            print(f"seed {k}: wall {row['wall_s']:5.1f} s  bundle {row['seconds_to_bundle']:5.2f} s  "
+                  f"steps {row['env_steps'] / 1e6:5.2f} M  survival {row['survival_rate']:.3f}  "
+                  f"median {_m(row['final_error_median_m'])}  p95 {_m(row['final_error_p95_m'])}{rmse}  "
+                  f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}", flush=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    n_pass = sum(r["pass"] for r in rows)
+    crit = ("survival >= 0.99, median <= 0.05 m" if args.task == "hover" else "tracking rmse <= 0.05 m")
+    print(f"summary: {n_pass} of {len(rows)} seeds pass ({args.task}: {crit}, bundle within {args.seconds:g} s)")
+    if args.json:
+        summary = {"task": args.task, "seconds": args.seconds, "episodes": args.episodes, "passed": n_pass,
+                   "total": len(rows), "acceptance": ACCEPT[args.task], "seeds": rows}
+        print(json.dumps(summary, allow_nan=False))
+    return 0 if n_pass == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

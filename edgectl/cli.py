@@ -1,0 +1,442 @@
+"""edgectl command line: `edgectl train quadrotor` writes a policy bundle, `edgectl eval` scores one.
+
+Only typer and rich are imported at module level: JAX, train_fast, numpy and matplotlib are imported
+inside the commands, so `edgectl --help` is fast and the runtime side works without JAX installed.
+
+The training budget (`--seconds`) counts from the start of this PROCESS (interpreter start-up,
+imports and JIT compilation included), not from when training begins: it is the time a user waits.
+"""
+from __future__ import annotations
+
+import time
+
+_IMPORT_TIME = time.time()  # fallback for process_start_time(); taken before anything slow is imported
+
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NoReturn, Optional  # noqa: E402
+
+import typer  # noqa: E402
+
+# Vehicle kind -> tasks. Kept here (checked against train_fast.tasks by the tests) so that a typo
+# is refused before JAX is imported.
+VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8")}
+DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1"}
+RUNS = Path("runs")
+LATEST_LINK, LATEST_FILE = "latest", "LATEST"
+CURVE_FILE = "training_curve.png"
+RECORD_EPISODES = 4
+# A process that started this much earlier than edgectl.cli was imported is not an `edgectl` run
+# (a notebook, a test runner): the budget then counts from the import instead.
+_MAX_STARTUP_S = 60.0
+
+app = typer.Typer(
+    name="edgectl",
+    help="Train tiny quadrotor policies in JAX on a laptop CPU, evaluate them, export them to MCUs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def process_start_time() -> float:
+    """Wall-clock time (time.time() scale) at which this process started.
+
+    Linux: /proc/self/stat field 22 (starttime, clock ticks since boot) placed on the wall clock by
+    /proc/uptime (10 ms resolution), or by /proc/stat btime (whole seconds, so up to 1 s early) if
+    /proc/uptime is unreadable. Elsewhere, or if the result is implausible, the time this module
+    was imported.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        # comm (field 2) is in parentheses and may contain spaces or ')': split after the last ')'.
+        rest = stat[stat.rindex(b")") + 2:].split()
+        since_boot = int(rest[19]) / os.sysconf("SC_CLK_TCK")  # rest[0] is field 3, so field 22 is rest[19]
+        try:
+            with open("/proc/uptime") as f:
+                uptime = float(f.read().split()[0])
+            start = time.time() - uptime + since_boot
+        except (OSError, ValueError, IndexError):
+            with open("/proc/stat") as f:
+                btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+            start = btime + since_boot
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORT_TIME
+    if not (_IMPORT_TIME - _MAX_STARTUP_S <= start <= _IMPORT_TIME + 0.05):
+        return _IMPORT_TIME
+    return min(start, _IMPORT_TIME)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: message` on stderr (plain text: no wrapping, no markup) and exit with `code`."""
+    typer.secho("error: ", fg="red", bold=True, err=True, nl=False)
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _json_value(x):
+    """Strict JSON: inf/nan become null, numpy scalars plain numbers."""
+    if isinstance(x, dict):
+        return {str(k): _json_value(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_value(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return x
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if f.is_integer() and type(x).__name__.startswith("int"):
+        return int(f)
+    return f if math.isfinite(f) else None
+
+
+def _fmt_m(v, digits: int = 3) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{float(v):.{digits}f} m"
+
+
+def _fmt_pct(v) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{100.0 * float(v):.1f} %"
+
+
+def _fmt_steps(n: float) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def update_latest(bundle: Path, runs: Path = RUNS) -> Path:
+    """Point runs/latest at `bundle` (a relative symlink when the bundle is inside runs/). Where
+    symlinks cannot be made, write runs/LATEST holding the bundle's path instead. Returns what was written."""
+    runs.mkdir(parents=True, exist_ok=True)
+    target = Path(bundle).resolve()
+    rel = os.path.relpath(target, runs.resolve())
+    link_target = rel if not rel.startswith("..") else str(target)
+    link, tmp = runs / LATEST_LINK, runs / f".{LATEST_LINK}.tmp-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(link_target, tmp, target_is_directory=True)
+        os.replace(tmp, link)  # atomic: runs/latest is never missing or half-written
+        (runs / LATEST_FILE).unlink(missing_ok=True)  # a stale LATEST must not outlive the link
+        return link
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+    file, tmp = runs / LATEST_FILE, runs / f".{LATEST_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(str(target) + "\n")
+    os.replace(tmp, file)
+    return file
+
+
+def latest_bundle(runs: Path = RUNS) -> Path:
+    """The bundle `edgectl train` wrote last (runs/latest, else the path in runs/LATEST)."""
+    link = runs / LATEST_LINK
+    if link.is_symlink() or link.exists():
+        return link.resolve()
+    file = runs / LATEST_FILE
+    if file.is_file():
+        text = file.read_text().strip()
+        if text:
+            return Path(text)
+    _fail(f"no BUNDLE given and no {link} (or {file}) in {Path.cwd()}; "
+          "train one first (edgectl train quadrotor) or pass the bundle directory")
+
+
+def _default_out(vehicle: str, task: str, seed: int) -> Path:
+    base = RUNS / f"{vehicle}-{task}-seed{seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 2
+    while out.exists() or out.is_symlink():  # two runs in the same second: never reuse a directory
+        out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that exists (without --overwrite) or that is not safe to replace."""
+    if out.is_symlink():
+        _fail(f"{out}: is a symlink; pass the real directory to --out")
+    if not out.exists():
+        return
+    if not overwrite:
+        _fail(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    if not out.is_dir():
+        _fail(f"{out}: exists and is not a directory; refusing to replace it")
+    # --overwrite replaces the whole directory: only ever a bundle (or an empty directory), so a
+    # mistyped --out . or --out ~ cannot delete anything else.
+    if not (out / "bundle.json").is_file() and any(out.iterdir()):
+        _fail(f"{out}: exists, is not empty and holds no bundle.json; --overwrite only replaces a bundle directory")
+
+
+def _start_thread(fn) -> threading.Thread:
+    th = threading.Thread(target=fn, name=fn.__name__, daemon=True)
+    th.start()
+    return th
+
+
+def _warm_up_plots() -> None:
+    try:
+        from edgectl import plots
+
+        plots.warm_up()
+    except Exception:  # noqa: BLE001 - a failed warm-up is retried (and reported) by the real plot
+        pass
+
+
+# --- commands --------------------------------------------------------------------------------
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("edgectl")
+        except PackageNotFoundError:
+            v = "0.1.0 (not installed)"
+        typer.echo(f"edgectl {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train tiny quadrotor policies in JAX on a laptop CPU, evaluate them, export them to MCUs."""
+
+
+@app.command()
+def train(
+    vehicle: str = typer.Argument(..., help=f"Vehicle kind: {', '.join(VEHICLES)}."),
+    task: str = typer.Option("hover", "--task", help="Task: hover | figure8."),
+    seconds: float = typer.Option(20.0, "--seconds", help="Wall-clock budget in seconds, from process start "
+                                  "(start-up, JIT compilation and writing the bundle included)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory to write.",
+                                       show_default="runs/<vehicle>-<task>-seed<N>-<time>"),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Platform name (hardware/<name>.toml) or "
+                                           "path to a platform file.", show_default=DEFAULT_PLATFORM["quadrotor"]),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it is an existing bundle."),
+    json_out: bool = typer.Option(False, "--json", help="Make the last stdout line a JSON summary "
+                                  "(bundle, seconds_to_bundle, env_steps, best_eval)."),
+) -> None:
+    """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
+    t_start = process_start_time()
+    if vehicle not in VEHICLES:
+        _fail(f"unknown vehicle {vehicle!r}; supported vehicles: {', '.join(VEHICLES)}")
+    if task not in VEHICLES[vehicle]:
+        _fail(f"unknown task {task!r} for {vehicle}; supported tasks: {', '.join(VEHICLES[vehicle])}")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        _fail(f"--seconds must be a positive number, got {seconds}")
+    from edgectl.platforms import PlatformError, load_platform
+
+    platform = platform or DEFAULT_PLATFORM[vehicle]
+    try:
+        plat = load_platform(platform)
+    except PlatformError as e:
+        _fail(str(e))
+    if plat.kind != vehicle:
+        _fail(f"platform {plat.name!r} ({plat.path}) is a {plat.kind}, not a {vehicle}")
+    if out is None:
+        out = _default_out(vehicle, task, seed)
+    _check_out(out, overwrite)
+
+    console = _console()
+    if seconds < 10:
+        console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
+                      "take about 5-10 s of it, so expect little training")
+    result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start)
+    _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
+
+
+def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float):
+    from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
+    from rich.text import Text
+
+    budget = seconds
+
+    class _Clock(ProgressColumn):
+        def render(self, task_):
+            return Text(f"{time.time() - t_start:5.1f}/{budget:g} s")
+
+    class _BudgetProgress(Progress):
+        # The bar is the budget: its fill is recomputed from the clock at every refresh, so it
+        # moves while a chunk (or the JIT compilation) runs, not only at the progress callbacks.
+        def get_renderables(self):
+            el = time.time() - t_start
+            for tk in self.tasks:
+                tk.completed = min(max(el, 0.0), tk.total or 0.0)
+            yield from super().get_renderables()
+
+    warm: list[threading.Thread] = []
+
+    def on_chunk(entry: dict) -> None:
+        if not warm:  # JIT compilation is over; import matplotlib beside the training from here on
+            warm.append(_start_thread(_warm_up_plots))
+        err = entry.get("eval_tracking_rmse_m", entry.get("eval_final_error_median_m"))
+        err_name = "rmse" if "eval_tracking_rmse_m" in entry else "median err"
+        stats = (f"{_fmt_steps(entry['env_steps'])} steps  return {entry['mean_return']:7.1f}  "
+                 f"survival {_fmt_pct(entry.get('eval_survival_rate'))}  {err_name} {_fmt_m(err)}"
+                 + ("  *" if entry.get("best") else ""))
+        progress.update(tid, description=f"training (chunk {entry['chunk']})", stats=stats)
+
+    from train_fast.train import save_bundle, train
+
+    from edgectl import plots
+
+    with _BudgetProgress(SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(bar_width=24), _Clock(),
+                         TextColumn("{task.fields[stats]}"), console=console, transient=False,
+                         refresh_per_second=8) as progress:
+        tid = progress.add_task("compiling (JIT)", total=budget, stats="")
+        result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
+                       progress=on_chunk)
+        trained = time.time()
+        progress.update(tid, description="writing bundle")
+        if warm:
+            warm[0].join()
+        curve = plots.training_curve_png(result.history, title=f"{plat.name} {task}, seed {seed}", budget_s=seconds)
+        from edgectl.bundle import BundleError
+
+        try:
+            save_bundle(result, out, extra_files={CURVE_FILE: curve}, overwrite=overwrite)
+        except (BundleError, OSError) as e:
+            progress.stop()
+            _fail(f"could not write the bundle: {e}", code=1)
+        written = time.time()
+        result.metrics["post_train_s"] = written - trained  # curve + bundle (the manifest is already written)
+        progress.update(tid, description="done")
+    try:
+        latest = update_latest(out)
+    except OSError as e:
+        console.print(f"[yellow]warning:[/] could not update {RUNS / LATEST_LINK}: {e}")
+        latest = None
+    return result, written, latest
+
+
+def _print_train_summary(console, result, out: Path, latest, seconds: float, to_bundle: float, json_out: bool) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    best = m.get("best_eval", {})
+    over = to_bundle > seconds
+    t = Table(title="edgectl train", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("task", f"{result.task.get('name')} on {result.platform_name}, seed {result.seed}")
+    t.add_row("process start -> bundle", f"{to_bundle:.2f} s of {seconds:g} s" + ("  [red](over budget)[/]" if over else "")
+              + f"  (curve + bundle {m['post_train_s']:.2f} s)")
+    t.add_row("env steps", f"{m['env_steps']:,.0f} in {m['chunks']} chunks (best: chunk {m['best_chunk']})")
+    t.add_row("mean return", f"{m['first_mean_return']:.1f} -> {m['final_mean_return']:.1f}")
+    n = best.get("episodes")
+    t.add_row("best eval survival", _fmt_pct(best.get("survival_rate")) + (f" of {n} episodes" if n else ""))
+    t.add_row("best eval final error", f"median {_fmt_m(best.get('final_error_median_m'))}, "
+              f"p95 {_fmt_m(best.get('final_error_p95_m'))}")
+    if "tracking_rmse_m" in best:
+        t.add_row("best eval tracking RMSE", _fmt_m(best.get("tracking_rmse_m")))
+    t.add_row("bundle", str(out))
+    console.print(t)
+    cmd = "edgectl eval" if latest is not None and Path(latest).name == LATEST_LINK else f"edgectl eval {out}"
+    console.print(f"next: [bold]{cmd}[/]", soft_wrap=True)
+    if json_out:
+        summary = {"bundle": str(out), "seconds": seconds, "seconds_to_bundle": to_bundle,
+                   "post_train_s": m["post_train_s"],
+                   "env_steps": m["env_steps"], "chunks": m["chunks"], "best_eval": best,
+                   "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed}
+        sys.stdout.flush()
+        print(json.dumps(_json_value(summary), allow_nan=False), flush=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory.", show_default="runs/latest"),
+    episodes: int = typer.Option(1000, "--episodes", min=1, help="Evaluation episodes (domain-randomized)."),
+    seed: int = typer.Option(12345, "--seed", help="Evaluation seed (differs from training's)."),
+    json_out: bool = typer.Option(False, "--json", help="Make the last stdout line one JSON object: episodes, "
+                                  "survival_rate, final_error_median_m, final_error_p95_m (null: more than 5% "
+                                  "of episodes crashed), tracking_rmse_m (figure8), ..."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Trajectory PNG to write (not inside the bundle).",
+                                        show_default="<bundle>.eval.png beside it"),
+) -> None:
+    """Evaluate a bundle in closed loop in the simulator, on randomized vehicles it was not trained on.
+
+    Final error = mean |p - p_ref| over an episode's last second; a crashed episode counts as infinite, so a median (p95) is reported as null / n/a when more than 50% (5%) of episodes crashed.
+    """
+    from edgectl.bundle import BundleError, load_bundle
+
+    path = latest_bundle() if bundle is None else bundle
+    try:
+        b = load_bundle(path)
+    except BundleError as e:
+        _fail(str(e))
+    root = b.path.resolve()
+    plot_path = plot if plot is not None else root.parent / f"{root.name}.eval.png"
+    if root in plot_path.resolve().parents:
+        _fail(f"--plot {plot_path}: inside the bundle directory, whose files are hashed; write it elsewhere")
+
+    console = _console()
+    t0 = time.time()
+    from train_fast.evaluate import evaluate_bundle
+    from train_fast.train import _setup_jax
+
+    _setup_jax()  # the persistent compilation cache: a second eval of the same task skips most of the compile
+    try:
+        with console.status(f"evaluating {episodes} episodes (compiling first)..."):
+            summary, rec = evaluate_bundle(b, episodes=episodes, seed=seed, record=min(RECORD_EPISODES, episodes))
+    except ValueError as e:  # the bundle's task does not rebuild (e.g. an observation size mismatch)
+        _fail(str(e))
+    eval_s = time.time() - t0
+
+    from edgectl import plots
+
+    title = f"{root.name}: {summary['task']} on {b.platform_name}, eval seed {seed}"
+    plots.eval_trajectories_png(rec, plot_path, title=title,
+                                termination_bound=b.manifest["task"].get("termination_bound"),
+                                hover_action=b.contract["action"].get("hover_action"))
+
+    from rich.table import Table
+
+    t = Table(title=f"edgectl eval {root}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("task", f"{summary['task']} on {b.platform_name} (bundle seed {b.seed})")
+    t.add_row("episodes", f"{summary['episodes']} x {summary.get('episode_seconds', '?')} s, eval seed {seed}")
+    t.add_row("survival", _fmt_pct(summary["survival_rate"]))
+    t.add_row("final error median", _fmt_m(summary["final_error_median_m"]) + _na_reason(summary["final_error_median_m"], 50))
+    t.add_row("final error p95", _fmt_m(summary["final_error_p95_m"]) + _na_reason(summary["final_error_p95_m"], 5))
+    t.add_row("final error mean (survivors)", _fmt_m(summary["final_error_mean_survivors_m"]))
+    if "tracking_rmse_m" in summary:
+        t.add_row("tracking RMSE (survivors)", _fmt_m(summary["tracking_rmse_m"]))
+    t.add_row("evaluation time", f"{eval_s:.1f} s")
+    t.add_row("trajectory plot", str(plot_path))
+    console.print(t)
+    if json_out:
+        out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
+               **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
+        sys.stdout.flush()
+        print(json.dumps(_json_value(out), allow_nan=False), flush=True)
+
+
+def _na_reason(v, pct: int) -> str:
+    return "" if v is not None and math.isfinite(float(v)) else f"  (more than {pct}% of episodes crashed)"
+
+
+def main() -> None:
+    app(prog_name="edgectl")
+
+
+if __name__ == "__main__":
+    main()

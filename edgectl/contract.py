@@ -1,0 +1,168 @@
+"""The observation/action contract of a trained policy: what the runtime must feed it and what it returns.
+
+The contract is a plain JSON-serializable dict stored in a policy bundle. A policy fed an
+observation in the wrong order, unit or normalization still outputs plausible numbers, so the
+contract is checked field by field and every error names the field path and the bad value.
+Stdlib + numpy only: this module runs on the robot (Jetson, Raspberry Pi).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+CONTRACT_VERSION = 1
+QUATERNION_ORDERS = ("wxyz", "xyzw")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ContractError(ValueError):
+    pass
+
+
+def _short(v: Any, limit: int = 80) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _fail(path: str, expected: str, got: Any) -> None:
+    raise ContractError(f"{path}: expected {expected}, got {_short(got)}")
+
+
+def _is_num(v: Any) -> bool:
+    # bool is an int subclass; True as a size or a scale is always a mistake.
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _key(d: dict, key: str, path: str) -> tuple[Any, str]:
+    p = f"{path}.{key}"
+    if key not in d:
+        raise ContractError(f"{p}: missing required key")
+    return d[key], p
+
+
+def _dict(v: Any, path: str) -> dict:
+    if not isinstance(v, dict):
+        _fail(path, "an object", v)
+    return v
+
+
+def _pos_int(v: Any, path: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        _fail(path, "a positive int", v)
+    return v
+
+
+def _num(v: Any, path: str) -> float:
+    if not _is_num(v):
+        _fail(path, "a finite number", v)
+    return v
+
+
+def _str(v: Any, path: str) -> str:
+    if not isinstance(v, str):
+        _fail(path, "a string", v)
+    return v
+
+
+def _num_list(v: Any, path: str, n: int, *, nonzero: bool = False, nonneg: bool = False) -> None:
+    if not isinstance(v, list):
+        _fail(path, f"a list of {n} finite numbers", v)
+    if len(v) != n:
+        raise ContractError(f"{path}: expected a list of {n} finite numbers (observation.size), got a list of length {len(v)}")
+    for i, x in enumerate(v):
+        _num(x, f"{path}[{i}]")
+        if nonzero and x == 0:
+            _fail(f"{path}[{i}]", "a nonzero number", x)
+        if nonneg and x < 0:
+            _fail(f"{path}[{i}]", "a number >= 0", x)
+
+
+def validate_contract(contract: dict, where: str = "contract") -> None:
+    """Raise ContractError naming the first bad field; ``where`` prefixes every field path."""
+    c = _dict(contract, where)
+    v, p = _key(c, "version", where)
+    if v != CONTRACT_VERSION or isinstance(v, bool):
+        _fail(p, f"version {CONTRACT_VERSION}", v)
+    v, p = _key(c, "rate_hz", where)
+    if _num(v, p) <= 0:
+        _fail(p, "a positive rate in Hz", v)
+    v, p = _key(c, "quaternion_order", where)
+    if v not in QUATERNION_ORDERS:
+        _fail(p, f"one of {list(QUATERNION_ORDERS)}", v)
+
+    obs, op = _key(c, "observation", where)
+    _dict(obs, op)
+    size = _pos_int(*_key(obs, "size", op))
+    fields, fp = _key(obs, "fields", op)
+    if not isinstance(fields, list) or not fields:
+        _fail(fp, "a non-empty list of fields", fields)
+    seen: set[str] = set()
+    total = 0
+    for i, f in enumerate(fields):
+        ip = f"{fp}[{i}]"
+        _dict(f, ip)
+        name, namep = _key(f, "name", ip)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            _fail(namep, "a name matching ^[a-z][a-z0-9_]*$", name)
+        if name in seen:
+            _fail(namep, "a unique field name", name)
+        seen.add(name)
+        total += _pos_int(*_key(f, "size", ip))
+        _str(*_key(f, "unit", ip))
+        _str(*_key(f, "frame", ip))
+        if "description" in f:
+            _str(*_key(f, "description", ip))
+    if total != size:
+        raise ContractError(f"{fp}: field sizes sum to {total}, expected observation.size = {size}")
+    if "noise_std" in obs:
+        _num_list(obs["noise_std"], f"{op}.noise_std", size, nonneg=True)
+    norm, normp = _key(obs, "normalization", op)
+    _dict(norm, normp)
+    _num_list(*_key(norm, "offset", normp), size)
+    _num_list(*_key(norm, "scale", normp), size, nonzero=True)
+    if "formula" in norm:
+        _str(norm["formula"], f"{normp}.formula")
+
+    act, ap = _key(c, "action", where)
+    _dict(act, ap)
+    asize = _pos_int(*_key(act, "size", ap))
+    names, nmp = _key(act, "names", ap)
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        _fail(nmp, "a list of non-empty strings", names)
+    if len(names) != asize:
+        raise ContractError(f"{nmp}: expected {asize} names (action.size), got {len(names)}: {_short(names)}")
+    if len(set(names)) != len(names):
+        _fail(nmp, "unique names", names)
+    low = _num(*_key(act, "low", ap))
+    high, hp = _key(act, "high", ap)
+    if _num(high, hp) <= low:
+        _fail(hp, f"a number greater than action.low = {low}", high)
+    mapping, mp = _key(act, "mapping", ap)
+    _dict(mapping, mp)
+    _str(*_key(mapping, "kind", mp))
+    if "hover_action" in act:
+        hover, hvp = _key(act, "hover_action", ap)
+        if not low <= _num(hover, hvp) <= high:
+            _fail(hvp, f"a number in [action.low, action.high] = [{low}, {high}]", hover)
+
+
+def observation_slices(contract: dict) -> dict[str, slice]:
+    """Field name -> slice into the observation vector, in contract order."""
+    out, start = {}, 0
+    for f in contract["observation"]["fields"]:
+        out[f["name"]] = slice(start, start + f["size"])
+        start += f["size"]
+    return out
+
+
+def normalize(contract: dict, obs: np.ndarray) -> np.ndarray:
+    """(obs - offset) / scale over the last axis; float32, like the policy's weights."""
+    size = contract["observation"]["size"]
+    x = np.asarray(obs, dtype=np.float64)
+    if x.ndim == 0 or x.shape[-1] != size:
+        raise ValueError(f"observation has shape {x.shape}, expected last dimension observation.size = {size}")
+    norm = contract["observation"]["normalization"]
+    return ((x - np.asarray(norm["offset"], dtype=np.float64)) / np.asarray(norm["scale"], dtype=np.float64)).astype(np.float32)

@@ -1,0 +1,193 @@
+"""Platform files (hardware/*.toml): load, check units and ranges, hand out plain values.
+
+Every value in a platform file is an inline table ``{ value = ..., unit = "...", source = "..." }``.
+The schema below says which fields a platform of each kind must have, in which unit, and what
+shape; a file that disagrees is refused with the file, the field and the expected unit named,
+because a silently wrong mass or inertia is how a sim-trained policy crashes on hardware.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HARDWARE_DIR = Path(os.environ.get("EDGECTL_HARDWARE_DIR", Path(__file__).resolve().parent.parent / "hardware"))
+
+
+class PlatformError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Spec:
+    unit: str
+    shape: tuple[int, ...] = ()  # () scalar, (n,) vector, (n, m) matrix
+    kind: str = "float"  # float | int | str
+    min: float | None = None  # inclusive
+    max: float | None = None
+    positive: bool = False
+
+
+_QUADROTOR: dict[str, Spec] = {
+    "body.mass": Spec("kg", positive=True),
+    "body.inertia": Spec("kg*m^2", (3,), positive=True),
+    "body.gravity": Spec("m/s^2", positive=True),
+    "rotors.positions": Spec("m", (4, 3)),
+    "rotors.spin": Spec("1", (4,), kind="int", min=-1, max=1),
+    "rotors.thrust_coefficient": Spec("N/rpm^2", positive=True),
+    "rotors.torque_coefficient": Spec("N*m/N", positive=True),
+    "rotors.max_rpm": Spec("rpm", positive=True),
+    "rotors.min_rpm": Spec("rpm", min=0.0),
+    "rotors.motor_time_constant": Spec("s", positive=True),
+    "control.sim_rate": Spec("Hz", positive=True),
+    "control.policy_rate": Spec("Hz", positive=True),
+    "control.action_min": Spec("1"),
+    "control.action_max": Spec("1"),
+    "mcu.name": Spec("", kind="str"),
+    "mcu.core": Spec("", kind="str"),
+    "mcu.fpu": Spec("", kind="str"),
+    "mcu.clock": Spec("MHz", positive=True),
+    "mcu.flash": Spec("B", kind="int", positive=True),
+    "mcu.ram": Spec("B", kind="int", positive=True),
+    "mcu.firmware_flash_offset": Spec("B", kind="int", min=0),
+    "mcu.policy_flash_budget": Spec("B", kind="int", positive=True),
+    "mcu.policy_ram_budget": Spec("B", kind="int", positive=True),
+    "randomization.mass": Spec("1", min=0.0, max=0.5),
+    "randomization.inertia": Spec("1", min=0.0, max=0.5),
+    "randomization.thrust_coefficient": Spec("1", min=0.0, max=0.5),
+    "randomization.torque_coefficient": Spec("1", min=0.0, max=0.5),
+    "randomization.motor_time_constant": Spec("1", min=0.0, max=0.5),
+    "disturbance.force_std": Spec("N", min=0.0),
+    "disturbance.torque_std": Spec("N*m", min=0.0),
+    "sensors.position_noise_std": Spec("m", min=0.0),
+    "sensors.orientation_noise_std": Spec("1", min=0.0),
+    "sensors.velocity_noise_std": Spec("m/s", min=0.0),
+    "sensors.angular_velocity_noise_std": Spec("rad/s", min=0.0),
+}
+
+SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR}
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    kind: str
+    path: Path
+    raw: bytes = field(repr=False)
+    values: dict[str, Any] = field(repr=False)
+    units: dict[str, str] = field(repr=False)
+    sources: dict[str, str] = field(repr=False)
+
+    def get(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise PlatformError(f"{self.path.name}: no field {key!r} in platform {self.name!r}") from None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    candidate = HARDWARE_DIR / f"{name_or_path}.toml"
+    if candidate.exists():
+        return candidate
+    known = sorted(f.stem for f in HARDWARE_DIR.glob("*.toml"))
+    raise PlatformError(f"unknown platform {str(name_or_path)!r}: no file {candidate}; known platforms: {', '.join(known) or 'none'}")
+
+
+def load_platform(name_or_path: str | os.PathLike) -> Platform:
+    path = resolve(name_or_path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PlatformError(f"{path}: cannot read platform file ({e.strerror})") from None
+    return parse_platform(raw, path)
+
+
+def parse_platform(raw: bytes, path: Path) -> Platform:
+    fname = str(path)
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise PlatformError(f"{fname}: not valid TOML: {e}") from None
+    header = doc.get("platform")
+    if not isinstance(header, dict):
+        raise PlatformError(f"{fname}: missing [platform] table with name and kind")
+    name, kind = header.get("name"), header.get("kind")
+    if not isinstance(name, str) or not name:
+        raise PlatformError(f"{fname}: field platform.name: expected a non-empty string, got {name!r}")
+    if kind not in SCHEMAS:
+        raise PlatformError(f"{fname}: field platform.kind: expected one of {sorted(SCHEMAS)}, got {kind!r}")
+    values, units, sources = {}, {}, {}
+    for key, spec in SCHEMAS[kind].items():
+        section, fld = key.split(".")
+        entry = doc.get(section, {}).get(fld) if isinstance(doc.get(section), dict) else None
+        if entry is None:
+            raise PlatformError(f"{fname}: missing field {key} (expected {{ value = ..., unit = {spec.unit!r}, source = ... }})")
+        if not isinstance(entry, dict) or "value" not in entry or "unit" not in entry:
+            raise PlatformError(f"{fname}: field {key}: expected an inline table with value and unit {spec.unit!r}, got {entry!r}")
+        if entry["unit"] != spec.unit:
+            raise PlatformError(f"{fname}: field {key}: unit {entry['unit']!r} is not the expected unit {spec.unit!r}")
+        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+            raise PlatformError(f"{fname}: field {key}: every value needs a source (where the number comes from)")
+        values[key] = _check_value(fname, key, spec, entry["value"])
+        units[key], sources[key] = spec.unit, entry["source"]
+    if values.get("control.action_min", 0) >= values.get("control.action_max", 1):
+        raise PlatformError(f"{fname}: field control.action_min must be below control.action_max")
+    if kind == "quadrotor" and values["rotors.min_rpm"] >= values["rotors.max_rpm"]:
+        raise PlatformError(f"{fname}: field rotors.min_rpm ({values['rotors.min_rpm']}) must be below rotors.max_rpm ({values['rotors.max_rpm']})")
+    return Platform(name=name, kind=kind, path=path, raw=raw, values=values, units=units, sources=sources)
+
+
+def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
+    where = f"{fname}: field {key} ({spec.unit or 'no unit'})"
+    if spec.kind == "str":
+        if not isinstance(value, str) or not value:
+            raise PlatformError(f"{where}: expected a non-empty string, got {value!r}")
+        return value
+    shape = _shape(value)
+    if shape != spec.shape:
+        want = "a number" if not spec.shape else f"an array of shape {list(spec.shape)}"
+        raise PlatformError(f"{where}: expected {want}, got {value!r}")
+    for x in _flat(value):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise PlatformError(f"{where}: expected numbers, got {x!r}")
+        if spec.kind == "int" and not isinstance(x, int):
+            raise PlatformError(f"{where}: expected an integer, got {x!r}")
+        if isinstance(x, int) and not -(2**63) <= x < 2**63:
+            raise PlatformError(f"{where}: integer {x} is outside the 64-bit range TOML allows")
+        if not math.isfinite(x):
+            raise PlatformError(f"{where}: value {x!r} is not finite")
+        if spec.positive and x <= 0:
+            raise PlatformError(f"{where}: expected a positive value, got {x!r}")
+        if spec.min is not None and x < spec.min:
+            raise PlatformError(f"{where}: value {x!r} is below the minimum {spec.min}")
+        if spec.max is not None and x > spec.max:
+            raise PlatformError(f"{where}: value {x!r} is above the maximum {spec.max}")
+    return value if spec.kind == "int" or spec.shape else float(value)
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    if not isinstance(v, list):
+        return ()
+    inner = {_shape(x) for x in v}
+    if len(inner) != 1:
+        return (len(v), -1) if v else (0,)
+    return (len(v), *inner.pop())
+
+
+def _flat(v: Any):
+    if isinstance(v, list):
+        for x in v:
+            yield from _flat(x)
+    else:
+        yield v

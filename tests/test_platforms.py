@@ -1,0 +1,411 @@
+"""Tests for edgectl.platforms: the shipped platform files and the loader's refusals."""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+
+from edgectl import platforms
+from edgectl.platforms import SCHEMAS, Platform, PlatformError, load_platform, parse_platform
+
+REPO_HARDWARE = Path(__file__).resolve().parent.parent / "hardware"
+SHIPPED = REPO_HARDWARE / "crazyflie_2_1.toml"
+SHIPPED_TEXT = SHIPPED.read_text(encoding="utf-8")
+# Broken copies get a file name unlike the platform name, so "names the file" is a real check.
+BROKEN_NAME = "broken_copy.toml"
+
+
+@pytest.fixture(autouse=True)
+def _repo_hardware_dir(monkeypatch):
+    # Do not depend on EDGECTL_HARDWARE_DIR in the environment running the tests.
+    monkeypatch.setattr(platforms, "HARDWARE_DIR", REPO_HARDWARE)
+
+
+def edited(tmp_path: Path, old: str, new: str) -> Path:
+    """Write the shipped TOML with exactly one occurrence of `old` replaced by `new`."""
+    assert SHIPPED_TEXT.count(old) == 1, f"edit anchor not unique in shipped file: {old!r}"
+    path = tmp_path / BROKEN_NAME
+    path.write_text(SHIPPED_TEXT.replace(old, new), encoding="utf-8")
+    return path
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(PlatformError) as exc:
+        load_platform(path)
+    msg = str(exc.value)
+    assert path.name in msg, msg
+    return msg
+
+
+# --- the shipped platform -------------------------------------------------------------------
+
+
+def test_shipped_loads_by_name():
+    p = load_platform("crazyflie_2_1")
+    assert isinstance(p, Platform)
+    assert p.name == "crazyflie_2_1"
+    assert p.kind == "quadrotor"
+    assert p.path.resolve() == SHIPPED.resolve()
+
+
+def test_shipped_loads_by_path_same_as_by_name():
+    by_path = load_platform(SHIPPED)
+    by_str = load_platform(str(SHIPPED))
+    by_name = load_platform("crazyflie_2_1")
+    assert by_path.values == by_name.values == by_str.values
+    assert by_path.sha256 == by_name.sha256 == by_str.sha256
+
+
+def test_shipped_spot_values():
+    p = load_platform("crazyflie_2_1")
+    assert p.get("body.mass") == pytest.approx(0.027)
+    assert isinstance(p.get("body.mass"), float)
+    assert p.get("body.gravity") == pytest.approx(9.81)
+    assert len(p.get("body.inertia")) == 3
+    assert all(x > 0 for x in p.get("body.inertia"))
+    positions = p.get("rotors.positions")
+    assert len(positions) == 4 and all(len(r) == 3 for r in positions)
+    spin = p.get("rotors.spin")
+    assert len(spin) == 4 and sorted(spin) == [-1, -1, 1, 1]
+    assert p.get("rotors.min_rpm") < p.get("rotors.max_rpm")
+    assert p.get("control.action_min") < p.get("control.action_max")
+    assert p.get("mcu.core") == "cortex-m4"
+    assert isinstance(p.get("mcu.flash"), int)
+    assert p.get("mcu.firmware_flash_offset") + p.get("mcu.policy_flash_budget") <= p.get("mcu.flash")
+    assert p.get("mcu.policy_ram_budget") <= p.get("mcu.ram")
+
+
+def test_shipped_can_hover():
+    p = load_platform("crazyflie_2_1")
+    n_rotors = len(p.get("rotors.positions"))
+    assert n_rotors == 4
+    max_thrust = p.get("rotors.thrust_coefficient") * p.get("rotors.max_rpm") ** 2 * n_rotors
+    weight = p.get("body.mass") * p.get("body.gravity")
+    assert max_thrust > weight
+    # and not absurdly so: a thrust-to-weight ratio a real Crazyflie has (about 2).
+    assert 1.2 < max_thrust / weight < 5
+
+
+def test_shipped_units_and_sources_for_every_field():
+    p = load_platform("crazyflie_2_1")
+    schema = SCHEMAS["quadrotor"]
+    assert set(p.values) == set(schema)
+    assert set(p.units) == set(schema)
+    assert set(p.sources) == set(schema)
+    for key, spec in schema.items():
+        assert p.units[key] == spec.unit, key
+        assert isinstance(p.sources[key], str) and p.sources[key].strip(), key
+    assert p.units["body.mass"] == "kg"
+    assert p.units["body.inertia"] == "kg*m^2"
+    assert "Table I" in p.sources["body.mass"]
+
+
+def test_shipped_sha256_stable(tmp_path):
+    a = load_platform("crazyflie_2_1")
+    b = load_platform(SHIPPED)
+    expected = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert a.sha256 == b.sha256 == expected
+    assert len(a.sha256) == 64
+    # a byte-identical copy elsewhere hashes the same; a one-comment change does not
+    same = tmp_path / "copy.toml"
+    same.write_bytes(SHIPPED.read_bytes())
+    assert load_platform(same).sha256 == expected
+    changed = tmp_path / "changed.toml"
+    changed.write_bytes(SHIPPED.read_bytes() + b"# trailing comment\n")
+    assert load_platform(changed).sha256 != expected
+
+
+# --- every platform file in the repo --------------------------------------------------------
+
+HARDWARE_FILES = sorted(REPO_HARDWARE.glob("*.toml"))
+
+
+def test_hardware_dir_not_empty():
+    assert SHIPPED in HARDWARE_FILES
+
+
+@pytest.mark.parametrize("path", HARDWARE_FILES, ids=lambda p: p.stem)
+def test_every_hardware_file_loads(path):
+    p = load_platform(path)
+    assert p.kind in SCHEMAS
+    assert set(p.values) == set(SCHEMAS[p.kind])
+    assert all(s.strip() for s in p.sources.values())
+    # also loadable by its file stem
+    assert load_platform(path.stem).sha256 == p.sha256
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+MASS_LINE = 'mass = { value = 0.027, unit = "kg", source = "Learning to Fly in Seconds, Table I (Crazyflie 2.x with battery)" }'
+MASS_SRC = 'source = "Learning to Fly in Seconds, Table I (Crazyflie 2.x with battery)"'
+
+
+def test_missing_field(tmp_path):
+    msg = refused(edited(tmp_path, MASS_LINE + "\n", ""))
+    assert "body.mass" in msg
+    assert "'kg'" in msg
+
+
+def test_missing_section(tmp_path):
+    # dropping the whole [sensors] table: the first sensors field is reported
+    start = SHIPPED_TEXT.index("[sensors]")
+    path = tmp_path / BROKEN_NAME
+    path.write_text(SHIPPED_TEXT[:start], encoding="utf-8")
+    msg = refused(path)
+    assert "sensors.position_noise_std" in msg
+    assert "'m'" in msg
+
+
+def test_wrong_unit(tmp_path):
+    msg = refused(edited(tmp_path, 'value = 0.027, unit = "kg"', 'value = 27.0, unit = "g"'))
+    assert "body.mass" in msg
+    assert "'g'" in msg and "'kg'" in msg
+
+
+def test_value_not_a_table(tmp_path):
+    msg = refused(edited(tmp_path, MASS_LINE, "mass = 0.027"))
+    assert "body.mass" in msg
+    assert "'kg'" in msg
+
+
+def test_table_without_value(tmp_path):
+    msg = refused(edited(tmp_path, "mass = { value = 0.027, ", "mass = { "))
+    assert "body.mass" in msg
+    assert "'kg'" in msg
+
+
+def test_missing_source(tmp_path):
+    msg = refused(edited(tmp_path, 'unit = "kg", ' + MASS_SRC, 'unit = "kg"'))
+    assert "body.mass" in msg
+    assert "source" in msg
+
+
+def test_blank_source(tmp_path):
+    msg = refused(edited(tmp_path, MASS_SRC, 'source = "   "'))
+    assert "body.mass" in msg
+    assert "source" in msg
+
+
+def test_wrong_shape_inertia(tmp_path):
+    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", "[3.85e-6, 3.85e-6]"))
+    assert "body.inertia" in msg
+    assert "kg*m^2" in msg
+    assert "[3]" in msg
+
+
+def test_scalar_where_vector_expected(tmp_path):
+    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", "3.85e-6"))
+    assert "body.inertia" in msg
+    assert "kg*m^2" in msg
+
+
+def test_ragged_positions(tmp_path):
+    msg = refused(edited(tmp_path, "[0.028, 0.028, 0.0]]", "[0.028, 0.028]]"))
+    assert "rotors.positions" in msg
+    assert "(m)" in msg
+
+
+def test_non_numeric(tmp_path):
+    msg = refused(edited(tmp_path, "value = 0.027,", 'value = "0.027",'))
+    assert "body.mass" in msg
+    assert "kg" in msg
+
+
+def test_non_numeric_vector_entry(tmp_path):
+    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", '[3.85e-6, "x", 5.9675e-6]'))
+    assert "body.inertia" in msg
+    assert "'x'" in msg
+
+
+def test_negative_mass(tmp_path):
+    msg = refused(edited(tmp_path, "value = 0.027,", "value = -0.027,"))
+    assert "body.mass" in msg
+    assert "kg" in msg
+    assert "positive" in msg
+
+
+def test_zero_mass(tmp_path):
+    msg = refused(edited(tmp_path, "value = 0.027,", "value = 0.0,"))
+    assert "body.mass" in msg
+    assert "positive" in msg
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite(tmp_path, bad):
+    msg = refused(edited(tmp_path, "value = 0.027,", f"value = {bad},"))
+    assert "body.mass" in msg
+    assert "kg" in msg
+    assert "finite" in msg or "positive" in msg
+
+
+def test_nan_in_unsigned_field(tmp_path):
+    # a field with only a minimum: NaN compares false to everything, so only the finiteness check can catch it
+    msg = refused(edited(tmp_path, "force_std = { value = 0.0132,", "force_std = { value = nan,"))
+    assert "disturbance.force_std" in msg
+    assert "finite" in msg
+
+
+def test_bool_instead_of_number(tmp_path):
+    msg = refused(edited(tmp_path, "value = 0.027,", "value = true,"))
+    assert "body.mass" in msg
+    assert "True" in msg
+
+
+def test_bool_in_int_vector(tmp_path):
+    msg = refused(edited(tmp_path, "value = [1, -1, 1, -1]", "value = [true, -1, 1, -1]"))
+    assert "rotors.spin" in msg
+
+
+def test_float_in_int_field(tmp_path):
+    msg = refused(edited(tmp_path, "value = 1048576,", "value = 1048576.0,"))
+    assert "mcu.flash" in msg
+    assert "integer" in msg
+
+
+def test_spin_out_of_range(tmp_path):
+    msg = refused(edited(tmp_path, "value = [1, -1, 1, -1]", "value = [2, -1, 1, -1]"))
+    assert "rotors.spin" in msg
+    assert "maximum" in msg
+
+
+def test_randomization_above_half(tmp_path):
+    msg = refused(edited(tmp_path, 'motor_time_constant = { value = 0.1, unit = "1"', 'motor_time_constant = { value = 0.6, unit = "1"'))
+    assert "randomization.motor_time_constant" in msg
+    assert "0.5" in msg
+
+
+def test_randomization_at_half_accepted(tmp_path):
+    p = load_platform(edited(tmp_path, 'motor_time_constant = { value = 0.1, unit = "1"', 'motor_time_constant = { value = 0.5, unit = "1"'))
+    assert p.get("randomization.motor_time_constant") == 0.5
+
+
+def test_negative_noise(tmp_path):
+    msg = refused(edited(tmp_path, "position_noise_std = { value = 0.001,", "position_noise_std = { value = -0.001,"))
+    assert "sensors.position_noise_std" in msg
+    assert "minimum" in msg
+
+
+@pytest.mark.parametrize("min_rpm", ["21702.0", "30000.0"])
+def test_min_rpm_not_below_max(tmp_path, min_rpm):
+    msg = refused(edited(tmp_path, "min_rpm = { value = 0.0,", f"min_rpm = {{ value = {min_rpm},"))
+    assert "rotors.min_rpm" in msg
+    assert "rotors.max_rpm" in msg
+
+
+@pytest.mark.parametrize("action_min", ["1.0", "2.0"])
+def test_action_min_not_below_max(tmp_path, action_min):
+    msg = refused(edited(tmp_path, "action_min = { value = -1.0,", f"action_min = {{ value = {action_min},"))
+    assert "control.action_min" in msg
+    assert "control.action_max" in msg
+
+
+def test_unknown_kind(tmp_path):
+    msg = refused(edited(tmp_path, 'kind = "quadrotor"', 'kind = "hexacopter"'))
+    assert "platform.kind" in msg
+    assert "hexacopter" in msg
+    assert "quadrotor" in msg  # lists the kinds it knows
+
+
+def test_missing_kind(tmp_path):
+    msg = refused(edited(tmp_path, 'kind = "quadrotor"\n', ""))
+    assert "platform.kind" in msg
+
+
+def test_empty_name(tmp_path):
+    msg = refused(edited(tmp_path, 'name = "crazyflie_2_1"', 'name = ""'))
+    assert "platform.name" in msg
+
+
+def test_missing_platform_table(tmp_path):
+    msg = refused(edited(tmp_path, "[platform]\n", ""))
+    assert "[platform]" in msg
+
+
+def test_invalid_toml_syntax(tmp_path):
+    msg = refused(edited(tmp_path, MASS_LINE, MASS_LINE[:-2]))  # drop the closing brace
+    assert "TOML" in msg
+
+
+def test_non_utf8_bytes(tmp_path):
+    path = tmp_path / BROKEN_NAME
+    path.write_bytes(SHIPPED.read_bytes().replace(b"# Crazyflie 2.1", b"# Crazyflie \xff\xfe 2.1", 1))
+    assert path.read_bytes() != SHIPPED.read_bytes()
+    msg = refused(path)
+    assert "TOML" in msg or "utf-8" in msg.lower()
+
+
+def test_unknown_platform_name_lists_known():
+    with pytest.raises(PlatformError) as exc:
+        load_platform("no_such_drone")
+    msg = str(exc.value)
+    assert "no_such_drone" in msg
+    assert "crazyflie_2_1" in msg
+    assert "known platforms" in msg
+
+
+def test_unknown_platform_name_in_empty_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(platforms, "HARDWARE_DIR", tmp_path)
+    with pytest.raises(PlatformError) as exc:
+        load_platform("crazyflie_2_1")
+    assert "none" in str(exc.value)
+
+
+def test_unreadable_path_missing_file(tmp_path):
+    path = tmp_path / "does_not_exist.toml"
+    msg = refused(path)
+    assert "cannot read" in msg
+
+
+def test_unreadable_path_directory(tmp_path):
+    path = tmp_path / "a_directory.toml"
+    path.mkdir()
+    msg = refused(path)
+    assert "cannot read" in msg
+
+
+def test_parse_platform_directly_names_path():
+    with pytest.raises(PlatformError) as exc:
+        parse_platform(b"[platform]\nname = 'x'\nkind = 'quadrotor'\n", Path("inline_test.toml"))
+    assert "inline_test.toml" in str(exc.value)
+    assert "body.mass" in str(exc.value)
+
+
+# --- Platform.get ---------------------------------------------------------------------------
+
+
+def test_get_unknown_key():
+    p = load_platform("crazyflie_2_1")
+    with pytest.raises(PlatformError) as exc:
+        p.get("body.wingspan")
+    assert "body.wingspan" in str(exc.value)
+    assert "crazyflie_2_1" in str(exc.value)
+
+
+def test_get_unknown_key_is_value_error():
+    # callers that catch ValueError keep working
+    p = load_platform("crazyflie_2_1")
+    with pytest.raises(ValueError):
+        p.get("nope")
+
+
+def test_values_are_finite_floats_or_expected_types():
+    p = load_platform("crazyflie_2_1")
+    for key, spec in SCHEMAS["quadrotor"].items():
+        v = p.get(key)
+        if spec.kind == "str":
+            assert isinstance(v, str), key
+        elif not spec.shape:
+            assert isinstance(v, int if spec.kind == "int" else float), key
+            assert math.isfinite(v), key
+
+
+def test_integer_beyond_64_bits(tmp_path):
+    # tomllib accepts integers past TOML's 64-bit range; the loader must refuse them as a
+    # PlatformError naming the field, not crash with OverflowError in the finiteness check.
+    huge = "1" + "0" * 400
+    msg = refused(edited(tmp_path, "value = 0.027,", f"value = {huge},"))
+    assert "body.mass" in msg
+    msg = refused(edited(tmp_path, "value = 1048576,", f"value = {huge},"))
+    assert "mcu.flash" in msg

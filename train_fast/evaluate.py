@@ -1,0 +1,126 @@
+"""Closed-loop evaluation of a deterministic actor in the JAX simulator.
+
+Definitions (they are what `edgectl eval --json` reports):
+- an episode survives if it is never terminated (position error within the bound on every axis,
+  state finite) for the whole episode;
+- final position error = mean |p - p_ref| over the episode's last second; a terminated episode
+  counts as +inf, so it can never improve a median or percentile;
+- tracking RMSE (figure8) = sqrt(mean |p - p_ref|^2) over surviving episodes, after the first second
+  (the start is a perturbed state, not the reference).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from train_fast.tasks import quadrotor_tasks as qt
+
+
+def make_rollout(env: qt.QuadEnv, policy: Callable, episodes: int, record: int = 0):
+    """Jitted (policy_params, key) -> per-episode arrays. `policy(params, obs_raw) -> action`.
+
+    With `record` > 0 also returns the positions/references/actions of the first `record` episodes.
+    """
+    n_steps = env.episode_steps
+    last = int(round(1.0 / float(env.nominal.dt)))
+
+    def run(pp, key):
+        k_reset, k_run = jax.random.split(key)
+        s0 = jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(k_reset, episodes), env)
+
+        def body(carry, k):
+            s, alive = carry
+            ko = jax.random.split(k, episodes)
+            obs = jax.vmap(qt.observe, in_axes=(0, None, 0))(ko, env, s)
+            a = jnp.clip(policy(pp, obs), -1.0, 1.0)
+            s2, _, term, _ = jax.vmap(qt.step, in_axes=(None, 0, 0, None))(k, s, a, env)
+            p_ref = jax.vmap(lambda st: qt._ref_now(env, st)[0])(s2)
+            err = jnp.linalg.norm(s2.sim.pos - p_ref, axis=-1)
+            alive = alive & ~term
+            rec = (s2.sim.pos[:record], p_ref[:record], a[:record]) if record else ()
+            return (s2, alive), (err, alive, rec)
+
+        (_, alive), (err, alive_t, rec) = jax.lax.scan(body, (s0, jnp.ones(episodes, bool)), jax.random.split(k_run, n_steps))
+        err = jnp.where(jnp.isfinite(err), err, jnp.inf)
+        final = jnp.where(alive, jnp.mean(err[-last:], axis=0), jnp.inf)
+        sq = jnp.where(alive[None, :], err[last:] ** 2, 0.0)
+        sq_sum = jnp.sum(sq)
+        n_sq = jnp.sum(alive) * (n_steps - last)
+        return {"survived": alive, "final_error": final, "sq_sum": sq_sum, "n_sq": n_sq}, rec
+
+    return jax.jit(run)
+
+
+def summarize(out: dict, task: str) -> dict:
+    survived = np.asarray(out["survived"])
+    final = np.asarray(out["final_error"], dtype=np.float64)
+    n = int(survived.size)
+    res = {
+        "episodes": n,
+        "survival_rate": float(survived.mean()),
+        "final_error_median_m": float(np.median(final)),
+        "final_error_p95_m": float(np.percentile(final, 95, method="higher")),
+        "final_error_mean_survivors_m": float(final[survived].mean()) if survived.any() else float("inf"),
+    }
+    if task == "figure8":
+        n_sq = float(out["n_sq"])
+        res["tracking_rmse_m"] = float(np.sqrt(float(out["sq_sum"]) / n_sq)) if n_sq > 0 else float("inf")
+    return res
+
+
+def score(summary: dict) -> float:
+    """One number to pick the best checkpoint by: survival first, then precision."""
+    err = summary.get("tracking_rmse_m", summary["final_error_median_m"])
+    return summary["survival_rate"] - 2.0 * min(err, 1.0)
+
+
+def env_for_bundle(bundle):
+    """Rebuild the task environment a bundle was trained in, from the bundle alone."""
+    import dataclasses
+
+    from edgectl.platforms import parse_platform
+
+    plat = parse_platform((bundle.path / "platform.toml").read_bytes(), bundle.path / "platform.toml")
+    known = {f.name for f in dataclasses.fields(qt.TaskConfig)}
+    cfg = qt.TaskConfig(**{k: v for k, v in bundle.manifest["task"].items() if k in known})
+    env = qt.make_env(cfg, plat)
+    if env.obs_size != bundle.contract["observation"]["size"]:
+        raise ValueError(f"{bundle.path}: task {cfg.name!r} builds {env.obs_size} observations, "
+                         f"the bundle's contract has {bundle.contract['observation']['size']}")
+    return env
+
+
+def bundle_policy(bundle):
+    """(params, apply) computing the bundle's deterministic action in JAX, contract normalization included."""
+    norm = bundle.contract["observation"]["normalization"]
+    offset = jnp.asarray(norm["offset"], jnp.float32)
+    scale = jnp.asarray(norm["scale"], jnp.float32)
+    params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in bundle.layers]
+    act = bundle.manifest["policy"].get("activation", "tanh")
+    fn = jnp.tanh if act == "tanh" else jax.nn.relu
+
+    def apply(layers, obs_raw):
+        x = (obs_raw - offset) / scale
+        for layer in layers[:-1]:
+            x = fn(x @ layer["w"] + layer["b"])
+        return x @ layers[-1]["w"] + layers[-1]["b"]
+
+    return params, apply
+
+
+def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int = 0):
+    """Returns (summary dict, recorded trajectories or None). Seeds differ from training's."""
+    env = env_for_bundle(bundle)
+    params, apply = bundle_policy(bundle)
+    run = make_rollout(env, apply, episodes, record=record)
+    out, rec = run(params, jax.random.PRNGKey(seed))
+    summary = summarize(jax.device_get(out), env.cfg.name)
+    summary["task"] = env.cfg.name
+    summary["episode_seconds"] = env.cfg.episode_seconds
+    if record:
+        pos, ref, act = (np.asarray(x) for x in rec)
+        return summary, {"dt": float(env.nominal.dt), "pos": pos, "ref": ref, "action": act}
+    return summary, None

@@ -1,0 +1,178 @@
+"""Time-budgeted training driver: compile, run PPO chunks until the wall-clock budget is spent,
+keep the best checkpoint by closed-loop evaluation, and write the policy bundle.
+
+The budget counts from `t_start` (the CLI passes its process start time), so JIT compilation,
+evaluation and writing the bundle all come out of the user's `--seconds`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform as _pyplatform
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# Compiled programs are reused across runs: the second `edgectl train` skips most of the compile.
+_CACHE = Path(os.environ.get("EDGECTL_JAX_CACHE", Path.home() / ".cache" / "edgectl" / "jax"))
+
+
+def _setup_jax():
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return jax
+
+
+@dataclass
+class TrainResult:
+    actor_layers: list  # [(W [in, out], b [out]), ...] float32 numpy
+    contract: dict
+    task: dict
+    ppo: dict
+    seed: int
+    metrics: dict
+    history: list = field(default_factory=list)  # one dict per chunk
+    platform_name: str = ""
+    platform_toml: bytes = b""
+
+
+def default_ppo(task: str):
+    from train_fast.algos.ppo import PPOConfig
+
+    return PPOConfig()
+
+
+def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
+          t_start: float | None = None, progress: Callable[[dict], None] | None = None,
+          reserve_seconds: float = 1.5, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
+          max_env_steps: float | None = None) -> TrainResult:
+    t_start = time.time() if t_start is None else t_start
+    deadline = t_start + seconds - reserve_seconds
+    jax = _setup_jax()
+    import jax.numpy as jnp
+
+    from edgectl.platforms import load_platform
+    from train_fast.algos import ppo as ppo_mod
+    from train_fast.evaluate import make_rollout, score, summarize
+    from train_fast.tasks import quadrotor_tasks as qt
+
+    plat = load_platform(platform_name)
+    if task not in qt.TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
+    tcfg = qt.TASKS[task](**(task_overrides or {}))
+    pcfg = dataclasses.replace(default_ppo(task), **(ppo_overrides or {}))
+    env = qt.make_env(tcfg, plat)
+    contract = qt.contract(tcfg, plat)
+    hover_action = contract["action"]["hover_action"]
+
+    init, train_chunk, actor_apply = ppo_mod.make_train(
+        pcfg, env, qt.reset, qt.step, qt.observe, qt.observe_privileged, action_size=4, action_bias=hover_action)
+    evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
+
+    key = jax.random.PRNGKey(seed)
+    k_init, k_eval = jax.random.split(key)
+    runner = init(k_init)
+    # Compile the evaluation program on the second core while the first chunk compiles and runs.
+    eval_compiled = {}
+    compiler = threading.Thread(target=lambda: eval_compiled.update(
+        fn=evaluate.lower(runner.params["actor"], k_eval).compile()), daemon=True)
+    compiler.start()
+    best, best_score, history = None, -np.inf, []
+    chunk_seconds = None
+    chunk = 0
+    t_train = time.time()
+    while True:
+        t0 = time.time()
+        frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
+        if max_env_steps is not None:
+            frac = max(frac, min(float(runner.step) / max_env_steps, 1.0))
+        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
+        runner, m = train_chunk(runner, np.float32(lr))
+        compiler.join()
+        # Evaluate on fixed episodes, so checkpoints are compared on the same starts.
+        ev = summarize(jax.device_get(eval_compiled["fn"](runner.params["actor"], k_eval)[0]), task)
+        t1 = time.time()
+        chunk += 1
+        m = jax.device_get(m)
+        n_ep = max(float(m["episodes"]), 1.0)
+        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
+                 "mean_return": float(m["return_sum"]) / n_ep, "termination_rate": float(m["terminated"]) / n_ep,
+                 "value_loss": float(m["value_loss"]), **{f"eval_{k}": v for k, v in ev.items()}}
+        s = score(ev)
+        if s > best_score:
+            best_score, best = s, jax.device_get(runner.params["actor"])
+            entry["best"] = True
+        history.append(entry)
+        if progress:
+            progress(entry)
+        # The first chunk includes compilation; later ones tell how long a chunk really takes.
+        chunk_seconds = (t1 - t0) if chunk > 1 else None
+        est = chunk_seconds if chunk_seconds is not None else 0.0
+        if t1 + est > deadline:
+            break
+        if max_env_steps is not None and float(runner.step) >= max_env_steps:
+            break
+
+    layers = [(np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)) for layer in best]
+    last_best = max((h for h in history if h.get("best")), key=lambda h: h["chunk"])
+    metrics = {
+        "train_seconds": time.time() - t_start,
+        "env_steps": history[-1]["env_steps"],
+        "chunks": chunk,
+        "best_chunk": last_best["chunk"],
+        "best_eval": {k[5:]: v for k, v in last_best.items() if k.startswith("eval_")},
+        "final_mean_return": history[-1]["mean_return"],
+        "first_mean_return": history[0]["mean_return"],
+    }
+    return TrainResult(
+        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": task},
+        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
+        platform_name=plat.name, platform_toml=plat.raw)
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": _pyplatform.python_version()}
+    for pkg in ("edgectl", "jax", "jaxlib", "numpy", "optax", "numba"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, overwrite: bool = True):
+    """Write a TrainResult as a verified policy bundle (edgectl.bundle does the checking)."""
+    from edgectl.bundle import write_bundle
+
+    weights, layers = {}, []
+    for i, (w, b) in enumerate(result.actor_layers):
+        weights[f"actor.{i}.weight"], weights[f"actor.{i}.bias"] = w, b
+        layers.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias"})
+    policy = {"kind": "mlp", "activation": "tanh", "output_activation": "clip", "layers": layers}
+    metrics = dict(result.metrics, ppo=result.ppo, history=result.history)
+    return write_bundle(out_dir, contract=result.contract, policy=policy, weights=weights,
+                        platform_toml=result.platform_toml, platform_name=result.platform_name,
+                        task=result.task, seed=result.seed, metrics=_json_safe(metrics), versions=versions(),
+                        extra_files=extra_files, overwrite=overwrite)
+
+
+def _json_safe(x):
+    """Bundles are strict JSON: inf/nan (a crashed evaluation) become null, tuples lists."""
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    return x
