@@ -462,19 +462,26 @@ def test_rollout_batch(nominal, one_numba_thread):
         nq.rollout_batch(states, 3, nominal, order="sideways")
 
 
-def test_rollout_batch_first_step_is_step_batch_with_the_action_law(nominal):
-    """rollout_batch computes its actions in the loop: check step 0 against the documented law."""
+def test_rollout_batch_is_step_batch_with_the_action_law(nominal):
+    """rollout_batch computes its actions in the loop (documented law, BENCH_GAINS); its
+    vectorized struct-of-arrays kernel gives exactly repeated step_batch, in both loop orders."""
     rng = np.random.default_rng(4)
-    n, seed = 32, 3
+    n, seed, n_steps = 300, 3, 5  # 300: more than one vehicle-major chunk, not a multiple of it
     states = np.stack([random_state(rng) for _ in range(n)])
+    params = np.repeat(nominal[None], n, axis=0)
+    params[:, nq.PARAM_INDEX["mass"]] *= rng.uniform(0.95, 1.05, n)
+    params[:, nq.PARAM_INDEX["force_x"]] = rng.normal(0, 0.01, n)
     g = nq.BENCH_GAINS
+    hover = nq.hover_action(params)
     x = states
-    thr = nq.hover_action(nominal) - g["z"] * x[:, 2] - g["vz"] * x[:, 9]
-    roll = -(g["att_p"] * x[:, 4] + g["att_d"] * x[:, 10])
-    pitch = -(g["att_p"] * x[:, 5] + g["att_d"] * x[:, 11])
-    yaw = -(g["yaw_p"] * x[:, 6] + g["yaw_d"] * x[:, 12])
-    d = g["dither"] * np.sin(g["seed_phase"] * seed + np.array(g["dither_offsets"]))
-    actions = np.clip(np.stack([thr - roll - pitch + yaw, thr - roll + pitch - yaw,
-                                thr + roll + pitch + yaw, thr + roll - pitch - yaw], axis=1) + d, -1, 1)
-    expected = nq.step_batch(states, actions, nominal, np.empty_like(states))
-    np.testing.assert_allclose(nq.rollout_batch(states, 1, nominal, seed=seed), expected, rtol=0, atol=1e-12)
+    for t in range(n_steps):
+        thr = hover - g["z"] * x[:, 2] - g["vz"] * x[:, 9]
+        roll = -(g["att_p"] * x[:, 4] + g["att_d"] * x[:, 10])
+        pitch = -(g["att_p"] * x[:, 5] + g["att_d"] * x[:, 11])
+        yaw = -(g["yaw_p"] * x[:, 6] + g["yaw_d"] * x[:, 12])
+        d = g["dither"] * np.sin(g["dither_rate"] * t + g["seed_phase"] * seed + np.array(g["dither_offsets"]))
+        actions = np.clip(np.stack([thr - roll - pitch + yaw, thr - roll + pitch - yaw,
+                                    thr + roll + pitch + yaw, thr + roll - pitch - yaw], axis=1) + d, -1, 1)
+        x = nq.step_batch(x, actions, params, np.empty_like(x))
+    for order in ("step", "vehicle"):
+        np.testing.assert_array_equal(nq.rollout_batch(states, n_steps, params, seed=seed, order=order), x)

@@ -26,7 +26,7 @@ class PPOConfig:
     num_steps: int = 32
     epochs: int = 4
     minibatches: int = 16
-    lr: float = 1e-3  # annealed linearly to lr_end over the training budget by the driver
+    lr: float = 2e-3  # annealed linearly to lr_end over the training budget by the driver
     lr_end: float = 0.0
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -34,9 +34,12 @@ class PPOConfig:
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float = 0.5
-    actor_hidden: tuple = (64, 64)
+    # 32x32 learned as well as 64x64 in 20 s (4.1 cm vs 12-17 cm median, 2 seeds each) and is 4x
+    # cheaper on the microcontroller.
+    actor_hidden: tuple = (32, 32)
     critic_hidden: tuple = (64, 64)
     init_std: float = 0.3
+    final_std: float | None = None  # None: std is learned; else the driver anneals init_std -> final_std
     iters_per_chunk: int = 4
     eval_episodes: int = 256
 
@@ -120,15 +123,23 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
         # Weak-typed leaves (from Python scalars) would make the second train_chunk call recompile.
         return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=x.dtype), r)
 
-    def env_step(r: Runner, _):
-        key, k_a, k_s, k_r, k_o = jax.random.split(r.key, 5)
+    def log_std_of(params, std_arg):
+        # A scheduled std (annealed by the driver like the learning rate) trades exploration early
+        # for the small action noise that precise hovering needs late.
+        return params["log_std"] if cfg.final_std is None else jnp.full(action_size, jnp.log(std_arg))
+
+    def env_step(carry, _):
+        r, std_arg, fresh = carry
+        key, k_a, k_s, k_o = jax.random.split(r.key, 4)
         mean = actor_apply(r.params["actor"], r.obs)
-        action = mean + jnp.exp(r.params["log_std"]) * jax.random.normal(k_a, mean.shape)
-        logp = _logp(mean, r.params["log_std"], action)
-        value = mlp(r.params["critic"], r.cobs)[:, 0]
+        log_std = log_std_of(r.params, std_arg)
+        action = mean + jnp.exp(log_std) * jax.random.normal(k_a, mean.shape)
+        logp = _logp(mean, log_std, action)
         s2, reward, term, trunc = v_step(jax.random.split(k_s, cfg.num_envs), r.env_state, action, env)
         done = term | trunc
-        fresh = v_reset(jax.random.split(k_r, cfg.num_envs), env)
+        # One fresh start per env per iteration, drawn before the rollout: sampling a reset for every
+        # env at every step cost a third of the rollout. An env that ends twice in one iteration
+        # restarts from the same state twice, which is harmless.
         s2 = jax.tree_util.tree_map(lambda a, b: jnp.where(done.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), s2, fresh)
         obs2 = v_obs(jax.random.split(k_o, cfg.num_envs), env, s2)
         ep_ret = r.ep_return + reward
@@ -137,7 +148,8 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
         r2 = r._replace(env_state=s2, obs=obs2, cobs=v_cobs(env, s2), key=key, step=r.step + cfg.num_envs,
                         ep_return=jnp.where(done, 0.0, ep_ret), ep_length=jnp.where(done, 0, ep_len))
         # Time-limit truncation is treated as an end: the critic sees episode time, so it can predict it.
-        return r2, (Transition(r.obs, r.cobs, action, logp, value, reward, done.astype(jnp.float32)), info)
+        # Values are filled in after the rollout, in one batched critic pass.
+        return (r2, std_arg, fresh), (Transition(r.obs, r.cobs, action, logp, reward, reward, done.astype(jnp.float32)), info)
 
     def gae(traj: Transition, last_value):
         def back(carry, t):
@@ -148,20 +160,25 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
         _, adv = jax.lax.scan(back, (jnp.zeros_like(last_value), last_value), traj, reverse=True)
         return adv, adv + traj.value
 
-    def loss_fn(params, batch):
+    def loss_fn(params, batch, std_arg):
         t, adv, ret = batch
         mean = actor_apply(params["actor"], t.obs)
-        logp = _logp(mean, params["log_std"], t.action)
+        log_std = log_std_of(params, std_arg)
+        logp = _logp(mean, log_std, t.action)
         ratio = jnp.exp(logp - t.logp)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         pg = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv))
         value = mlp(params["critic"], t.cobs)[:, 0]
         v_loss = 0.5 * jnp.mean((value - ret) ** 2)
-        entropy = jnp.sum(params["log_std"]) + 0.5 * action_size * (1 + math.log(2 * math.pi))
+        entropy = jnp.sum(log_std) + 0.5 * action_size * (1 + math.log(2 * math.pi))
         return pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy, (pg, v_loss)
 
-    def update(r: Runner, lr):
-        r, (traj, info) = jax.lax.scan(env_step, r, None, cfg.num_steps)
+    def update(r: Runner, sched):
+        lr, std_arg = sched[0], sched[1]
+        key, k_fresh = jax.random.split(r.key)
+        fresh = v_reset(jax.random.split(k_fresh, cfg.num_envs), env)
+        (r, _, _), (traj, info) = jax.lax.scan(env_step, (r._replace(key=key), std_arg, fresh), None, cfg.num_steps)
+        traj = traj._replace(value=mlp(r.params["critic"], traj.cobs)[..., 0])
         last_value = mlp(r.params["critic"], r.cobs)[:, 0]
         adv, ret = gae(traj, last_value)
         flat = jax.tree_util.tree_map(lambda x: x.reshape((cfg.steps_per_iter,) + x.shape[2:]), (traj, adv, ret))
@@ -174,7 +191,7 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
 
             def minibatch(c, mb):
                 p, o = c
-                grads, aux = jax.grad(loss_fn, has_aux=True)(p, mb)
+                grads, aux = jax.grad(loss_fn, has_aux=True)(p, mb, std_arg)
                 upd, o = tx.update(grads, o, p)
                 return (jax.tree_util.tree_map(lambda w, u: w - lr * u, p, upd), o), aux
 
@@ -188,8 +205,9 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
                    "mean_reward": traj.reward.mean(), "value_loss": vl.mean(), "policy_loss": pg.mean()}
         return r._replace(params=params, opt_state=opt_state, key=key), metrics
 
-    def train_chunk(r: Runner, lr):
-        r, metrics = jax.lax.scan(update, r, jnp.full(cfg.iters_per_chunk, lr, jnp.float32))
+    def train_chunk(r: Runner, lr, std):
+        sched = jnp.tile(jnp.stack([lr, std]).astype(jnp.float32), (cfg.iters_per_chunk, 1))
+        r, metrics = jax.lax.scan(update, r, sched)
         return r, jax.tree_util.tree_map(jnp.sum, metrics)
 
     return jax.jit(init), jax.jit(train_chunk), actor_apply

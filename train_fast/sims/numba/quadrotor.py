@@ -12,9 +12,17 @@ Layout
   the Params field and width of each block); ``params_to_array`` builds it from a JAX ``Params``
   (single or batched) or a dict, ``params_from_platform`` from a platform file without JAX.
 
+API (all njit, ``cache=True``)
+- ``step(state, action, params) -> new_state``: one vehicle, one RK4 step of ``params``' dt.
+- ``step_into(state, action, params, out)``: the same without allocating (``out`` may be ``state``).
+- ``step_batch(states, actions, params, out)``: N vehicles, ``prange``; params (P,) or (N, P).
+- ``rollout_batch(states, n_steps, params, seed, fastmath=False, order="step")``: benchmark
+  rollout with actions computed in the loop, vectorized struct-of-arrays kernel.
+
 Numerics
-- ``step`` / ``step_into`` / ``step_batch`` are exact IEEE (no fastmath) and follow the JAX code
-  operation by operation, so float64 results agree with JAX float64 to rounding.
+- ``step`` / ``step_into`` / ``step_batch`` / ``rollout_batch`` are exact IEEE (no fastmath) and
+  follow the JAX code operation by operation, so float64 results agree with JAX float64 to
+  rounding (~1e-11 over 1,000 random-action steps), and all four agree with each other bit for bit.
 - The computation runs in the dtype of the *state* array (float32 or float64); params and actions
   are cast to it, literal constants are typed to it (no silent float64 promotion of float32 runs).
 - ``rollout_batch(..., fastmath=True)`` uses a separately compiled fastmath kernel. It is for the
@@ -188,8 +196,9 @@ def hover_state(params_array: np.ndarray, dtype=np.float64) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels. `_deriv` and `_step_row` are inlined at the Numba IR level, so every public kernel
-# below carries its own copy compiled with its own flags (exact or fastmath).
+# Kernels. `_deriv`, `_axpy` and `_step_row` are inlined at the Numba IR level into each public
+# kernel, which therefore carries its own copy compiled with its own flags. error_model="numpy":
+# a division by zero gives inf/nan as in JAX instead of raising.
 # --------------------------------------------------------------------------------------------
 
 @nb.njit(inline="always", cache=True)
@@ -291,14 +300,14 @@ def _step_row(s, a, p, out):
         out[k] = y[k]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def step_into(state, action, params, out):
     """One vehicle, no allocation: writes the next state into ``out`` (may be ``state``)."""
     _step_row(state, action, params, out)
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def step(state, action, params):
     """One vehicle, one RK4 step of params' dt: state (17,), action (4,) in [-1, 1], params (P,).
 
@@ -309,7 +318,7 @@ def step(state, action, params):
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, error_model="numpy")
 def step_batch(states, actions, params, out):
     """N vehicles in parallel: states (N, 17), actions (N, 4), params (P,) shared or (N, P).
 
