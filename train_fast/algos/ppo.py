@@ -24,7 +24,7 @@ import optax
 class PPOConfig:
     num_envs: int = 1024
     num_steps: int = 32
-    epochs: int = 4
+    epochs: int = 3  # 3 beat 4 at a fixed 20 s: more env steps (3.0-3.4 M vs 2.6-2.75 M), 98.2 vs 97.8 % survival
     minibatches: int = 16
     lr: float = 2e-3  # annealed linearly to lr_end over the training budget by the driver
     lr_end: float = 0.0
