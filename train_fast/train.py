@@ -42,12 +42,6 @@ class TrainResult:
     platform_toml: bytes = b""
 
 
-def default_ppo(task: str):
-    from train_fast.algos.ppo import PPOConfig
-
-    return PPOConfig()
-
-
 def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
@@ -66,7 +60,7 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
     if task not in qt.TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
     tcfg = qt.TASKS[task](**(task_overrides or {}))
-    pcfg = dataclasses.replace(default_ppo(task), **(ppo_overrides or {}))
+    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **(ppo_overrides or {}))
     env = qt.make_env(tcfg, plat)
     contract = qt.contract(tcfg, plat)
     hover_action = contract["action"]["hover_action"]

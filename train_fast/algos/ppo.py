@@ -148,8 +148,9 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
         r2 = r._replace(env_state=s2, obs=obs2, cobs=v_cobs(env, s2), key=key, step=r.step + cfg.num_envs,
                         ep_return=jnp.where(done, 0.0, ep_ret), ep_length=jnp.where(done, 0, ep_len))
         # Time-limit truncation is treated as an end: the critic sees episode time, so it can predict it.
-        # Values are filled in after the rollout, in one batched critic pass.
-        return (r2, std_arg, fresh), (Transition(r.obs, r.cobs, action, logp, reward, reward, done.astype(jnp.float32)), info)
+        # Values are filled in after the rollout, in one batched critic pass (zeros until then).
+        t = Transition(r.obs, r.cobs, action, logp, jnp.zeros_like(reward), reward, done.astype(jnp.float32))
+        return (r2, std_arg, fresh), (t, info)
 
     def gae(traj: Transition, last_value):
         def back(carry, t):
