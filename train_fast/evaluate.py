@@ -111,10 +111,22 @@ def bundle_policy(bundle):
     return params, apply
 
 
-def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int = 0):
-    """Returns (summary dict, recorded trajectories or None). Seeds differ from training's."""
+def host_policy(fn: Callable[[np.ndarray], np.ndarray], action_size: int = 4):
+    """(params, apply) flying a host-side NumPy policy `fn(obs (N, size)) -> actions (N, action_size)` in the
+    JAX simulator through a callback: how a quantized or compiled policy is flown closed loop."""
+    def apply(_, obs):
+        shape = jax.ShapeDtypeStruct((obs.shape[0], action_size), jnp.float32)
+        return jax.pure_callback(lambda o: np.asarray(fn(np.asarray(o)), np.float32), shape, obs)
+    return (), apply
+
+
+def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int = 0, policy=None):
+    """Returns (summary dict, recorded trajectories or None). Seeds differ from training's.
+
+    `policy`: (params, apply) to fly instead of the bundle's own float actor (e.g. host_policy(...)).
+    """
     env = env_for_bundle(bundle)
-    params, apply = bundle_policy(bundle)
+    params, apply = policy if policy is not None else bundle_policy(bundle)
     run = make_rollout(env, apply, episodes, record=record)
     out, rec = run(params, jax.random.PRNGKey(seed))
     summary = summarize(jax.device_get(out), env.cfg.name)
@@ -124,3 +136,32 @@ def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int
         pos, ref, act = (np.asarray(x) for x in rec)
         return summary, {"dt": float(env.nominal.dt), "pos": pos, "ref": ref, "action": act}
     return summary, None
+
+
+def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
+    """`n` actor observations (raw, with sensor noise) met while the bundle's own policy flies
+    randomized vehicles from the task's start distribution: what an exported policy will be fed."""
+    env = env_for_bundle(bundle)
+    params, apply = bundle_policy(bundle)
+    episodes = max(16, -(-2 * n // env.episode_steps))  # twice what is needed, then subsample across episodes
+
+    @jax.jit
+    def run(pp, key):
+        k_reset, k_run = jax.random.split(key)
+        s0 = jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(k_reset, episodes), env)
+
+        def body(carry, k):
+            s, alive = carry
+            obs = jax.vmap(qt.observe, in_axes=(0, None, 0))(jax.random.split(k, episodes), env, s)
+            a = jnp.clip(apply(pp, obs), -1.0, 1.0)
+            s2, _, term, _ = jax.vmap(qt.step, in_axes=(None, 0, 0, None))(k, s, a, env)
+            return (s2, alive & ~term), (obs, alive)
+
+        _, (obs, alive) = jax.lax.scan(body, (s0, jnp.ones(episodes, bool)), jax.random.split(k_run, env.episode_steps))
+        return obs, alive
+
+    obs, alive = jax.device_get(run(params, jax.random.PRNGKey(seed)))
+    pool = np.asarray(obs, np.float32)[np.asarray(alive)]
+    if len(pool) < n:
+        raise ValueError(f"only {len(pool)} in-flight observations from {episodes} episodes, {n} wanted")
+    return pool[np.random.default_rng(seed).choice(len(pool), n, replace=False)]
