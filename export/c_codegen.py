@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .errors import ExportError
-from .quantize import INPUT_MAX, SHIFT, TANH_TABLE_SIZE, QuantizedPolicy, tanh_table
+from .quantize import INPUT_MAX, SHIFT, TANH_HALF, TANH_TABLE_SIZE, QuantizedPolicy, tanh_table
 
 PREFIX = "edgectl_policy"
 HEADER, SOURCE = f"{PREFIX}.h", f"{PREFIX}.c"
@@ -188,14 +188,22 @@ static void dense(const float *w, const float *b, const float *x, float *y, int 
     return "\n".join(parts)
 
 
-def _pad4(n: int) -> int:
-    return (n + 3) // 4 * 4
+def _pad8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _slot(i: int) -> int:
+    """Where element i lives in an interleaved activation buffer: groups of four stored as x0, x2, x1, x3."""
+    return (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1)
 
 
 def _int8_source(bundle, q: QuantizedPolicy) -> str:
     c = bundle.contract
     n_obs = c["observation"]["size"]
     i8 = lambda v: str(int(v))  # noqa: E731
+    # Hidden values are stored in "slot order" (SLOT below); rows of hidden layers are permuted the same
+    # way, so each layer writes its outputs sequentially and the input loop reads obs[] through IN_INDEX.
+    in_order = [_slot(r) if _slot(r) < n_obs else -1 for r in range(_pad8(n_obs))]
     parts = [_provenance(bundle, "int8"), f'#include "{HEADER}"', "#include <stdint.h>", "#include <string.h>", ""]
     parts.append(f"""#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
@@ -204,94 +212,119 @@ def _int8_source(bundle, q: QuantizedPolicy) -> str:
 #define EDGECTL_DSP 0
 #endif
 
-/* input: q = clamp(round((obs - OBS_OFFSET) * IN_GAIN), -{INPUT_MAX}, {INPUT_MAX}): 16-bit codes, one scale per
- * feature (SMLAD multiplies 16-bit operands, so the wider input is free); weights and hidden layers are int8 */
-static const float OBS_OFFSET[{n_obs}] = {_array(q.obs_offset, _f)};
-static const float IN_GAIN[{n_obs}] = {_array(q.input_gain, _f)};
-/* tanh(i / 128) * 127 for i = 0..{TANH_TABLE_SIZE - 1}; odd symmetry gives the negative half */
+/* Activation buffers are int16 in groups of four stored as x0, x2, x1, x3 ("slot order"): SXTB16 splits
+ * four int8 weights into the halfword pairs (w0, w2) and (w1, w3), so each SMLAD consumes one pair of
+ * each. Weight rows and the input loop are permuted at generation time so values land in their slots. */
+
+/* input: q = clamp(round((obs - offset) * gain), -{INPUT_MAX}, {INPUT_MAX}): 16-bit codes, one scale per feature
+ * (SMLAD multiplies 16-bit operands, so the wider input is free); weights and hidden layers are int8.
+ * Listed in slot order: slot r holds obs[IN_INDEX[r]]. */
+static const uint8_t IN_INDEX[{n_obs}] = {_array([i for i in in_order if i >= 0], i8, per_line=16)};
+static const float IN_OFFSET[{n_obs}] = {_array([q.obs_offset[i] for i in in_order if i >= 0], _f)};
+static const float IN_GAIN[{n_obs}] = {_array([q.input_gain[i] for i in in_order if i >= 0], _f)};
+/* round(127 tanh((k - {TANH_HALF}) / 128)) for k = 0..{TANH_TABLE_SIZE - 1} */
 static const int8_t TANH_Q7[{TANH_TABLE_SIZE}] = {_array(tanh_table(), i8, per_line=16)};
 """)
     for li, layer in enumerate(q.layers):
         n_in, n_out = layer.weight.shape
-        w = np.zeros((n_out, _pad4(n_in)), np.int64)
-        w[:, :n_in] = layer.weight.T
         last = li == len(q.layers) - 1
-        parts.append(f"/* layer {li}: {n_in} -> {n_out} (inputs padded to {_pad4(n_in)} with zero weights) */")
-        parts.append(f"static const int8_t L{li}_W[{n_out}][{_pad4(n_in)}] = {_matrix(w, i8, per_line=16)};")
-        parts.append(f"static const int32_t L{li}_B[{n_out}] = {_array(layer.bias, i8)};")
+        rows = list(range(n_out)) if last else [_slot(r) for r in range(n_out)]
+        if not last and sorted(rows) != list(range(n_out)):
+            raise ExportError(f"layer {li}: hidden width {n_out} is not a multiple of 4 (int8 slot order needs it)")
+        w = np.zeros((n_out, _pad8(n_in)), np.int64)
+        w[:, :n_in] = layer.weight.T[rows]
+        order = "" if last else ", rows in slot order"
+        parts.append(f"/* layer {li}: {n_in} -> {n_out} (inputs padded to {_pad8(n_in)} with zero weights{order}) */")
+        parts.append(f"static const int8_t L{li}_W[{n_out}][{_pad8(n_in)}] = {_matrix(w, i8, per_line=16)};")
+        parts.append(f"static const int32_t L{li}_B[{n_out}] = {_array(layer.bias[rows], i8)};")
         if last:
             parts.append(f"/* real value of one accumulator unit, per output */\nstatic const float L{li}_SCALE[{n_out}] = {_array(layer.weight_scale, _f)};")
         else:
             parts.append(f"/* accumulator -> tanh table index: (acc * M + 2^{SHIFT - 1}) >> {SHIFT} */\n"
-                         f"static const int32_t L{li}_M[{n_out}] = {_array(layer.multiplier, i8)};")
+                         f"static const int32_t L{li}_M[{n_out}] = {_array(layer.multiplier[rows], i8)};")
     parts.append(f"""
-/* Activations are int16 (16-bit input codes, then int8 values) in groups of four stored as x0, x2, x1, x3: SXTB16 splits four int8 weights
- * into the (w0, w2) and (w1, w3) halfword pairs, so one SMLAD consumes each. n is a multiple of 4. */
-static void pack(const int32_t *src, int16_t *dst, int n, int n_padded)
+/* acc + sum of 8 products w[i] x[i], x in slot order */
+static inline int32_t mac8(int32_t acc, const int8_t *w, const int16_t *x)
 {{
-    int i;
-    for (i = 0; i < n_padded; ++i) {{
-        int k = (i & ~3) + ((i & 3) == 1 ? 2 : (i & 3) == 2 ? 1 : (i & 3));
-        dst[i] = (int16_t)(k < n ? src[k] : 0);
-    }}
-}}
-
-static int32_t dot(const int8_t *w, const int16_t *x, int n)
-{{
-    int32_t acc = 0;
-    int i;
 #if EDGECTL_DSP
-    for (i = 0; i < n; i += 4) {{
-        uint32_t w4, x02, x13;
-        memcpy(&w4, w + i, 4);
-        memcpy(&x02, x + i, 4);
-        memcpy(&x13, x + i + 2, 4);
-        acc = __smlad(__sxtb16(w4), x02, acc);
-        acc = __smlad(__sxtb16((w4 >> 8) | (w4 << 24)), x13, acc);
-    }}
+    uint32_t wa, wb, wa13, wb13, x0, x1, x2, x3;
+    memcpy(&wa, w, 4);
+    memcpy(&wb, w + 4, 4);
+    memcpy(&x0, x, 4);
+    memcpy(&x1, x + 2, 4);
+    memcpy(&x2, x + 4, 4);
+    memcpy(&x3, x + 6, 4);
+    /* one instruction each; written out because compilers split the rotate from SXTB16 */
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(wa13) : "r"(wa));
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(wb13) : "r"(wb));
+    acc = __smlad(__sxtb16(wa), x0, acc);
+    acc = __smlad(wa13, x1, acc);
+    acc = __smlad(__sxtb16(wb), x2, acc);
+    return __smlad(wb13, x3, acc);
 #else
-    for (i = 0; i < n; i += 4)
-        acc += w[i] * x[i] + w[i + 2] * x[i + 1] + w[i + 1] * x[i + 2] + w[i + 3] * x[i + 3];
+    return acc + w[0] * x[0] + w[2] * x[1] + w[1] * x[2] + w[3] * x[3]
+               + w[4] * x[4] + w[6] * x[5] + w[5] * x[6] + w[7] * x[7];
 #endif
-    return acc;
 }}
 
-static int32_t tanh_q7(int32_t acc, int32_t m)
+static inline int16_t tanh_q7(int32_t acc, int32_t m)
 {{
     /* >> of a negative int64 is arithmetic on every compiler we target (implementation-defined in C99) */
     int32_t idx = (int32_t)(((int64_t)acc * m + ((int64_t)1 << {SHIFT - 1})) >> {SHIFT});
-    int32_t mag = idx < 0 ? -idx : idx;
-    if (mag > {TANH_TABLE_SIZE - 1})
-        mag = {TANH_TABLE_SIZE - 1};
-    return idx < 0 ? -TANH_Q7[mag] : TANH_Q7[mag];
+#if EDGECTL_DSP
+    idx = __ssat(idx, {int(np.log2(TANH_TABLE_SIZE))});
+#else
+    idx = idx < -{TANH_HALF} ? -{TANH_HALF} : (idx > {TANH_HALF - 1} ? {TANH_HALF - 1} : idx);
+#endif
+    return TANH_Q7[idx + {TANH_HALF}];
 }}
 """)
-    widths = [n_obs] + [lay.weight.shape[1] for lay in q.layers]
-    maxw = max(_pad4(n) for n in widths)
-    body = [f"int {PREFIX}_step(const float obs[{PREFIX.upper()}_OBS_SIZE], float action[{PREFIX.upper()}_ACTION_SIZE])",
-            "{", f"    int32_t h[{maxw}];", f"    int16_t packed[{maxw}];", "    int i, j;",
-            f"    for (i = 0; i < {n_obs}; ++i) {{",
-            "        float v = obs[i];",
-            "        if (v - v != 0.0f)  /* NaN or inf: refuse, the caller falls back */",
-            "            return 1;",
-            "        v = (v - OBS_OFFSET[i]) * IN_GAIN[i];",
-            f"        if (v > {INPUT_MAX}.0f) v = {INPUT_MAX}.0f;",
-            f"        if (v < -{INPUT_MAX}.0f) v = -{INPUT_MAX}.0f;",
-            "        h[i] = (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f));",
-            "    }"]
+    widths = [n_obs] + [lay.weight.shape[1] for lay in q.layers[:-1]]
     for li, layer in enumerate(q.layers):
         n_in, n_out = layer.weight.shape
         last = li == len(q.layers) - 1
-        body.append(f"    pack(h, packed, {n_in}, {_pad4(n_in)});")
-        body.append(f"    for (j = 0; j < {n_out}; ++j) {{")
-        body.append(f"        int32_t acc = dot(L{li}_W[j], packed, {_pad4(n_in)}) + L{li}_B[j];")
+        sig = (f"static void layer{li}(const int16_t *x, float *action)" if last
+               else f"static void layer{li}(const int16_t *x, int16_t *y)")
+        lines = [sig, "{", "    int i, j;", f"    for (j = 0; j < {n_out}; ++j) {{",
+                 f"        const int8_t *w = L{li}_W[j];", f"        int32_t acc = L{li}_B[j];",
+                 f"        for (i = 0; i < {_pad8(n_in)}; i += 8)", "            acc = mac8(acc, w + i, x + i);"]
         if last:
             lo, hi = _f(q.action_low), _f(q.action_high)
-            body.append(f"        float a = (float)acc * L{li}_SCALE[j];")
-            body.append(f"        action[j] = a < {lo} ? {lo} : (a > {hi} ? {hi} : a);")
+            lines += [f"        {{", f"            float a = (float)acc * L{li}_SCALE[j];",
+                      f"            action[j] = a < {lo} ? {lo} : (a > {hi} ? {hi} : a);", "        }"]
         else:
-            body.append(f"        h[j] = tanh_q7(acc, L{li}_M[j]);")
-        body.append("    }")
+            lines.append(f"        y[j] = tanh_q7(acc, L{li}_M[j]);")
+        lines += ["    }", "}", ""]
+        parts.append("\n".join(lines))
+    body = [f"int {PREFIX}_step(const float obs[{PREFIX.upper()}_OBS_SIZE], float action[{PREFIX.upper()}_ACTION_SIZE])", "{"]
+    for k, n in enumerate(widths):
+        body.append(f"    int16_t x{k}[{_pad8(n)}];")
+    body += ["    int r;",
+             f"    for (r = 0; r < {n_obs}; ++r)",
+             "        if (obs[r] - obs[r] != 0.0f)  /* NaN or inf: refuse, the caller falls back */",
+             "            return 1;"]
+    # the input loop runs over slots; slots of padding elements are zeroed explicitly
+    pad_slots = [r for r, i in enumerate(in_order) if i < 0]
+    real_slots = [r for r, i in enumerate(in_order) if i >= 0]
+    if real_slots != list(range(n_obs)):
+        body.append(f"    /* input slots are not contiguous for OBS_SIZE {n_obs}: write each through SLOT */")
+    slot_expr = "r" if real_slots == list(range(n_obs)) else "SLOT_OF[r]"
+    if slot_expr != "r":
+        parts.append(f"static const uint8_t SLOT_OF[{n_obs}] = {_array(real_slots, i8, per_line=16)};\n")
+    body += [f"    for (r = 0; r < {n_obs}; ++r) {{",
+             "        float v = (obs[IN_INDEX[r]] - IN_OFFSET[r]) * IN_GAIN[r];",
+             f"        if (v > {INPUT_MAX}.0f) v = {INPUT_MAX}.0f;",
+             f"        if (v < -{INPUT_MAX}.0f) v = -{INPUT_MAX}.0f;",
+             f"        x0[{slot_expr}] = (int16_t)(v + (v >= 0.0f ? 0.5f : -0.5f));",
+             "    }"]
+    for r in pad_slots:
+        body.append(f"    x0[{r}] = 0;  /* padding */")
+    for k, n in enumerate(widths[1:], start=1):
+        for r in range(n, _pad8(n)):
+            body.append(f"    x{k}[{r}] = 0;  /* padding */")
+    for li in range(len(q.layers)):
+        last = li == len(q.layers) - 1
+        body.append(f"    layer{li}(x{li}, {'action' if last else f'x{li + 1}'});")
     body += ["    return 0;", "}", ""]
     parts.append("\n".join(body))
     return "\n".join(parts)

@@ -11,9 +11,11 @@ The scheme (every integer step is exact, so C on any machine and this NumPy mode
 - Weights: per output channel, symmetric: q_w[i, j] = round(W'[i, j] / s_w[j]), s_w[j] = max_i |W'[i, j]| / 127,
   where the first layer's W'[i, j] = s_x[i] W[i, j] (the input scale folded in) and later layers'
   W' = W / 127 (hidden activations are int8 with scale 1/127). Biases are int32 in units of s_w[j].
-- Hidden activation: tanh through a 513-entry int8 table over |z| in [0, 4] in steps of 1/128
-  (tanh(4) rounds to 127/127 already). The int32 accumulator maps to a table index with a per-channel
-  fixed-point multiplier: idx = (acc * m[j] + 2^(S-1)) >> S, m[j] = round(s_w[j] * 128 * 2^S).
+- Hidden activation: tanh through a 1024-entry int8 table over z in [-4, 4) in steps of 1/128
+  (tanh(3.99) already rounds to 127/127, so clamping the index saturates correctly; one signed
+  saturate instruction does it on a Cortex-M4). The int32 accumulator maps to a table index with a
+  per-channel fixed-point multiplier: idx = (acc * m[j] + 2^(S-1)) >> S, m[j] = round(s_w[j] * 128 * 2^S),
+  y = TABLE[clamp(idx, -512, 511) + 512].
   Only tanh actors are quantized (every trainer here makes them); calibrate() refuses others by field.
 - Output layer: action[j] = clip(float32(acc[j]) * s_w[j], low, high), one float32 multiply.
 
@@ -29,13 +31,14 @@ from .errors import ExportError
 
 TANH_STEPS_PER_UNIT = 128  # table resolution in pre-activation units: the slope of tanh is <= 1, so < 1 LSB per step
 TANH_RANGE = 4.0
-TANH_TABLE_SIZE = int(TANH_RANGE * TANH_STEPS_PER_UNIT) + 1  # 513: index 0 .. 512 over |z| in [0, 4]
+TANH_HALF = int(TANH_RANGE * TANH_STEPS_PER_UNIT)  # 512
+TANH_TABLE_SIZE = 2 * TANH_HALF  # 1024 entries: z = (k - 512) / 128 for k = 0 .. 1023
 INPUT_MAX = 32767  # 16-bit input codes (see above)
 SHIFT = 24  # fixed-point fraction bits of the index multiplier; acc * m stays far below 2^63
 
 
 def tanh_table() -> np.ndarray:
-    z = np.arange(TANH_TABLE_SIZE, dtype=np.float64) / TANH_STEPS_PER_UNIT
+    z = (np.arange(TANH_TABLE_SIZE, dtype=np.float64) - TANH_HALF) / TANH_STEPS_PER_UNIT
     return np.round(127.0 * np.tanh(z)).astype(np.int8)
 
 
@@ -81,8 +84,7 @@ class QuantizedPolicy:
         for layer in self.layers[:-1]:
             acc = h @ layer.weight.astype(np.int64) + layer.bias.astype(np.int64)
             idx = (acc * layer.multiplier.astype(np.int64) + (1 << (SHIFT - 1))) >> SHIFT
-            mag = np.minimum(np.abs(idx), TANH_TABLE_SIZE - 1)
-            h = np.where(idx < 0, -table[mag], table[mag])
+            h = table[np.clip(idx, -TANH_HALF, TANH_HALF - 1) + TANH_HALF]
         last = self.layers[-1]
         acc = h @ last.weight.astype(np.int64) + last.bias.astype(np.int64)
         a = acc.astype(np.float32) * last.weight_scale  # |acc| < 2^24, so the int -> float conversion is exact

@@ -185,7 +185,12 @@ def target_stm32(job: Job, out: Path) -> None:
         (out / name).write_text(text)
     n = min(len(job.parity_obs), 1000)  # QEMU prints every action; 1,000 keeps a run near a second
     job.progress(f"cross-compiling for Cortex-M4F and running {n} inferences under qemu-system-arm -M netduinoplus2")
-    res = stm32.run_pil(files, job.parity_obs[:n], out / "pil")
+    with tempfile.TemporaryDirectory(prefix="edgectl-pil-") as work:
+        res = stm32.run_pil(files, job.parity_obs[:n], Path(work))
+        # keep what a user may want to inspect or flash by hand; objects and the instruction trace are scratch
+        shutil.copy2(res.elf, out / "pil.elf")
+        if res.elf.with_suffix(".map").is_file():
+            shutil.copy2(res.elf.with_suffix(".map"), out / "pil.map")
     if job.int8:
         want = job.quant.forward(job.parity_obs[:n])
         err = _max_err(res.actions, want)

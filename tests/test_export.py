@@ -142,8 +142,10 @@ def test_int8_model_is_close_to_float_and_scales_are_per_channel(bundle, quant, 
 
 def test_tanh_table_is_odd_monotone_and_saturates():
     t = quantize.tanh_table().astype(int)
-    assert t[0] == 0 and t[-1] == 127 and np.all(np.diff(t) >= 0)
-    assert t[quantize.TANH_STEPS_PER_UNIT] == round(127 * math.tanh(1.0))
+    h = quantize.TANH_HALF
+    assert t[h] == 0 and t[0] == -127 and t[-1] == 127 and np.all(np.diff(t) >= 0)
+    assert np.array_equal(t[h + 1:], -t[h - 1:0:-1])  # odd: the clamp at either end saturates the same way
+    assert t[h + quantize.TANH_STEPS_PER_UNIT] == round(127 * math.tanh(1.0))
 
 
 def test_calibrate_rejects_bad_inputs(bundle, rollout_obs):
@@ -236,3 +238,38 @@ def test_cli_export_c_int8_flies_within_tolerance_of_float(tmp_path):
     assert loop["int8"]["survival_rate"] > 0.9  # the fixture policy flies; a broken int8 model would not
     assert sorted(report["files"]) == ["edgectl_policy.c", "edgectl_policy.h"]
     assert "#define EDGECTL_POLICY_INT8 1" in (out / "edgectl_policy.h").read_text()
+
+
+# --- processor in the loop: the generated C on the Crazyflie's MCU (QEMU netduinoplus2) -------------
+@pytest.fixture(scope="module")
+def toolchain():
+    import os
+
+    from export import stm32
+    from export.errors import TargetUnavailable
+    try:
+        stm32.check_toolchain()
+    except TargetUnavailable as e:
+        if os.environ.get("EDGECTL_REQUIRE_TOOLCHAIN") == "1":
+            pytest.fail(f"EDGECTL_REQUIRE_TOOLCHAIN=1 but {e}")
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("int8, max_instructions", [(False, 20_000), (True, 8_000)])
+def test_stm32_export_runs_the_policy_on_cortex_m4(toolchain, tmp_path, int8, max_instructions):
+    from export.targets import export
+    out = tmp_path / "stm32"
+    report = export(BUNDLE, "stm32", out, int8=int8, samples=1000, eval_episodes=200)
+    assert report == json.loads((out / "report.json").read_text())
+    if int8:
+        assert report["parity"]["stm32_int8"]["mismatches"] == 0 and report["max_abs_error"] == 0.0
+        assert report["max_abs_error_vs_float"] < 0.1
+    else:
+        assert report["max_abs_error"] <= 1e-5 and report["parity"]["stm32_float32"]["observations"] == 1000
+    assert 0 < report["instructions_per_inference"] <= max_instructions
+    # the weights alone are this big; the budget check used the ELF's numbers
+    n_weights = sum(w.size for w, _ in load_bundle(BUNDLE).layers)
+    assert n_weights * (1 if int8 else 4) < report["flash_bytes"] <= 131_072
+    assert 0 < report["ram_bytes"] <= 16_384
+    assert (out / "edgectl_policy.c").is_file() and (out / "pil.elf").is_file()
+    assert sorted(report["files"]) == ["edgectl_policy.c", "edgectl_policy.h", "pil.elf", "pil.map"]
