@@ -26,7 +26,7 @@ class PlatformError(ValueError):
 class Spec:
     unit: str
     shape: tuple[int, ...] = ()  # () scalar, (n,) vector, (n, m) matrix
-    kind: str = "float"  # float | int | str
+    kind: str = "float"  # float | int | str | stl (a list of STL specs, parsed on load)
     min: float | None = None  # inclusive
     max: float | None = None
     positive: bool = False
@@ -67,9 +67,18 @@ _QUADROTOR: dict[str, Spec] = {
     "sensors.orientation_noise_std": Spec("1", min=0.0),
     "sensors.velocity_noise_std": Spec("m/s", min=0.0),
     "sensors.angular_velocity_noise_std": Spec("rad/s", min=0.0),
+    # Runtime assurance (edgectl/safety): specs over edgectl.safety.signals.QUADROTOR_SIGNALS.
+    # The margin is in robustness units (those of the spec's predicates: m, rad, ...).
+    "safety.specs": Spec("", (-1,), kind="stl"),
+    "safety.shield_margin": Spec("", min=0.0),
+    "safety.shield_holdoff": Spec("s", min=0.0),
+    "safety.shield_horizon": Spec("s", positive=True),
 }
 
 SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR}
+# Sections a file may leave out entirely (all their fields then absent), so platform files copied
+# into bundles before the section existed still load; a section that is present must be complete.
+OPTIONAL_SECTIONS = frozenset({"safety"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
     values, units, sources = {}, {}, {}
     for key, spec in SCHEMAS[kind].items():
         section, fld = key.split(".")
+        if section in OPTIONAL_SECTIONS and section not in doc:
+            continue
         entry = doc.get(section, {}).get(fld) if isinstance(doc.get(section), dict) else None
         if entry is None:
             raise PlatformError(f"{fname}: missing field {key} (expected {{ value = ..., unit = {spec.unit!r}, source = ... }})")
@@ -145,11 +156,17 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
         raise PlatformError(f"{fname}: field control.action_min must be below control.action_max")
     if kind == "quadrotor" and values["rotors.min_rpm"] >= values["rotors.max_rpm"]:
         raise PlatformError(f"{fname}: field rotors.min_rpm ({values['rotors.min_rpm']}) must be below rotors.max_rpm ({values['rotors.max_rpm']})")
+    if "safety.specs" in values:
+        _check_safety(fname, kind, values)
     return Platform(name=name, kind=kind, path=path, raw=raw, values=values, units=units, sources=sources)
 
 
 def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
     where = f"{fname}: field {key} ({spec.unit or 'no unit'})"
+    if spec.kind == "stl":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise PlatformError(f"{where}: expected a non-empty list of STL specs (strings), got {value!r}")
+        return list(value)
     if spec.kind == "str":
         if not isinstance(value, str) or not value:
             raise PlatformError(f"{where}: expected a non-empty string, got {value!r}")
@@ -174,6 +191,25 @@ def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
         if spec.max is not None and x > spec.max:
             raise PlatformError(f"{where}: value {x!r} is above the maximum {spec.max}")
     return value if spec.kind == "int" or spec.shape else float(value)
+
+
+def _check_safety(fname: str, kind: str, values: dict[str, Any]) -> None:
+    # Parse every spec now, at the sample period the policy (and so the monitor) runs at: a typo
+    # in a safety spec must stop the load, not surface mid-flight.
+    from edgectl.safety.signals import SIGNALS_BY_KIND
+    from edgectl.safety.stl import SpecError, parse
+    dt = 1.0 / values["control.policy_rate"]
+    horizon = values["safety.shield_horizon"]
+    if abs(round(horizon / dt) * dt - horizon) > 1e-9:
+        raise PlatformError(f"{fname}: field safety.shield_horizon ({horizon:g} s) is not a multiple of 1/control.policy_rate = {dt:g} s")
+    for i, text in enumerate(values["safety.specs"]):
+        try:
+            f = parse(text, SIGNALS_BY_KIND[kind])
+            f.steps(dt)
+        except SpecError as e:
+            raise PlatformError(f"{fname}: field safety.specs[{i}]: {e}") from None
+        if f.horizon > horizon + 1e-9:
+            raise PlatformError(f"{fname}: field safety.specs[{i}] looks {f.horizon:g} s ahead, beyond safety.shield_horizon = {horizon:g} s")
 
 
 def _shape(v: Any) -> tuple[int, ...]:
