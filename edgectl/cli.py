@@ -516,6 +516,47 @@ def build_firmware_cmd(
     console.print(f"built {binary}\nnext: edgectl flash --uri radio://0/80/2M/E7E7E7E7E7 {binary}")
 
 
+SIM_VEHICLES = ("crazyflie", "mavlink")
+
+
+@app.command("sim-vehicle")
+def sim_vehicle_cmd(
+    kind: str = typer.Argument(..., help=f"One of: {', '.join(SIM_VEHICLES)}."),
+    uri: Optional[str] = typer.Option(None, "--uri", help="Where the vehicle listens. crazyflie: udp://127.0.0.1:19850 "
+                                      "(connect cflib to the same URI); mavlink: udpin:127.0.0.1:14550 (connect with udpout:...)."),
+    speed: float = typer.Option(1.0, "--speed", help="Simulated seconds per wall-clock second."),
+    signing_key: Optional[str] = typer.Option(None, "--signing-key", envvar="EDGECTL_MAVLINK_KEY",
+                                              help="mavlink: MAVLink 2 signing key (64 hex digits or a passphrase)."),
+    platform: str = typer.Option("crazyflie_2_1", "--platform", help="Platform file whose dynamics the vehicle flies."),
+) -> None:
+    """Run a simulated vehicle that speaks the real protocol, driven by edgectl's simulator (Ctrl-C to stop).
+
+    Point `edgectl run`, or your own cflib / pymavlink script, at it.
+    """
+    if kind == "crazyflie":
+        from firmware_bridge.cli_hooks import sim_vehicle_main as cf_main
+        cf_main(kind="crazyflie", uri=uri or "udp://127.0.0.1:19850", speed=speed)
+    elif kind == "mavlink":
+        from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
+        mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform, echo=typer.echo)
+    else:
+        _fail(f"sim-vehicle {kind!r}: unknown vehicle; expected one of {', '.join(SIM_VEHICLES)}")
+
+
+@app.command("sitl-server")
+def sitl_server_cmd(
+    kind: str = typer.Argument(..., help="px4 (TCP 4560, PX4 SITL connects, lockstep HIL messages) or ardupilot (UDP 9002, JSON SITL)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: Optional[int] = typer.Option(None, "--port", help="Default 4560 (px4) / 9002 (ardupilot)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Platform file instead of the iris-sized generic quad."),
+) -> None:
+    """Serve edgectl's physics to a real PX4 or ArduPilot SITL build (Ctrl-C to stop)."""
+    if kind not in ("px4", "ardupilot"):
+        _fail(f"sitl-server {kind!r}: expected px4 or ardupilot")
+    from firmware_bridge.mavlink.cli_hooks import sitl_server_main
+    sitl_server_main(kind=kind, host=host, port=port, platform=platform, echo=typer.echo)
+
+
 def _na_reason(v, pct: int) -> str:
     return "" if v is not None and math.isfinite(float(v)) else f"  (more than {pct}% of episodes crashed)"
 

@@ -1,0 +1,70 @@
+"""Entry points behind ``edgectl mavlink ...`` (the CLI wires them; they block until Ctrl-C)."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+def _key(signing_key: str | bytes | None) -> bytes | None:
+    if signing_key is None or isinstance(signing_key, bytes):
+        return signing_key
+    from .bridge import signing_key_from_text
+
+    return signing_key_from_text(signing_key)
+
+
+def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
+                     signing_key: str | bytes | None = None, platform: str = "crazyflie_2_1",
+                     offboard_timeout: float = 1.0, failsafe: str = "land",
+                     echo: Callable[[str], None] = print, duration: float | None = None) -> None:
+    """Run a PX4-like simulated vehicle on ``uri``. Connect the bridge with the mirror URL
+    (vehicle ``udpin:H:P`` <-> link ``udpout:H:P``; vehicle ``tcpin:H:P`` <-> link ``tcp:H:P``).
+    ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy)."""
+    from .sim_vehicle import SimVehicle
+
+    vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,
+                         offboard_timeout=offboard_timeout, failsafe=failsafe)
+    host, port = vehicle.address
+    echo(f"sim vehicle ({platform}, PX4-like, sysid 1) on {uri} -> {host}:{port}, speed x{speed:g}, "
+         f"signing {'on' if signing_key else 'off'}; Ctrl-C to stop")
+    try:
+        vehicle.run(duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vehicle.conn.close()
+        echo(f"sim vehicle stopped at t={vehicle.phys.t:.1f} s; counters: {dict(vehicle.counters)}")
+
+
+def sitl_server_main(kind: str = "px4", host: str = "127.0.0.1", port: int | None = None,
+                     platform: str | None = None, echo: Callable[[str], None] = print) -> None:
+    """Serve physics to a real PX4 SITL (``kind="px4"``, TCP 4560: start PX4 SITL without its own
+    simulator, e.g. ``make px4_sitl none_iris``, and it connects here) or ArduPilot SITL
+    (``kind="ardupilot"``, UDP 9002: ``sim_vehicle.py -v ArduCopter --model JSON:127.0.0.1``).
+    ``platform``: a platform file to fly instead of the iris-sized generic quad (re-laid out as
+    Quad-X; the autopilot's gains must suit it)."""
+    from .physics import platform_params, quad_x_layout
+    from .sitl_server import ArduPilotJsonServer, Px4SitlServer
+
+    params = None
+    if platform is not None:
+        params = quad_x_layout(platform_params(platform, dt=0.004 if kind == "px4" else None))
+    if kind == "px4":
+        server = Px4SitlServer(host, 4560 if port is None else port, params=params)
+        proto = "tcp"
+    elif kind == "ardupilot":
+        server = ArduPilotJsonServer(host, 9002 if port is None else port, params=params)
+        proto = "udp"
+    else:
+        raise ValueError(f"sitl server kind must be 'px4' or 'ardupilot', got {kind!r}")
+    h, p = server.address
+    echo(f"{kind} SITL simulator listening on {proto} {h}:{p} ({platform or 'generic quad'}); Ctrl-C to stop")
+    server.start()
+    try:
+        while server._thread is not None and server._thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        echo(f"{kind} SITL simulator stopped; stats: {server.stats}")
