@@ -1,0 +1,87 @@
+"""Functions behind ``edgectl sim-vehicle`` and ``edgectl flash`` (the CLI wires them up).
+
+Both return a process exit code and print what they do; neither imports JAX.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+SIM_KINDS = ("crazyflie",)
+
+
+def _print(*args):
+    print(*args, flush=True)
+
+
+def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850", speed: float = 1.0,
+                     platform: str = "crazyflie_2_1", duration: float | None = None,
+                     stop_event: threading.Event | None = None) -> int:
+    """Serve a simulated vehicle at uri until Ctrl-C (or ``duration`` seconds, or ``stop_event``)."""
+    if kind not in SIM_KINDS:
+        _print(f"sim-vehicle: unknown vehicle kind {kind!r}; available: {', '.join(SIM_KINDS)}")
+        return 2
+    parsed = urlparse(uri)
+    if parsed.scheme != "udp" or not parsed.hostname or parsed.port is None:
+        _print(f"sim-vehicle: {uri}: serve on a UDP URI such as udp://127.0.0.1:19850 "
+               "(sim:// URIs only exist inside one Python process)")
+        return 2
+    from firmware_bridge.crazyflie.bootloader import FLASH_PAGES, FLASH_START, PAGE_SIZE
+    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+
+    try:
+        sim = CrazyflieSim(platform, speed=speed)
+        server = sim.serve_udp(parsed.hostname, parsed.port)
+    except (OSError, ValueError) as e:
+        _print(f"sim-vehicle: {e}")
+        return 1
+    stop = stop_event or threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sim.start()
+    _print(f"simulated {sim.platform.name} ({kind}) serving CRTP on {server.uri} at {speed:g}x real time\n"
+           f"  log TOC: {len(sim.log_names())} variables (stateEstimate, stateEstimateZ, stabilizer, gyro, acc, "
+           f"pm, motor, supervisor, ...); param TOC: {len(sim.param_names())} parameters\n"
+           f"  bootloader: {PAGE_SIZE} B pages, firmware area pages {FLASH_START}-{FLASH_PAGES - 1}\n"
+           f"  connect with cflib: SyncCrazyflie('{server.uri}'); flash: edgectl flash --uri {server.uri} FILE\n"
+           "  Ctrl-C to stop")
+    t_end = None if duration is None else time.monotonic() + duration
+    try:
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            stop.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    s = sim.stats
+    _print(f"stopped after {sim.t:.1f} s simulated: {s.rx} packets in, {s.tx} out, "
+           f"{s.malformed} malformed, {s.unknown} not simulated")
+    return 0
+
+
+def flash_main(uri: str, path: str | Path, *, verify: bool = True, retries: int = 1,
+               warm_boot: bool = True) -> int:
+    """Flash a firmware image (a .bin or an app folder with build/cf2.bin) and print the report."""
+    from firmware_bridge.crazyflie.flash import FlashError, flash
+
+    def progress(stage, done, total):
+        if done == total or done % 10 == 0:
+            sys.stdout.write(f"\r  {stage}: {done}/{total} pages")
+            sys.stdout.flush()
+            if done == total:
+                sys.stdout.write("\n")
+
+    try:
+        report = flash(uri, path, verify=verify, retries=retries, warm_boot=warm_boot, progress=progress)
+    except FlashError as e:
+        _print(f"\nflash failed: {e}")
+        return 1
+    _print(str(report))
+    return 0

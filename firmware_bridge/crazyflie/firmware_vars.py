@@ -1,0 +1,144 @@
+"""The simulated Crazyflie's firmware variables: log TOC, parameter TOC, and what each log
+variable reads (names, types and conventions of crazyflie-firmware: stabilizer.c, motors.c,
+pm_stm32f4.c, supervisor.c; stateEstimate.pitch and stabilizer.pitch carry the firmware's legacy
+sign, nose up positive; stateEstimateZ is the firmware's compressed state).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .control import THRUST_UNITS, quat_to_euler
+from .setpoints import ANGLE
+from .supervisor import CAN_FLY
+from .toc import LOG_TYPE_NAMES, PARAM_TYPE_NAMES, LogVar, Param, Toc
+
+
+def compress_quaternion(qx: float, qy: float, qz: float, qw: float) -> int:
+    """Smallest-three quaternion compression of the firmware's stateEstimateZ.quat: index of the
+    largest component (2 bits), then the other three, each a sign bit and a 9-bit magnitude scaled
+    by 1/sqrt(2) (the largest component is made positive)."""
+    q = (qx, qy, qz, qw)
+    big = max(range(4), key=lambda i: abs(q[i]))
+    negate = q[big] < 0
+    comp = big
+    for i in range(4):
+        if i != big:
+            mag = min(511, int(511 * abs(q[i]) * math.sqrt(2.0) + 0.5))
+            comp = (comp << 10) | (int((q[i] < 0) != negate) << 9) | mag
+    return comp & 0xFFFFFFFF
+
+
+def _i16(v: float) -> int:
+    # C float -> int16_t: truncation toward zero; saturate instead of the undefined overflow
+    return max(-32768, min(32767, int(v)))
+
+
+def build_log_toc(extra=()) -> Toc:
+    """extra: more (group, type, \"name name ...\") rows, e.g. an app's log group."""
+    logs = Toc()
+    f, i16, u8, u16, u32, i8 = (LOG_TYPE_NAMES[k] for k in ("float", "int16", "uint8", "uint16", "uint32", "int8"))
+    spec = [
+        ("stateEstimate", f, "x y z vx vy vz ax ay az roll pitch yaw qx qy qz qw"),
+        ("stateEstimateZ", i16, "x y z vx vy vz ax ay az"), ("stateEstimateZ", u32, "quat"),
+        ("stateEstimateZ", i16, "rateRoll ratePitch rateYaw"),
+        ("stabilizer", f, "roll pitch yaw thrust"), ("gyro", f, "x y z"), ("acc", f, "x y z"),
+        ("pm", f, "vbat"), ("pm", u16, "vbatMV"), ("pm", i8, "state"), ("pm", u8, "batteryLevel"),
+        ("motor", u16, "m1 m2 m3 m4"), ("supervisor", u16, "info"),
+        ("sys", u8, "canfly isFlying isTumbled"),
+        ("ctrltarget", f, "x y z vx vy vz roll pitch yaw thrust"),
+    ]
+    spec += list(extra)
+    for group, type_code, names in spec:
+        for name in names.split():
+            logs.add(LogVar(group, name, type_code))
+    return logs
+
+
+def build_param_toc(sim) -> Toc:
+    """Parameters; their callbacks act on the vehicle's current supervisor and commander."""
+    params = Toc()
+    u8p, u16p, u32p = (PARAM_TYPE_NAMES[k] for k in ("uint8", "uint16", "uint32"))
+    sup = lambda: sim.supervisor  # noqa: E731 - the supervisor is replaced on reboot
+    cmd = lambda: sim.commander  # noqa: E731
+    for p in [
+        Param("commander", "enHighLevel", u8p, 0, core=True),  # deprecated no-op in the firmware too
+        Param("stabilizer", "estimator", u8p, 0, core=True),
+        Param("stabilizer", "controller", u8p, 0, core=True),
+        Param("stabilizer", "stop", u8p, 0, core=True,
+              on_change=lambda v: setattr(sup(), "param_stop", bool(v))),
+        Param("flightmode", "stabModeRoll", u8p, ANGLE, core=True,
+              on_change=lambda v: cmd().stab_mode.__setitem__("roll", v)),
+        Param("flightmode", "stabModePitch", u8p, ANGLE, core=True,
+              on_change=lambda v: cmd().stab_mode.__setitem__("pitch", v)),
+        Param("flightmode", "stabModeYaw", u8p, 0, core=True,
+              on_change=lambda v: cmd().stab_mode.__setitem__("yaw", v)),
+        Param("supervisor", "tmblChckEn", u8p, 1, persistent=True,
+              on_change=lambda v: setattr(sup(), "tumble_check", bool(v))),
+        Param("supervisor", "landedTimeout", u16p, 3000, persistent=True,
+              on_change=lambda v: setattr(sup(), "landing_timeout_s", v / 1000.0)),
+        # cflib's MotionCommander writes 1 here before take-off; the estimate is the simulated
+        # truth (as with motion capture), so there is nothing to reset.
+        Param("kalman", "resetEstimation", u8p, 0, core=True),
+        Param("crtpsrv", "echoDelay", u16p, 0),
+        Param("firmware", "revision0", u32p, 0x5EED, read_only=True, core=True),
+        Param("firmware", "modified", u8p, 0, read_only=True, core=True),
+    ]:
+        params.add(p)
+    return params
+
+
+def read_variables(sim) -> dict:
+    """Every log variable's value now, as the firmware would log it."""
+    x = sim.x
+    pos, vel, quat, omega = x[0:3].copy(), x[7:10].copy(), x[3:7].copy(), x[10:13].copy()
+    if sim.sensor_noise:
+        g = sim.platform.get
+        rng = sim._rng
+        pos += rng.normal(0.0, g("sensors.position_noise_std"), 3)
+        vel += rng.normal(0.0, g("sensors.velocity_noise_std"), 3)
+        omega += rng.normal(0.0, g("sensors.angular_velocity_noise_std"), 3)
+        quat += rng.normal(0.0, g("sensors.orientation_noise_std"), 4)
+        quat /= np.linalg.norm(quat)
+    qw, qx, qy, qz = (float(v) for v in quat)
+    roll, pitch, yaw = (math.degrees(a) for a in quat_to_euler(qw, qx, qy, qz))
+    gyro = np.degrees(omega)
+    acc_body = sim._specific_force_body()
+    acc_world = sim._acc_world / sim._pdict["gravity"]
+    sp, sup, ctrl = sim.commander.setpoint, sim.supervisor, sim.controller.last
+    deg2mrad = math.pi * 1000.0 / 180.0
+    v = {
+        "stateEstimate.x": pos[0], "stateEstimate.y": pos[1], "stateEstimate.z": pos[2],
+        "stateEstimate.vx": vel[0], "stateEstimate.vy": vel[1], "stateEstimate.vz": vel[2],
+        "stateEstimate.ax": acc_world[0], "stateEstimate.ay": acc_world[1], "stateEstimate.az": acc_world[2],
+        "stateEstimate.roll": roll, "stateEstimate.pitch": -pitch, "stateEstimate.yaw": yaw,
+        "stateEstimate.qx": qx, "stateEstimate.qy": qy, "stateEstimate.qz": qz, "stateEstimate.qw": qw,
+        "stateEstimateZ.x": _i16(pos[0] * 1000), "stateEstimateZ.y": _i16(pos[1] * 1000),
+        "stateEstimateZ.z": _i16(pos[2] * 1000), "stateEstimateZ.vx": _i16(vel[0] * 1000),
+        "stateEstimateZ.vy": _i16(vel[1] * 1000), "stateEstimateZ.vz": _i16(vel[2] * 1000),
+        "stateEstimateZ.ax": _i16(acc_world[0] * 9.81 * 1000), "stateEstimateZ.ay": _i16(acc_world[1] * 9.81 * 1000),
+        "stateEstimateZ.az": _i16((acc_world[2] + 1) * 9.81 * 1000),
+        "stateEstimateZ.quat": compress_quaternion(qx, qy, qz, qw),
+        "stateEstimateZ.rateRoll": _i16(gyro[0] * deg2mrad), "stateEstimateZ.ratePitch": _i16(-gyro[1] * deg2mrad),
+        "stateEstimateZ.rateYaw": _i16(gyro[2] * deg2mrad),
+        "stabilizer.roll": roll, "stabilizer.pitch": -pitch, "stabilizer.yaw": yaw,
+        "stabilizer.thrust": ctrl["thrust"],
+        "gyro.x": gyro[0], "gyro.y": gyro[1], "gyro.z": gyro[2],
+        "acc.x": acc_body[0], "acc.y": acc_body[1], "acc.z": acc_body[2],
+        "pm.vbat": sim.vbat, "pm.vbatMV": int(sim.vbat * 1000), "pm.state": 3 if sim.vbat < 3.2 else 0,
+        "pm.batteryLevel": int(max(0.0, min(1.0, (sim.vbat - 3.0) / 1.2)) * 100),
+        "supervisor.info": sup.bitfield,
+        "sys.canfly": int(sup.state in CAN_FLY), "sys.isFlying": int(sup.is_flying),
+        "sys.isTumbled": int(sup.tumbled),
+        "ctrltarget.x": sp.x, "ctrltarget.y": sp.y, "ctrltarget.z": sp.z,
+        "ctrltarget.vx": sp.vx, "ctrltarget.vy": sp.vy, "ctrltarget.vz": sp.vz,
+        "ctrltarget.roll": ctrl["roll"], "ctrltarget.pitch": ctrl["pitch"], "ctrltarget.yaw": sp.yaw_rate,
+        "ctrltarget.thrust": sp.thrust,
+    }
+    for i, m in enumerate(sim.motors):
+        v[f"motor.m{i + 1}"] = int(round(m * THRUST_UNITS))
+    if sim.onboard is not None:
+        v.update(sim.onboard.log_values())
+    return v
+
