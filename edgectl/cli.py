@@ -535,12 +535,25 @@ def sim_vehicle_cmd(
     """
     if kind == "crazyflie":
         from firmware_bridge.cli_hooks import sim_vehicle_main as cf_main
-        cf_main(kind="crazyflie", uri=uri or "udp://127.0.0.1:19850", speed=speed)
+        raise typer.Exit(cf_main("crazyflie", uri=uri or "udp://127.0.0.1:19850", speed=speed, platform=platform))
     elif kind == "mavlink":
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
         mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform, echo=typer.echo)
     else:
         _fail(f"sim-vehicle {kind!r}: unknown vehicle; expected one of {', '.join(SIM_VEHICLES)}")
+
+
+@app.command("flash")
+def flash_cmd(
+    file: Path = typer.Argument(..., help="Firmware image (.bin) or an app folder with build/cf2.bin."),
+    uri: str = typer.Option(..., "--uri", help="radio://0/80/2M/E7E7E7E7E7, udp://host:port (edgectl sim-vehicle), ..."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Read every page back and compare."),
+    retries: int = typer.Option(1, "--retries", min=0, help="More attempts on a fresh link after a failure."),
+    warm_boot: bool = typer.Option(True, "--warm-boot/--no-warm-boot", help="Reset into the bootloader first (off: it already runs)."),
+) -> None:
+    """Flash a Crazyflie over the air through cflib's bootloader and verify it by reading it back."""
+    from firmware_bridge.cli_hooks import flash_main
+    raise typer.Exit(flash_main(uri, file, verify=verify, retries=retries, warm_boot=warm_boot))
 
 
 @app.command("sitl-server")
@@ -555,6 +568,98 @@ def sitl_server_cmd(
         _fail(f"sitl-server {kind!r}: expected px4 or ardupilot")
     from firmware_bridge.mavlink.cli_hooks import sitl_server_main
     sitl_server_main(kind=kind, host=host, port=port, platform=platform, echo=typer.echo)
+
+
+@app.command("run")
+def run_cmd(
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory.", show_default="runs/latest"),
+    uri: str = typer.Option("sim://", "--uri", help="Vehicle: sim:// (in-process simulator) or a MAVLink URL "
+                            "(udpout:127.0.0.1:14550 for `edgectl sim-vehicle mavlink`, a serial device, ...)."),
+    seconds: float = typer.Option(10.0, "--seconds", min=0.01, help="How long to fly."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Run an `edgectl export` folder of the bundle "
+                                          "(c/stm32: compiled C, onnx, tflite) instead of the bundle itself."),
+    shield: bool = typer.Option(True, "--shield/--no-shield", help="Predictive STL shield (specs from the platform file)."),
+    ref: str = typer.Option("0,0,0", "--ref", help="Reference position x,y,z in m (world, z up)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Flight log CSV.", show_default="runs/flights/<time>.csv"),
+    as_fast: bool = typer.Option(False, "--as-fast-as-possible", help="sim:// only: run ticks back to back."),
+    json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the run summary as one JSON object."),
+) -> None:
+    """Fly a policy in a fixed-rate loop under the shield and watchdogs, on a simulated or real vehicle.
+
+    Link silence, a stale or NaN state, a failing policy or repeated deadline overruns hand control to the
+    backup controller (level, hold, descend), then to a safe stop.
+    """
+    from edgectl.bundle import BundleError, load_bundle
+    from edgectl.platforms import parse_platform
+
+    path = latest_bundle() if bundle is None else bundle
+    try:
+        b = load_bundle(path)
+    except BundleError as e:
+        _fail(str(e))
+    plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+    try:
+        ref_xyz = tuple(float(v) for v in ref.split(","))
+        assert len(ref_xyz) == 3
+    except (ValueError, AssertionError):
+        _fail(f"--ref {ref!r}: expected three numbers x,y,z")
+    from edgectl.runtime.backends import load_policy
+    from edgectl.runtime.flightlog import FlightLog
+    from edgectl.runtime.links import open_link
+    from edgectl.runtime.loop import ControlLoop, LoopConfig
+    from edgectl.safety.backup import BackupController
+
+    try:
+        act, backend = load_policy(policy if policy is not None else b.path, b)
+        link = open_link(uri, plat)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    sh = None
+    if shield:
+        from edgectl.safety.shield import Shield
+        sh = Shield(act, b.contract, plat)
+    log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    flog = FlightLog(log_path)
+    cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast)
+    loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz)
+    console = _console(stderr=json_out)
+    try:
+        with console.status(f"flying {b.path.name} on {uri} for {seconds:g} s ({backend}, shield {'on' if shield else 'off'})"):
+            rep = loop.run()
+    except KeyboardInterrupt:
+        link.stop()
+        rep = loop.report
+    finally:
+        flog.close()
+        link.close()
+    summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "shield": shield, "log": str(log_path), **rep.summary()}
+    pe = summary["period_error_ms"]
+    console.print(f"{summary['ticks']} ticks at {cfg.rate_hz:g} Hz, period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / "
+                  f"max {pe['max']:.3f} ms, {summary['deadline_misses']} deadline misses; nominal policy in control "
+                  f"{100 * summary['nominal_fraction']:.1f} % of ticks; final: {summary['final_mode']}")
+    for sw in summary["switches"]:
+        console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
+    console.print(f"log: {log_path}  (edgectl plot {log_path})")
+    if json_out:
+        sys.stdout.flush()
+        print(json.dumps(_json_value(summary), allow_nan=False), flush=True)
+
+
+@app.command("plot")
+def plot_cmd(
+    log: Path = typer.Argument(..., help="Flight log CSV from `edgectl run`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG to write.", show_default="<log>.png"),
+) -> None:
+    """Plot a flight log: trajectory vs reference, actions, shield robustness and controller switches."""
+    from edgectl import plots
+    from edgectl.runtime.flightlog import read_log
+
+    try:
+        data = read_log(log)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    dest = plots.flight_log_png(data, out if out is not None else log.with_suffix(".png"), title=str(log))
+    typer.echo(str(dest))
 
 
 def _na_reason(v, pct: int) -> str:

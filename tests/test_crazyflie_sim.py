@@ -438,3 +438,19 @@ def test_cli_hooks(capsys, tmp_path, cflib):
         assert "verified by read-back" in capsys.readouterr().out
         assert flash_main(uri, tmp_path / "missing.bin") == 1
         assert "no such firmware image" in capsys.readouterr().out
+
+
+def test_cli_flash_reports_verified_write(live, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgectl.cli import app
+
+    sim, uri = live
+    image = random.Random(2).randbytes(5000)
+    (tmp_path / "cf2.bin").write_bytes(image)
+    r = CliRunner().invoke(app, ["flash", str(tmp_path / "cf2.bin"), "--uri", uri])
+    assert r.exit_code == 0, r.output
+    assert "verif" in r.output.lower()
+    assert sim.bootloader.flash[16 * 1024:16 * 1024 + len(image)] == image
+    r = CliRunner().invoke(app, ["flash", str(tmp_path / "missing.bin"), "--uri", uri])
+    assert r.exit_code != 0 and "missing.bin" in r.output
