@@ -208,3 +208,38 @@ def eval_trajectories_png(rec: dict, path: str | os.PathLike, *, title: str = ""
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def flight_log_png(log: dict, path: str | os.PathLike, *, title: str = "") -> Path:
+    """Position vs reference, motor actions, shield robustness, and every controller switch marked."""
+    import numpy as np
+
+    fig = _figure(9.0, 7.5, hspace=0.35)
+    t = log["t"]
+    axes = fig.subplots(3, 1, sharex=True)
+    for name, ref, color in (("x", "ref_x", "C0"), ("y", "ref_y", "C1"), ("z", "ref_z", "C2")):
+        axes[0].plot(t, log[name], color=color, label=name)
+        axes[0].plot(t, log[ref], color=color, ls="--", lw=0.8)
+    axes[0].set_ylabel("position [m]\n(dashed: reference)")
+    axes[0].legend(loc="upper right", ncol=3, fontsize=8)
+    for i in range(1, 5):
+        axes[1].plot(t, log[f"a{i}"], lw=0.8, label=f"m{i}")
+    axes[1].set_ylabel("action [-1, 1]")
+    axes[1].legend(loc="upper right", ncol=4, fontsize=8)
+    axes[2].plot(t, log["robustness"], color="k", lw=0.9)
+    axes[2].axhline(0.0, color="r", lw=0.8)
+    axes[2].set_ylabel("shield robustness\n(min over specs)")
+    axes[2].set_xlabel("time [s]")
+    backup = np.asarray([c != "nominal" for c in log["controller"]])
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if backup.any():
+            ax.fill_between(t, 0, 1, where=backup, transform=ax.get_xaxis_transform(), color="orange", alpha=0.2, lw=0)
+    for tt, ev in zip(t, log["event"]):
+        if ev:
+            axes[0].axvline(tt, color="orange", lw=0.8)
+            axes[0].annotate(str(ev)[:40], (tt, 0.98), xycoords=("data", "axes fraction"), fontsize=6, rotation=90, va="top")
+    fig.suptitle(title or "flight log (orange: backup in control)", fontsize=10)
+    out = Path(path)
+    out.write_bytes(_png(fig))
+    return out

@@ -1,0 +1,152 @@
+"""Vehicle links as the control loop sees them: read the latest state, send motor actions, stop.
+
+A link is a driver in cflib's sense: the loop never asks which vehicle it talks to. Actions are the
+contract's normalized motor commands in [-1, 1]; each link maps them to what its vehicle takes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class State:
+    """t: host time.monotonic() when it was measured; world z up, body FLU, quaternion wxyz, rad/s."""
+    t: float
+    pos: np.ndarray
+    quat: np.ndarray
+    vel: np.ndarray
+    omega: np.ndarray
+
+
+class Link(Protocol):
+    name: str
+
+    def read_state(self) -> State | None: ...
+    def send_action(self, action: np.ndarray) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class SimLink:
+    """An in-process simulated vehicle on the Numba dynamics the policy was trained on.
+
+    Physics advances one control period per `send_action` (lockstep), so a run is reproducible; the
+    state is stamped with the wall clock, as a real link's would be. `drop_after` stops answering
+    after that many states (a link loss, for tests); `nan_at` reports NaN in the position once.
+    """
+    platform: object
+    start_pos: tuple = (0.0, 0.0, 0.0)
+    start_tilt_rad: float = 0.0
+    seed: int = 0
+    drop_after: int | None = None
+    nan_at: int | None = None
+    name: str = "sim"
+    reads: int = field(default=0, init=False)
+
+    def __post_init__(self):
+        from train_fast.sims.numba import quadrotor as nq
+        self.nq = nq
+        self.params = nq.params_from_platform(self.platform)
+        self.x = nq.hover_state(self.params)
+        self.x[0:3] = self.start_pos
+        half = 0.5 * self.start_tilt_rad
+        self.x[3:7] = [np.cos(half), np.sin(half), 0.0, 0.0]  # a roll: the start the backup must recover from
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def read_state(self) -> State | None:
+        self.reads += 1
+        if self.drop_after is not None and self.reads > self.drop_after:
+            return None
+        with self._lock:
+            x = self.x.copy()
+        pos = x[0:3].copy()
+        if self.nan_at is not None and self.reads == self.nan_at:
+            pos[2] = np.nan
+        return State(time.monotonic(), pos, x[3:7], x[7:10], x[10:13])
+
+    def send_action(self, action: np.ndarray) -> None:
+        a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        if self.stopped:
+            a = np.full(4, -1.0)  # motors off
+        with self._lock:
+            self.x = self.nq.step(self.x, a, self.params)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None:
+        pass
+
+
+class MavlinkMotorLink:
+    """A PX4-style vehicle over MAVLink (pymavlink): streams the policy's motor commands as actuator
+    controls, then enters offboard and arms (PX4 wants the stream first).
+
+    `motor_scale`: "speed" sends (a + 1) / 2, the fraction of full rotor speed (the contract's rpm_linear
+    mapping; what `edgectl sim-vehicle mavlink` takes); "force" sends ((a + 1) / 2)^2, the fraction of full
+    thrust, for autopilots configured with a linear thrust model (PX4 >= 1.14 with THR_MDL_FAC = 0)."""
+
+    def __init__(self, url: str, *, signing_key: bytes | None = None, connect_timeout: float = 5.0,
+                 motor_scale: str = "speed"):
+        from firmware_bridge.mavlink.bridge import MavlinkLink
+        if motor_scale not in ("speed", "force"):
+            raise ValueError(f"motor_scale: expected 'speed' or 'force', got {motor_scale!r}")
+        self.name, self.motor_scale = f"mavlink {url}", motor_scale
+        self.link = MavlinkLink(url, signing_key=signing_key, connect_timeout=connect_timeout)
+        self._armed, self._sent = False, 0
+        # The policy was trained on a fresh state every 10 ms; autopilots stream attitude and position at
+        # 30-50 Hz by default, and a 20 ms-old state made the hover policy oscillate (measured on the sim vehicle).
+        for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED", "HIGHRES_IMU"):
+            try:
+                self.link.request_message_interval(msg, 200.0)
+            except Exception as e:  # noqa: BLE001  an autopilot that refuses keeps its own rate: say so
+                import warnings
+                warnings.warn(f"{url}: could not raise the {msg} rate ({e}); flying on the autopilot's default rate")
+
+    def read_state(self) -> State | None:
+        s = self.link.state()
+        if s.t_attitude is None or s.t_position is None:
+            return None
+        return State(min(s.t_attitude, s.t_position), s.pos, s.quat_wxyz, s.vel, s.omega)
+
+    def send_action(self, action: np.ndarray) -> None:
+        u = (np.clip(np.asarray(action, np.float64), -1.0, 1.0) + 1.0) / 2.0
+        self.link.send_actuator_controls(u if self.motor_scale == "speed" else u ** 2)
+        self._sent += 1
+        if not self._armed and self._sent >= 5:  # PX4 wants a setpoint stream before offboard, then arming
+            self.link.start_offboard()
+            self.link.arm()
+            self._armed = True
+
+    def stop(self) -> None:
+        self.link.send_actuator_controls(np.zeros(4))
+        if self._armed:
+            self.link.disarm(force=True)
+            self._armed = False
+
+    def close(self) -> None:
+        self.link.close()
+
+
+def open_link(uri: str, platform) -> Link:
+    """sim://[x,y,z] or a pymavlink URL (udpout:, udpin:, tcp:, serial device)."""
+    if uri.startswith("sim://"):
+        rest = uri[len("sim://"):]
+        start = tuple(float(v) for v in rest.split(",")) if rest else (0.0, 0.0, 0.0)
+        if len(start) != 3:
+            raise ValueError(f"--uri {uri}: expected sim:// or sim://x,y,z")
+        return SimLink(platform, start_pos=start)
+    if uri.split(":", 1)[0] in ("udpout", "udpin", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
+        return MavlinkMotorLink(uri)
+    if uri.split(":", 1)[0] in ("radio", "usb"):
+        raise ValueError(f"--uri {uri}: a Crazyflie flies the exported policy on board: "
+                         "edgectl export --target crazyflie, build-firmware, flash; host-side motor control over "
+                         "the radio is not supported (the firmware takes attitude or position setpoints)")
+    raise ValueError(f"--uri {uri}: unknown link; expected sim://, or a MAVLink URL such as udpout:127.0.0.1:14550")

@@ -1,0 +1,184 @@
+"""The fixed-rate control loop: state in, policy (or shield) out, watchdogs around it.
+
+Fail-safe order: the nominal policy flies; a predicted spec violation (shield), a NaN state, a policy
+that raises or returns NaN, a silent or stale link, or `max_misses` deadline overruns in a row hand
+control to the backup controller (level, hold, descend); a watchdog handover latches, and if the link
+stays silent for `stop_after_s` the loop commands a safe stop and ends. Never silence: every tick
+sends something until the stop.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .flightlog import FlightLog
+from .links import Link
+
+NOMINAL, BACKUP, STOPPED = "nominal", "backup", "stopped"
+
+
+@dataclass
+class LoopConfig:
+    rate_hz: float
+    seconds: float
+    stale_s: float = 0.05  # a state older than this is not flown on
+    stop_after_s: float = 1.0  # link silent this long while on backup: safe stop
+    max_misses: int = 3  # consecutive deadline overruns before the watchdog hands over
+    realtime: bool = True  # False: run ticks back to back (simulated links in tests)
+
+
+@dataclass
+class RunReport:
+    ticks: int = 0
+    misses: int = 0
+    period_error_ms: list = field(default_factory=list)
+    compute_ms: list = field(default_factory=list)
+    nominal_ticks: int = 0
+    events: list = field(default_factory=list)  # (t, from, to, reason)
+    final_mode: str = NOMINAL
+
+    def summary(self) -> dict:
+        pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
+        ce = np.asarray(self.compute_ms or [np.nan])
+        return {"ticks": self.ticks, "deadline_misses": self.misses,
+                "period_error_ms": {"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)), "max": float(pe.max())},
+                "compute_ms": {"p50": float(np.percentile(ce, 50)), "p99": float(np.percentile(ce, 99)), "max": float(ce.max())},
+                "nominal_fraction": self.nominal_ticks / max(self.ticks, 1),
+                "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
+                "final_mode": self.final_mode}
+
+
+class ControlLoop:
+    """`policy(obs (1, size)) -> action (1, 4)` flies; `shield` (edgectl.safety.shield.Shield) if given
+    decides between it and its backup each tick; `backup` (BackupController) takes over on watchdog events."""
+
+    def __init__(self, link: Link, policy: Callable, contract: dict, backup, config: LoopConfig, *,
+                 shield=None, log: FlightLog | None = None, ref=(0.0, 0.0, 0.0)):
+        from edgectl.safety.shield import observation
+        self.observation = observation
+        self.link, self.policy, self.contract, self.backup = link, policy, contract, backup
+        self.cfg, self.shield, self.log = config, shield, log
+        self.ref = np.asarray(ref, np.float64)
+        history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions")
+        self.prev = np.full(history, float(contract["action"].get("hover_action", 0.0)))
+        self.mode, self.latched = NOMINAL, False
+        self.report = RunReport()
+
+    def _switch(self, t: float, to: str, reason: str) -> None:
+        if to != self.mode:
+            self.report.events.append((round(t, 4), self.mode, to, reason))
+            self.mode = to
+
+    def _nominal(self, s) -> tuple[np.ndarray, float, str | None]:
+        """Action, robustness (nan without shield), and a reason to hand over (None: fly it)."""
+        if self.shield is not None:
+            a = self.shield.step(s.pos, s.quat, s.vel, s.omega, self.ref)
+            rob = float(np.nanmin(self.shield.last_robustness)) if np.any(np.isfinite(self.shield.last_robustness)) else float("nan")
+            from edgectl.safety.shield import NOMINAL as SHIELD_NOMINAL
+            if self.shield.mode != SHIELD_NOMINAL:
+                last = self.shield.log[-1] if self.shield.log else None
+                return a, rob, getattr(last, "reason", "shield")
+            return a, rob, None
+        for name, v in (("pos", s.pos), ("quat", s.quat), ("vel", s.vel), ("omega", s.omega)):
+            if not np.all(np.isfinite(v)):
+                return np.zeros(4), float("nan"), f"state not finite: {name} = {np.asarray(v).tolist()}"
+        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref)
+        try:
+            a = np.asarray(self.policy(obs[None]), np.float64).reshape(4)
+        except Exception as e:  # a backend failure must not leave the motors without a command
+            return np.zeros(4), float("nan"), f"policy raised {type(e).__name__}: {e}"
+        if not np.all(np.isfinite(a)):
+            return a, float("nan"), f"policy returned non-finite action {a.tolist()}"
+        return np.clip(a, -1.0, 1.0), float("nan"), None
+
+    def warm_up(self) -> None:
+        """Compile (Numba) and load everything the first tick touches, so tick 0 is not seconds late."""
+        s = self.link.read_state()
+        if s is None or not all(np.all(np.isfinite(v)) for v in (s.pos, s.quat, s.vel, s.omega)):
+            return
+        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref)
+        self.policy(obs[None])
+        if self.shield is not None:
+            self.shield.predict(s.pos, s.quat, s.vel, s.omega, self.ref)
+
+    def run(self) -> RunReport:
+        cfg, rep = self.cfg, self.report
+        period = 1.0 / cfg.rate_hz
+        n_ticks = int(round(cfg.seconds * cfg.rate_hz))
+        self.warm_up()
+        t0 = time.perf_counter()
+        last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
+        misses_in_row = 0
+        for k in range(n_ticks):
+            scheduled = t0 + k * period
+            if cfg.realtime:
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            start = time.perf_counter()
+            if start - scheduled > period:
+                # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
+                # send several commands within one motor time constant)
+                t0 += start - scheduled
+                scheduled = start
+            t = k * period
+            s = self.link.read_state()
+            now = time.monotonic()
+            event = ""
+            if s is None or now - s.t > cfg.stale_s:
+                silent = t - last_good
+                why = "link silent" if s is None else f"state {1e3 * (now - s.t):.0f} ms old"
+                self._switch(t, BACKUP, f"watchdog: {why}")
+                self.latched = True
+                if silent > cfg.stop_after_s:
+                    self.link.stop()
+                    self._switch(t, STOPPED, f"watchdog: no state for {silent:.2f} s while on backup: safe stop")
+                    rep.ticks += 1
+                    break
+                # no usable estimate: the backup's open-loop hover-and-descend command
+                nan3 = np.full(3, np.nan)
+                a, rob = self.backup(nan3, np.full(4, np.nan), nan3, nan3), float("nan")
+                s = None
+            else:
+                last_good = t
+                if self.latched:
+                    a, rob = self.backup(s.pos, s.quat, s.vel, s.omega), float("nan")
+                else:
+                    a, rob, why = self._nominal(s)
+                    if why is not None and self.shield is None:
+                        self.backup.engage(np.nan_to_num(np.asarray(s.pos, np.float64)), target=self.ref)
+                        self._switch(t, BACKUP, why)
+                        self.latched = True
+                        a = self.backup(s.pos, s.quat, s.vel, s.omega)
+                    elif self.shield is not None:
+                        self._switch(t, NOMINAL if why is None else BACKUP, why or "shield: prediction safe again")
+                    else:
+                        self.backup.observe(s.quat, s.vel, s.omega, a)
+            a = np.clip(np.nan_to_num(np.asarray(a, np.float64), nan=-1.0), -1.0, 1.0)
+            compute = time.perf_counter() - start
+            if compute > period:
+                rep.misses += 1
+                misses_in_row += 1
+                if misses_in_row >= cfg.max_misses and not self.latched:
+                    self._switch(t, BACKUP, f"watchdog: {misses_in_row} deadline overruns in a row ({1e3 * compute:.1f} ms > {1e3 * period:.1f} ms)")
+                    self.latched = True
+                    if s is not None:
+                        self.backup.engage(np.asarray(s.pos, np.float64), target=self.ref)
+            else:
+                misses_in_row = 0
+            self.link.send_action(a)
+            if self.prev.size:
+                self.prev = np.concatenate([a, self.prev[:-4]])
+            rep.ticks += 1
+            rep.nominal_ticks += self.mode == NOMINAL
+            rep.period_error_ms.append(1e3 * (start - scheduled))
+            rep.compute_ms.append(1e3 * compute)
+            if rep.events and rep.events[-1][0] == round(t, 4):
+                event = rep.events[-1][3]
+            if self.log is not None:
+                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, event, s, self.ref, a, rob)
+        rep.final_mode = self.mode
+        return rep
