@@ -12,8 +12,8 @@ port (``c_backup.py`` writes the same law in C), so it is a cascade of PIDs on a
   rotor, a mass or thrust error, a constant wind) estimated from the gyro and the velocity and
   cancelled; they also run while the policy flies (``observe``), so they are current at a switch;
 - mixing: thrust + torques -> per-rotor thrusts through the inverse of the allocation matrix of the
-  platform's rotor geometry, spin and torque coefficient, with roll/pitch given priority over yaw
-  and yaw over collective when a rotor saturates;
+  platform's rotor geometry, spin and torque coefficient, with roll/pitch given priority when a
+  rotor saturates, then collective over yaw unless the vehicle spins;
 - motor lag: rotors follow their command with a 0.15 s lag, which would cap the attitude loop near
   2 rad/s. The command is over-driven so the rotor speed reaches its target with ``motor_tf``
   instead, using a model of the rotor speeds (``motor_update``) fed with every action sent, the
@@ -33,7 +33,7 @@ operations in the same order. NaN in the state -> hover thrust, level command, n
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ class BackupGains:
     att_kp: float = 400.0  # rad/s^2 per rad
     att_kd: float = 40.0  # 1/s
     yaw_kd: float = 8.0  # 1/s on yaw rate
+    yaw_guard: float = 4.0  # rad/s: above it yaw takes priority over collective, fully at twice it
     # Disturbance observer: the angular acceleration the model does not explain (a weak rotor,
     # a torque disturbance, an inertia error), from the gyro. An integrator on the tilt error
     # was too slow for a 30 % weak rotor (145 rad/s^2): the vehicle drifted 0.5 m before it caught up.
@@ -77,6 +78,16 @@ class BackupGains:
     descent_rate: float = 0.3  # m/s
     ground_z: float = 0.0  # m, world z of the ground (the Crazyflie's frame: z = 0 on the floor)
     touchdown_z: float = 0.05  # m above the ground at which the motors stop
+
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ValueError(f"backup gains: {f.name} = {v!r}: expected a finite number")
+        for name in ("motor_tf", "yaw_guard", "xy_ki", "z_ki", "max_tilt"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"backup gains: {name} = {getattr(self, name)!r}: expected a positive number")
 
 
 @dataclass(frozen=True)
@@ -380,35 +391,51 @@ def step(model: BackupModel, gains: BackupGains, cs: dict, pos, quat, vel, omega
     ty = w_hat[2] + over * (ty - w_hat[2])
     tz = w_hat[3] + over * (tz - w_hat[3])
 
-    # --- mixing with priorities: roll/pitch, then yaw, then collective --------------------------
-    # Yaw before collective: with a weak rotor at full command, keeping the collective let the yaw
-    # torque go and the vehicle spun up past 30 rad/s, where the tilt loop no longer holds; giving up
-    # some thrust instead costs altitude, which the outer loop takes back.
+    # --- mixing with priorities: roll/pitch first; then collective before yaw, unless the vehicle
+    # spins. Yaw is no safety quantity, and with a weak rotor at full command its balance costs
+    # the collective a falling vehicle needs (one episode in 1,000 sank out of the box); but with
+    # no yaw authority at all a weak rotor spun the vehicle past 30 rad/s, where the tilt loop no
+    # longer holds. So the two orders are blended by the yaw rate, between yaw_guard and 2 x it.
     A = M.alloc_inv
     t_lo = M.thrust_max * M.motor_min * M.motor_min
     t_hi = M.thrust_max
     rng = t_hi - t_lo
 
-    def spread(v):
-        return (xp.maximum(xp.maximum(v[0], v[1]), xp.maximum(v[2], v[3])) -
-                xp.minimum(xp.minimum(v[0], v[1]), xp.minimum(v[2], v[3])))
+    def vmax(v):
+        return xp.maximum(xp.maximum(v[0], v[1]), xp.maximum(v[2], v[3]))
+
+    def vmin(v):
+        return xp.minimum(xp.minimum(v[0], v[1]), xp.minimum(v[2], v[3]))
+
+    def fit(v):  # shift all four into [t_lo, t_hi] (their spread fits)
+        hi, lo = vmax(v), vmin(v)
+        sh = xp.where(hi > t_hi, t_hi - hi, xp.where(lo < t_lo, t_lo - lo, 0.0))
+        return [x + sh for x in v]
 
     d = [A[i][1] * tx + A[i][2] * ty for i in range(4)]
-    span = spread(d)
+    span = vmax(d) - vmin(d)
     sc = xp.where(span > rng, rng / xp.maximum(span, 1e-12), 1.0)
     d = [v * sc for v in d]
     y = [A[i][3] * tz for i in range(4)]
+    # yaw before collective: as much yaw as the room left by roll/pitch allows, then shift
     room = xp.maximum(rng - span * sc, 0.0)
-    yspan = spread(y)
+    yspan = vmax(y) - vmin(y)
     ys = xp.where(yspan > room, room / xp.maximum(yspan, 1e-12), 1.0)
-    base = [A[i][0] * thrust + d[i] + ys * y[i] for i in range(4)]
-    bmax = xp.maximum(xp.maximum(base[0], base[1]), xp.maximum(base[2], base[3]))
-    bmin = xp.minimum(xp.minimum(base[0], base[1]), xp.minimum(base[2], base[3]))
-    shift = xp.where(bmax > t_hi, t_hi - bmax, xp.where(bmin < t_lo, t_lo - bmin, 0.0))
+    first = fit([A[i][0] * thrust + d[i] + ys * y[i] for i in range(4)])
+    # collective before yaw: place roll/pitch + collective, then as much yaw as fits around it
+    base = fit([A[i][0] * thrust + d[i] for i in range(4)])
+    yc = xp.ones_like(tz)
+    for i in range(4):
+        up = (t_hi - base[i]) / xp.where(y[i] > 0.0, y[i], 1.0)
+        down = (t_lo - base[i]) / xp.where(y[i] < 0.0, y[i], -1.0)
+        yc = xp.minimum(yc, xp.maximum(xp.where(y[i] > 0.0, up, xp.where(y[i] < 0.0, down, 1.0)), 0.0))
+    last = [base[i] + yc * y[i] for i in range(4)]
+    wy = xp.clip((xp.abs(wz) - G.yaw_guard) / G.yaw_guard, 0.0, 1.0)
+    mixed = [wy * first[i] + (1.0 - wy) * last[i] for i in range(4)]
     landed = phase == LANDED
     acts = []
     for i in range(4):
-        t_i = xp.clip(base[i] + shift, t_lo, t_hi)
+        t_i = xp.clip(mixed[i], t_lo, t_hi)
         u = xp.sqrt(t_i / M.thrust_max)
         a = 2.0 * (u - M.motor_min) / (1.0 - M.motor_min) - 1.0
         a = xp.where(landed, -1.0, a)
@@ -460,7 +487,3 @@ def jax_step(model: BackupModel, gains: BackupGains):
         return step(model, gains, cs, pos, quat, vel, omega, xp=jnp)
 
     return fn
-
-
-def describe(model: BackupModel, gains: BackupGains) -> dict:
-    return {"model": asdict(model), "gains": asdict(gains)}

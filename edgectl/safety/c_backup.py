@@ -44,7 +44,7 @@ def constants(model: bk.BackupModel, gains: bk.BackupGains) -> dict[str, float]:
         "DT": M.dt, "G": g, "MASS": M.mass, "JX": M.inertia[0], "JY": M.inertia[1], "JZ": M.inertia[2],
         "TMAX": M.thrust_max, "MMIN": M.motor_min, "HOVER_ACTION": M.hover_action, "HOVER_MOTOR": M.hover_motor,
         "MOTOR_SPAN": 1.0 - M.motor_min, "MOTOR_K": h * (1.0 - h * (0.5 - h * (1.0 / 6.0 - h / 24.0))),
-        "ATT_KP": G.att_kp, "ATT_KD": G.att_kd, "YAW_KD": G.yaw_kd, "DOB_GAIN": G.dob_gain, "DOB_MAX": G.dob_max,
+        "ATT_KP": G.att_kp, "ATT_KD": G.att_kd, "YAW_KD": G.yaw_kd, "YAW_GUARD": G.yaw_guard, "DOB_GAIN": G.dob_gain, "DOB_MAX": G.dob_max,
         "FDOB_GAIN": G.fdob_gain, "FDOB_LIM": G.fdob_max * M.gravity,
         "XY_KP": G.xy_kp, "XY_KD": G.xy_kd, "XY_KI": G.xy_ki, "Z_KP": G.z_kp, "Z_KD": G.z_kd, "Z_KI": G.z_ki,
         "LIM_XY": G.pos_i_max / max(G.xy_ki, 1e-12), "LIM_Z": G.pos_i_max / max(G.z_ki, 1e-12),
@@ -129,10 +129,12 @@ _SOURCE = """\
 #define SQRT sqrt
 #define ACOS acos
 #define ATAN2 atan2
+#define FABS fabs
 #else
 #define SQRT sqrtf
 #define ACOS acosf
 #define ATAN2 atan2f
+#define FABS fabsf
 #endif
 
 {defines}
@@ -142,6 +144,14 @@ static edgectl_real mx(edgectl_real a, edgectl_real b) {{ return a >= b ? a : b;
 static edgectl_real mn(edgectl_real a, edgectl_real b) {{ return a <= b ? a : b; }}
 static edgectl_real mx4(const edgectl_real v[4]) {{ return mx(mx(v[0], v[1]), mx(v[2], v[3])); }}
 static edgectl_real mn4(const edgectl_real v[4]) {{ return mn(mn(v[0], v[1]), mn(v[2], v[3])); }}
+
+/* Shift four rotor thrusts together into [T_LO, T_HI] (their spread fits). */
+static void fit(edgectl_real v[4]) {{
+    edgectl_real hi = mx4(v), lo = mn4(v);
+    edgectl_real sh = hi > T_HI ? T_HI - hi : (lo < T_LO ? T_LO - lo : R(0.0));
+    int i;
+    for (i = 0; i < 4; i++) v[i] = v[i] + sh;
+}}
 
 /* ok, and the state with a finite placeholder where not ok (a NaN must not reach the integrators,
  * the observers or the rotor model). */
@@ -267,7 +277,7 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     edgectl_real p[3], q[4], v[3], w[3], r[9], g3[3];
     edgectl_real tilt, rate, hx, hy, hz, zt, vzt, ex, ey, ez, ix, iy, iz, ax, ay, az, a_xy, sc_xy;
     edgectl_real fx, fy, fz, fn, dx, dy, dz, sin_e, ang, k, ex_b, ey_b, alx, aly, alz, tx, ty, tz, thrust;
-    edgectl_real th[4], w_hat[4], d[4], y[4], base[4], span, sc, room, yspan, ys, bmax, bmin, shift;
+    edgectl_real th[4], w_hat[4], d[4], y[4], base[4], first[4], span, sc, room, yspan, ys, yc, wy;
     int ok, phase, nxt, leveled, flying, descending, i;
 
     ok = inputs(pos, quat, vel, omega, p, q, v, w);
@@ -340,7 +350,8 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     ty = w_hat[2] + OVER * (ty - w_hat[2]);
     tz = w_hat[3] + OVER * (tz - w_hat[3]);
 
-    /* mixing with priorities: roll/pitch, then yaw, then collective */
+    /* mixing: roll/pitch first; then collective before yaw, yaw before collective when spinning,
+     * blended by the yaw rate */
     d[0] = A01 * tx + A02 * ty; d[1] = A11 * tx + A12 * ty; d[2] = A21 * tx + A22 * ty; d[3] = A31 * tx + A32 * ty;
     span = mx4(d) - mn4(d);
     sc = span > RNG ? RNG / mx(span, R(1e-12)) : R(1.0);
@@ -349,14 +360,25 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     room = mx(RNG - span * sc, R(0.0));
     yspan = mx4(y) - mn4(y);
     ys = yspan > room ? room / mx(yspan, R(1e-12)) : R(1.0);
-    base[0] = A00 * thrust + d[0] + ys * y[0];
-    base[1] = A10 * thrust + d[1] + ys * y[1];
-    base[2] = A20 * thrust + d[2] + ys * y[2];
-    base[3] = A30 * thrust + d[3] + ys * y[3];
-    bmax = mx4(base); bmin = mn4(base);
-    shift = bmax > T_HI ? T_HI - bmax : (bmin < T_LO ? T_LO - bmin : R(0.0));
+    first[0] = A00 * thrust + d[0] + ys * y[0];
+    first[1] = A10 * thrust + d[1] + ys * y[1];
+    first[2] = A20 * thrust + d[2] + ys * y[2];
+    first[3] = A30 * thrust + d[3] + ys * y[3];
+    fit(first);
+    base[0] = A00 * thrust + d[0];
+    base[1] = A10 * thrust + d[1];
+    base[2] = A20 * thrust + d[2];
+    base[3] = A30 * thrust + d[3];
+    fit(base);
+    yc = R(1.0);
     for (i = 0; i < 4; i++) {{
-        edgectl_real t_i = clip(base[i] + shift, T_LO, T_HI);
+        edgectl_real up = (T_HI - base[i]) / (y[i] > R(0.0) ? y[i] : R(1.0));
+        edgectl_real down = (T_LO - base[i]) / (y[i] < R(0.0) ? y[i] : R(-1.0));
+        yc = mn(yc, mx(y[i] > R(0.0) ? up : (y[i] < R(0.0) ? down : R(1.0)), R(0.0)));
+    }}
+    wy = clip((FABS(w[2]) - YAW_GUARD) / YAW_GUARD, R(0.0), R(1.0));
+    for (i = 0; i < 4; i++) {{
+        edgectl_real t_i = clip(wy * first[i] + (R(1.0) - wy) * (base[i] + yc * y[i]), T_LO, T_HI);
         edgectl_real u = SQRT(t_i / TMAX);
         edgectl_real a = R(2.0) * (u - MMIN) / MOTOR_SPAN - R(1.0);
         if (phase == EDGECTL_BACKUP_LANDED) a = R(-1.0);

@@ -6,20 +6,22 @@ Three sabotages (``SABOTAGES``):
   weight and bias with a fresh initialization of the trainer's actor (orthogonal, gain sqrt 2 on
   hidden layers, 0.01 on the output, output bias = hover), ``(1 - UNDERTRAINED_MIX) * trained +
   UNDERTRAINED_MIX * init``: a policy that has the right idea but not the precision, as a policy a
-  few seconds into training is. (Training 3 s with ``train_fast.train.train`` is the other way;
-  it costs a JIT compile, ~10 s cold, in every test run.)
-- ``noise``: observation noise (``NOISE_OBS``: cm / degree / 0.1 m/s level, 10-100 x the platform's
-  sensor noise) and action noise (``NOISE_ACTION``) on the policy's path; the shield's own state
-  estimate is the clean one.
+  few seconds into training is. The cliff is steep (measured, 200 episodes: mix 0.30 breaks the
+  specs in 7 % of episodes, 0.33 in 80 %, 0.35 in 97 %). Training 3 s with ``train_fast.train.train``
+  is the other way; it costs a JIT compile, ~10 s cold, in every test run, and its quality varies.
+- ``noise``: observation noise (``NOISE_OBS``: 7.5 cm, 0.375 m/s, 1.25 rad/s, 0.125 per rotation
+  entry: 60-600 x the platform's sensor noise; at a third of it the policy shrugs it off) and action
+  noise (``NOISE_ACTION``) on the policy's path; the shield's own state estimate is the clean one.
 - ``weak-motor``: a plant change, rotor M1's thrust coefficient x 0.7 (see
   ``train_fast.safety_rollout._weaken``); nobody tells the policy, the shield or the backup.
 
-Specs (``shield.DEFAULT_SPECS``, margin 0.1): stay within 0.5 m of the hover point on every axis
+Specs (``shield.DEFAULT_SPECS``, margin 0.15): stay within 0.5 m of the hover point on every axis
 and bank under 1.0 rad, at every instant. Not trivially met: without the shield the sabotaged
-policies break them in 10-80 % of episodes; met by the good policy (worst episode 0.14 m inside).
-The platform file's own [safety] specs (a floor and a bank limit) can be flown instead
-(``specs="platform"``); they say nothing about drifting sideways, so a shielded weak-rotor
-vehicle still leaves the task's 0.6 m bound in 20 % of episodes under them.
+policies break them in 32-76 % of episodes; met by the good policy (worst episode 0.14 m inside).
+The platform file's own [safety] specs (a floor and a bank limit, margin 0.05) can be flown instead
+(``specs="platform"``); they say nothing about drifting sideways, so a shielded weak-rotor vehicle
+still leaves the task's 0.6 m bound in 16 % of episodes, and with margin 0.05 the noise sabotage
+breaks the floor in 3 of 1,000.
 
 The start distribution (``DEMO_START``) is the hover task's with tilt limited to 0.5 rad and
 velocity to 0.5 m/s per axis: from there the specs hold at t = 0 (0.2 m offset within the 0.5 m
@@ -98,15 +100,14 @@ def describe(name: str | None) -> str:
 
 def demo_config(platform=None, specs: str = "demo"):
     """The shield configuration of the demonstration: ``specs="demo"`` the box and bank specs above
-    with margin 0.1, ``"platform"`` the platform file's [safety] section; hold-off and horizon from
-    the platform file where it has them."""
+    with their margin, ``"platform"`` the platform file's [safety] section; hold-off and horizon
+    from the platform file where it has them; starting under the backup."""
     from edgectl.safety.shield import DEFAULT_MARGIN, DEFAULT_SPECS, ShieldConfig
 
     if specs not in ("demo", "platform"):
         raise ValueError(f"specs: expected 'demo' or 'platform', got {specs!r}")
-    if platform is None:
-        return ShieldConfig()
-    base = ShieldConfig.from_platform(platform)
+    base = ShieldConfig() if platform is None else ShieldConfig.from_platform(platform)
+    base = replace(base, start_in_backup=True)  # episodes start mid-air, observers cold: see ShieldConfig
     return base if specs == "platform" else replace(base, specs=DEFAULT_SPECS, margin=DEFAULT_MARGIN)
 
 

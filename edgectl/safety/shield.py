@@ -34,14 +34,16 @@ from edgectl.safety import backup as bk
 # Used when the platform file has no [safety] section, and by the sabotage demonstration: within
 # 0.5 m of the hover point on every axis (tighter than the task's 0.6 m crash bound, so a violation
 # is flagged before a crash; a box, because a room has walls as well as a floor) and banked under
-# 1.0 rad. The margin: 0.05 let 1 in 1,000 sabotaged episodes through (the backup, handed a vehicle
-# at 0.4 m and 1 m/s, could not stop it in the last 0.1 m); 0.1 let none through and never
-# disturbed the good policy (its worst episode keeps 0.14).
+# 1.0 rad. The margin is what the backup needs to turn a vehicle the policy has set going the wrong
+# way (measured, 1,000-episode sabotage runs): 0.05 let 1 in 1,000 episodes through (handed over at
+# 0.4 m and 1 m/s, the backup could not stop in the last 0.1 m), 0.1 about 1 in 3,000 (a policy
+# banked 0.84 rad the wrong way at 1.1 m/s); 0.15 none in 12,000 (four seeds, three sabotages),
+# and the good policy's predictions never come near it.
 DEFAULT_SPECS = (
     "always[0,0.5](abs(ex) <= 0.5 and abs(ey) <= 0.5 and abs(ez) <= 0.5)",
     "always[0,0.5](tilt <= 1.0)",
 )
-DEFAULT_MARGIN = 0.1  # robustness units (m, rad)
+DEFAULT_MARGIN = 0.15  # robustness units (m, rad)
 DEFAULT_HOLDOFF_S = 0.2
 DEFAULT_HORIZON_S = 0.5
 
@@ -60,6 +62,12 @@ class ShieldConfig:
     # weak rotor, a mass error, wind): without them a 30 % weak rotor was predicted to be caught
     # by the policy, and the shield handed back too early (3.5 % of episodes violated).
     adaptive: bool = True
+    # Start under the backup and hand over after the hold-off once the prediction is safe (Simplex
+    # style): until the observers have seen the vehicle fly, the prediction does not know a weak
+    # rotor, and a start already falling with one left the box once in 3,000 episodes. The
+    # sabotage demonstration sets it (its episodes start mid-air); a flight that takes off under
+    # the policy may leave it off.
+    start_in_backup: bool = False
     seed: int = 0  # for the randomized copies
     dt: float = 0.01  # s, the control period the specs are sampled at
 
@@ -352,7 +360,8 @@ class Shield:
         self.reset()
 
     def reset(self) -> None:
-        self.mode, self.tick, self.switch_tick = NOMINAL, 0, -10**9
+        self.mode = BACKUP if self.config.start_in_backup else NOMINAL
+        self.tick, self.switch_tick = 0, 0 if self.mode == BACKUP else -10**9
         self.log: list[SwitchEvent] = []
         self.prev = np.full(4 * self.history, self.hover_action)
         self.backup.engage(np.zeros(3))
@@ -398,6 +407,8 @@ class Shield:
     def step(self, pos, quat, vel, omega, ref_pos=(0.0, 0.0, 0.0)) -> np.ndarray:
         cfg = self.config
         bad = _finite_state(pos, quat, vel, omega)
+        if self.tick == 0 and self.mode == BACKUP:  # started under the backup: engage it where we are
+            self.backup.engage(np.zeros(3) if bad else np.asarray(pos, np.float64), target=np.asarray(ref_pos, np.float64))
         if bad is None:
             rob = self.predict(pos, quat, vel, omega, ref_pos)
             slack = rob - np.asarray(cfg.margins)
