@@ -25,8 +25,10 @@ import typer  # noqa: E402
 
 # Vehicle kind -> tasks. Kept here (checked against train_fast.tasks by the tests) so that a typo
 # is refused before JAX is imported.
-VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8")}
-DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1"}
+VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8"), "rc-car": ("race",)}
+DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1", "rc-car": "rc_car_1_10"}
+PLATFORM_KIND = {"quadrotor": "quadrotor", "rc-car": "rc_car"}  # vehicle argument -> platform file kind
+DEFAULT_TRACK = "oval"  # rc-car: hardware/tracks/oval.csv
 RUNS = Path("runs")
 LATEST_LINK, LATEST_FILE = "latest", "LATEST"
 CURVE_FILE = "training_curve.png"
@@ -117,6 +119,12 @@ def _fmt_pct(v) -> str:
     if v is None or not math.isfinite(float(v)):
         return "n/a"
     return f"{100.0 * float(v):.1f} %"
+
+
+def _fmt_s(v) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{float(v):.2f} s"
 
 
 def _fmt_steps(n: float) -> str:
@@ -222,7 +230,8 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def train(
     vehicle: str = typer.Argument(..., help=f"Vehicle kind: {', '.join(VEHICLES)}."),
-    task: str = typer.Option("hover", "--task", help="Task: hover | figure8."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task: hover | figure8 (quadrotor), race (rc-car).",
+                                       show_default="hover (quadrotor), race (rc-car)"),
     seconds: float = typer.Option(20.0, "--seconds", help="Wall-clock budget in seconds, from process start "
                                   "(start-up, JIT compilation and writing the bundle included)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -233,11 +242,16 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it is an existing bundle."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line a JSON summary "
                                   "(bundle, seconds_to_bundle, env_steps, best_eval)."),
+    track: Optional[str] = typer.Option(None, "--track", help="rc-car: the course, a demonstration-lap CSV "
+                                        "(hardware/tracks/<name>.csv by name, or a path).", show_default=DEFAULT_TRACK),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
     if vehicle not in VEHICLES:
         _fail(f"unknown vehicle {vehicle!r}; supported vehicles: {', '.join(VEHICLES)}")
+    task = task or VEHICLES[vehicle][0]
+    if track is not None and vehicle != "rc-car":
+        _fail(f"--track applies to rc-car only, not to {vehicle}")
     if task not in VEHICLES[vehicle]:
         _fail(f"unknown task {task!r} for {vehicle}; supported tasks: {', '.join(VEHICLES[vehicle])}")
     if not (seconds > 0 and math.isfinite(seconds)):
@@ -249,8 +263,15 @@ def train(
         plat = load_platform(platform)
     except PlatformError as e:
         _fail(str(e))
-    if plat.kind != vehicle:
+    if plat.kind != PLATFORM_KIND.get(vehicle, vehicle):
         _fail(f"platform {plat.name!r} ({plat.path}) is a {plat.kind}, not a {vehicle}")
+    if vehicle == "rc-car":
+        from train_fast.tasks.car_tasks import TrackError, load_track
+
+        try:
+            track = str(load_track(track or DEFAULT_TRACK).path)
+        except TrackError as e:
+            _fail(str(e))
     if out is None:
         out = _default_out(vehicle, task, seed)
     _check_out(out, overwrite)
@@ -259,11 +280,12 @@ def train(
     if seconds < 10:
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
-    result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start)
+    result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
-def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float):
+def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
+                  track: Optional[str] = None):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -287,6 +309,12 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
     def on_chunk(entry: dict) -> None:
         if not warm:  # JIT compilation is over; import matplotlib beside the training from here on
             warm.append(_start_thread(_warm_up_plots))
+        if "eval_lap_time_s" in entry:  # race: lap time from a standing start, collisions
+            stats = (f"{_fmt_steps(entry['env_steps'])} steps  reward/step {entry['mean_reward']:5.2f}  "
+                     f"lap {_fmt_s(entry['eval_lap_time_s'])}  collisions {entry['eval_collisions']}"
+                     + ("  *" if entry.get("best") else ""))
+            progress.update(tid, description=f"training (chunk {entry['chunk']})", stats=stats)
+            return
         err = entry.get("eval_tracking_rmse_m", entry.get("eval_final_error_median_m"))
         err_name = "rmse" if "eval_tracking_rmse_m" in entry else "median err"
         stats = (f"{_fmt_steps(entry['env_steps'])} steps  return {entry['mean_return']:7.1f}  "
@@ -302,13 +330,25 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
                          TextColumn("{task.fields[stats]}"), console=console, transient=False,
                          refresh_per_second=8) as progress:
         tid = progress.add_task("compiling (JIT)", total=budget, stats="")
-        result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
-                       progress=on_chunk)
+        if task == "race":
+            from train_fast.train import train_race
+
+            result = train_race(platform_name=str(plat.path), track=track, seconds=seconds, seed=seed, t_start=t_start,
+                                progress=on_chunk)
+        else:
+            result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
+                           progress=on_chunk)
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:
             warm[0].join()
-        curve = plots.training_curve_png(result.history, title=f"{plat.name} {task}, seed {seed}", budget_s=seconds)
+        if task == "race":
+            from train_fast.evaluate_car import training_curve_png
+
+            curve = training_curve_png(result.history, title=f"{plat.name} race on {Path(track).stem}, seed {seed}",
+                                       budget_s=seconds)
+        else:
+            curve = plots.training_curve_png(result.history, title=f"{plat.name} {task}, seed {seed}", budget_s=seconds)
         from edgectl.bundle import BundleError
 
         try:
@@ -340,13 +380,19 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
     t.add_row("process start -> bundle", f"{to_bundle:.2f} s of {seconds:g} s" + ("  [red](over budget)[/]" if over else "")
               + f"  (curve + bundle {m['post_train_s']:.2f} s)")
     t.add_row("env steps", f"{m['env_steps']:,.0f} in {m['chunks']} chunks (best: chunk {m['best_chunk']})")
-    t.add_row("mean return", f"{m['first_mean_return']:.1f} -> {m['final_mean_return']:.1f}")
-    n = best.get("episodes")
-    t.add_row("best eval survival", _fmt_pct(best.get("survival_rate")) + (f" of {n} episodes" if n else ""))
-    t.add_row("best eval final error", f"median {_fmt_m(best.get('final_error_median_m'))}, "
-              f"p95 {_fmt_m(best.get('final_error_p95_m'))}")
-    if "tracking_rmse_m" in best:
-        t.add_row("best eval tracking RMSE", _fmt_m(best.get("tracking_rmse_m")))
+    if result.task.get("name") == "race":
+        t.add_row("track", str(result.task.get("track")))
+        t.add_row("mean reward per step", f"{m['first_mean_reward']:.2f} -> {m['final_mean_reward']:.2f}")
+        t.add_row("best eval lap time", f"{_fmt_s(best.get('lap_time_s'))} ({best.get('laps_completed')} of "
+                  f"{best.get('laps')} laps from a standing start, {best.get('collisions')} collisions)")
+    else:
+        t.add_row("mean return", f"{m['first_mean_return']:.1f} -> {m['final_mean_return']:.1f}")
+        n = best.get("episodes")
+        t.add_row("best eval survival", _fmt_pct(best.get("survival_rate")) + (f" of {n} episodes" if n else ""))
+        t.add_row("best eval final error", f"median {_fmt_m(best.get('final_error_median_m'))}, "
+                  f"p95 {_fmt_m(best.get('final_error_p95_m'))}")
+        if "tracking_rmse_m" in best:
+            t.add_row("best eval tracking RMSE", _fmt_m(best.get("tracking_rmse_m")))
     t.add_row("bundle", str(out))
     console.print(t)
     cmd = "edgectl eval" if latest is not None and Path(latest).name == LATEST_LINK else f"edgectl eval {out}"
@@ -356,6 +402,8 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
                    "post_train_s": m["post_train_s"],
                    "env_steps": m["env_steps"], "chunks": m["chunks"], "best_eval": best,
                    "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed}
+        if result.task.get("name") == "race":
+            summary["track"] = result.task.get("track")
         sys.stdout.flush()
         print(json.dumps(_json_value(summary), allow_nan=False), flush=True)
 
@@ -370,6 +418,13 @@ def eval_cmd(
                                   "of episodes crashed), tracking_rmse_m (figure8), ..."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Trajectory PNG to write (not inside the bundle).",
                                         show_default="<bundle>.eval.png beside it"),
+    laps: int = typer.Option(3, "--laps", min=1, help="rc-car: laps from a standing start (reports lap_time_s, "
+                             "baseline_lap_time_s of tuned pure pursuit, collisions_per_lap)."),
+    shield: bool = typer.Option(False, "--shield", help="quadrotor: fly the episodes twice, without and with the "
+                                "predictive STL shield (backup controller on a predicted spec violation); report "
+                                "violations, survival, policy-in-control fraction and switches."),
+    sabotage: Optional[str] = typer.Option(None, "--sabotage", help="With --shield: make the policy bad on purpose: "
+                                           "weak-motor | noise | undertrained."),
 ) -> None:
     """Evaluate a bundle in closed loop in the simulator, on randomized vehicles it was not trained on.
 
@@ -378,6 +433,15 @@ def eval_cmd(
     from edgectl.bundle import BundleError, load_bundle
 
     path = latest_bundle() if bundle is None else bundle
+    if sabotage is not None and not shield:
+        _fail("--sabotage needs --shield")
+    if shield:
+        from edgectl.safety.report import eval_shield_cli
+        try:
+            eval_shield_cli(path, episodes=episodes, seed=seed, sabotage=sabotage, json_out=json_out)
+        except ValueError as e:  # BundleError is a ValueError
+            _fail(str(e))
+        return
     try:
         b = load_bundle(path)
     except BundleError as e:
@@ -386,6 +450,9 @@ def eval_cmd(
     plot_path = plot if plot is not None else root.parent / f"{root.name}.eval.png"
     if root in plot_path.resolve().parents:
         _fail(f"--plot {plot_path}: inside the bundle directory, whose files are hashed; write it elsewhere")
+    if b.manifest["task"].get("name") == "race":
+        _eval_race(b, root, plot_path, laps, seed, json_out)
+        return
 
     console = _console()
     t0 = time.time()
@@ -420,6 +487,46 @@ def eval_cmd(
     t.add_row("final error mean (survivors)", _fmt_m(summary["final_error_mean_survivors_m"]))
     if "tracking_rmse_m" in summary:
         t.add_row("tracking RMSE (survivors)", _fmt_m(summary["tracking_rmse_m"]))
+    t.add_row("evaluation time", f"{eval_s:.1f} s")
+    t.add_row("trajectory plot", str(plot_path))
+    console.print(t)
+    if json_out:
+        out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
+               **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
+        sys.stdout.flush()
+        print(json.dumps(_json_value(out), allow_nan=False), flush=True)
+
+
+def _eval_race(b, root: Path, plot_path: Path, laps: int, seed: int, json_out: bool) -> None:
+    """`edgectl eval` of an rc-car race bundle: laps from a standing start, against tuned pure pursuit."""
+    console = _console()
+    t0 = time.time()
+    from train_fast.evaluate_car import env_for_bundle, evaluate_bundle, lap_plot_png
+    from train_fast.train import _setup_jax
+
+    _setup_jax()
+    try:
+        with console.status(f"driving {laps} laps, then tuning pure pursuit on the same track (compiling first)..."):
+            summary, rec = evaluate_bundle(b, laps=laps, seed=seed, record=True)
+    except (ValueError, RuntimeError) as e:
+        _fail(str(e))
+    eval_s = time.time() - t0
+    lap_plot_png(env_for_bundle(b), rec, plot_path,
+                 title=f"{root.name}: race on {summary['track']}, lap {_fmt_s(summary['lap_time_s'])}")
+    from rich.table import Table
+
+    t = Table(title=f"edgectl eval {root}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("task", f"race on {summary['track']} ({summary['track_length_m']:.1f} m, {summary['checkpoints']} checkpoints), "
+              f"{b.platform_name} (bundle seed {b.seed})")
+    t.add_row("laps", f"{summary['laps_completed']} of {laps} from a standing start, eval seed {seed}")
+    t.add_row("lap time", f"{_fmt_s(summary['lap_time_s'])} (laps: {', '.join(_fmt_s(x) for x in summary['lap_times_s'])})")
+    t.add_row("collisions per lap", f"{summary['collisions_per_lap']:.2f} ({summary['collisions']} in all)")
+    t.add_row("pure pursuit (tuned)", f"{_fmt_s(summary['baseline_lap_time_s'])} per lap, "
+              f"{summary['baseline_collisions_per_lap']:.2f} collisions per lap")
+    if summary.get("demo_lap_time_s"):
+        t.add_row("demonstration lap", _fmt_s(summary["demo_lap_time_s"]))
     t.add_row("evaluation time", f"{eval_s:.1f} s")
     t.add_row("trajectory plot", str(plot_path))
     console.print(t)
@@ -485,11 +592,17 @@ def export_cmd(
     for key, label in (("instructions_per_inference", "instructions / inference"), ("flash_bytes", "flash"), ("ram_bytes", "RAM")):
         if key in report:
             t.add_row(label, f"{report[key]:,}" + (" B" if key != "instructions_per_inference" else ""))
-    if "int8_closed_loop" in report:
+    if "int8_closed_loop" in report and "lap_time_s" in report["int8_closed_loop"]["int8"]:
+        r = report["int8_closed_loop"]
+        t.add_row("int8 vs float (laps)", f"lap {_fmt_s(r['int8']['lap_time_s'])} vs {_fmt_s(r['float32']['lap_time_s'])}, "
+                  f"collisions per lap {r['int8']['collisions_per_lap']:.2f} vs {r['float32']['collisions_per_lap']:.2f}")
+    elif "int8_closed_loop" in report:
         r = report["int8_closed_loop"]
         t.add_row("int8 vs float (closed loop)",
                   f"survival {_fmt_pct(r['int8']['survival_rate'])} vs {_fmt_pct(r['float32']['survival_rate'])}, median final error "
                   f"{_fmt_m(r['int8']['final_error_median_m'])} vs {_fmt_m(r['float32']['final_error_median_m'])} ({r['episodes']} episodes)")
+    if "mcu_budget" in report:
+        t.add_row("MCU budget", report["mcu_budget"])
     t.add_row("files", ", ".join(sorted(report["files"])))
     t.add_row("written to", f"{dest} ({time.time() - t0:.1f} s)")
     console.print(t)
@@ -516,14 +629,15 @@ def build_firmware_cmd(
     console.print(f"built {binary}\nnext: edgectl flash --uri radio://0/80/2M/E7E7E7E7E7 {binary}")
 
 
-SIM_VEHICLES = ("crazyflie", "mavlink")
+SIM_VEHICLES = ("crazyflie", "mavlink", "rc-car")
 
 
 @app.command("sim-vehicle")
 def sim_vehicle_cmd(
     kind: str = typer.Argument(..., help=f"One of: {', '.join(SIM_VEHICLES)}."),
     uri: Optional[str] = typer.Option(None, "--uri", help="Where the vehicle listens. crazyflie: udp://127.0.0.1:19850 "
-                                      "(connect cflib to the same URI); mavlink: udpin:127.0.0.1:14550 (connect with udpout:...)."),
+                                      "(connect cflib to the same URI); mavlink: udpin:127.0.0.1:14550 (connect with udpout:...); "
+                                      "rc-car: a new pty (path printed) or tcp://127.0.0.1:5760."),
     speed: float = typer.Option(1.0, "--speed", help="Simulated seconds per wall-clock second."),
     signing_key: Optional[str] = typer.Option(None, "--signing-key", envvar="EDGECTL_MAVLINK_KEY",
                                               help="mavlink: MAVLink 2 signing key (64 hex digits or a passphrase)."),
@@ -539,6 +653,10 @@ def sim_vehicle_cmd(
     elif kind == "mavlink":
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
         mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform, echo=typer.echo)
+    elif kind == "rc-car":
+        from firmware_bridge.rccar.cli_hooks import sim_vehicle_main as car_main
+        raise typer.Exit(car_main(uri=uri, speed=speed, platform="rc_car_1_10" if platform == "crazyflie_2_1" else platform,
+                                  echo=typer.echo))
     else:
         _fail(f"sim-vehicle {kind!r}: unknown vehicle; expected one of {', '.join(SIM_VEHICLES)}")
 

@@ -75,7 +75,43 @@ _QUADROTOR: dict[str, Spec] = {
     "safety.shield_horizon": Spec("s", positive=True),
 }
 
-SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR}
+# 1/10 RC race car (train_fast/sims/car.py): dynamic bicycle model, saturating tires, servo and
+# speed-controller lag.
+_RC_CAR: dict[str, Spec] = {
+    "body.mass": Spec("kg", positive=True),
+    "body.yaw_inertia": Spec("kg*m^2", positive=True),
+    "body.wheelbase": Spec("m", positive=True),
+    "body.cg_to_front": Spec("m", positive=True),
+    "body.width": Spec("m", positive=True),
+    "body.length": Spec("m", positive=True),
+    "body.gravity": Spec("m/s^2", positive=True),
+    "tires.friction": Spec("1", positive=True),
+    "tires.cornering_stiffness_front": Spec("1/rad", positive=True),
+    "tires.cornering_stiffness_rear": Spec("1/rad", positive=True),
+    "steering.max_angle": Spec("rad", positive=True, max=1.2),
+    "steering.max_rate": Spec("rad/s", positive=True),
+    "steering.time_constant": Spec("s", positive=True),
+    "drive.max_force": Spec("N", positive=True),
+    "drive.max_speed": Spec("m/s", positive=True),
+    "drive.max_brake_force": Spec("N", positive=True),
+    "drive.rolling_resistance": Spec("N", min=0.0),
+    "drive.time_constant": Spec("s", positive=True),
+    "control.sim_rate": Spec("Hz", positive=True),
+    "control.policy_rate": Spec("Hz", positive=True),
+    "control.action_min": Spec("1"),
+    "control.action_max": Spec("1"),
+    "randomization.mass": Spec("1", min=0.0, max=0.5),
+    "randomization.friction": Spec("1", min=0.0, max=0.5),
+    "randomization.cornering_stiffness": Spec("1", min=0.0, max=0.5),
+    "randomization.max_force": Spec("1", min=0.0, max=0.5),
+    "randomization.steering_time_constant": Spec("1", min=0.0, max=0.5),
+    "sensors.speed_noise_std": Spec("m/s", min=0.0),
+    "sensors.yaw_rate_noise_std": Spec("rad/s", min=0.0),
+    "sensors.position_noise_std": Spec("m", min=0.0),
+    "sensors.heading_noise_std": Spec("rad", min=0.0),
+}
+
+SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR, "rc_car": _RC_CAR}
 # Sections a file may leave out entirely (all their fields then absent), so platform files copied
 # into bundles before the section existed still load; a section that is present must be complete.
 OPTIONAL_SECTIONS = frozenset({"safety"})
@@ -154,6 +190,8 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
         units[key], sources[key] = spec.unit, entry["source"]
     if values.get("control.action_min", 0) >= values.get("control.action_max", 1):
         raise PlatformError(f"{fname}: field control.action_min must be below control.action_max")
+    if kind == "rc_car" and not 0.0 < values["body.cg_to_front"] < values["body.wheelbase"]:
+        raise PlatformError(f"{fname}: field body.cg_to_front ({values['body.cg_to_front']}) must lie between the axles (0, body.wheelbase = {values['body.wheelbase']})")
     if kind == "quadrotor" and values["rotors.min_rpm"] >= values["rotors.max_rpm"]:
         raise PlatformError(f"{fname}: field rotors.min_rpm ({values['rotors.min_rpm']}) must be below rotors.max_rpm ({values['rotors.max_rpm']})")
     if "safety.specs" in values:

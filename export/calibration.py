@@ -13,7 +13,10 @@ from .errors import TargetUnavailable
 def rollout_observations(bundle, n: int = 10_000, seed: int = 0) -> np.ndarray:
     """(n, obs_size) float32 raw observations met while the bundle's float policy flies."""
     try:
-        from train_fast.evaluate import collect_observations
+        if bundle.task_name == "race":
+            from train_fast.evaluate_car import collect_observations
+        else:
+            from train_fast.evaluate import collect_observations
     except ImportError as e:
         raise TargetUnavailable(f"simulator rollouts need the training extras ({e.name} is missing): "
                                 'pip install "edgectl[train]"') from None

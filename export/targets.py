@@ -107,7 +107,11 @@ def _estimate_flash(job: Job) -> int:
 
 def check_budget(job: Job, flash: int, ram: int | None = None, how: str = "estimated") -> None:
     p = job.platform
-    fb, rb = p.get("mcu.policy_flash_budget"), p.get("mcu.policy_ram_budget")
+    try:
+        fb, rb = p.get("mcu.policy_flash_budget"), p.get("mcu.policy_ram_budget")
+    except PlatformError:  # a platform whose policy runs on a companion computer (the car's Jetson) names no MCU
+        job.report["mcu_budget"] = f"not checked: {p.name} names no mcu.policy_flash_budget / policy_ram_budget"
+        return
     where = f"{job.bundle.path / 'platform.toml'}"
     if flash > fb:
         raise ExportError(f"model too large for {p.get('mcu.name')}: policy needs {flash:,} B of flash ({how}), "
@@ -121,6 +125,8 @@ def check_budget(job: Job, flash: int, ram: int | None = None, how: str = "estim
 def _int8_closed_loop(job: Job) -> dict:
     """Fly the int8 policy (the NumPy model the C equals bit for bit) and the float one on the same episodes."""
     from train_fast.evaluate import evaluate_bundle, host_policy
+    if job.bundle.task_name == "race":
+        return _int8_laps(job)
     job.progress(f"flying float and int8 policies on {job.eval_episodes} randomized episodes")
     f, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345)
     q, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345, policy=host_policy(job.quant.forward))
@@ -136,6 +142,25 @@ def _int8_closed_loop(job: Job) -> dict:
     _require(ok, f"int8 policy flies worse than float: survival {q['survival_rate']:.3f} vs {f['survival_rate']:.3f}, "
                  f"median final error {q['final_error_median_m']:.4f} m vs {f['final_error_median_m']:.4f} m "
                  f"(allowed: -{INT8_TOLERANCE[0]:g} and +{INT8_TOLERANCE[1]:g} m)")
+    return rep
+
+
+def _int8_laps(job: Job) -> dict:
+    """rc-car: the int8 policy drives the same laps as the float one; lap time within 2 %, no extra collisions."""
+    from train_fast.evaluate import host_policy
+    from train_fast.evaluate_car import evaluate_bundle
+    n_act = job.bundle.contract["action"]["size"]
+    job.progress("driving float and int8 policies around the track")
+    f = evaluate_bundle(job.bundle, baseline=False)[0]
+    q = evaluate_bundle(job.bundle, baseline=False, policy=host_policy(job.quant.forward, action_size=n_act))[0]
+    ok = (q["collisions_per_lap"] <= f["collisions_per_lap"]
+          and (q["lap_time_s"] or float("inf")) <= 1.02 * (f["lap_time_s"] or float("inf")))
+    rep = {"float32": {k: f[k] for k in ("lap_time_s", "collisions_per_lap")},
+           "int8": {k: q[k] for k in ("lap_time_s", "collisions_per_lap")}, "pass": bool(ok),
+           "tolerance": "lap time within 2 %, no more collisions", "calibration": job.quant.calibration}
+    job.report["int8_closed_loop"] = rep
+    _require(ok, f"int8 policy drives worse than float: lap {q['lap_time_s']} s vs {f['lap_time_s']} s, "
+                 f"collisions per lap {q['collisions_per_lap']} vs {f['collisions_per_lap']}")
     return rep
 
 

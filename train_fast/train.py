@@ -40,6 +40,7 @@ class TrainResult:
     history: list = field(default_factory=list)  # one dict per chunk
     platform_name: str = ""
     platform_toml: bytes = b""
+    extra_files: dict = field(default_factory=dict)  # name -> bytes written into the bundle (e.g. track.csv)
 
 
 def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
@@ -132,6 +133,96 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         platform_name=plat.name, platform_toml=plat.raw)
 
 
+# RC-car racing (train_fast/tasks/car_tasks.py): PPO settings that differ from the quadrotor's.
+RACE_PPO: dict = {}  # none so far: the defaults beat tuned pure pursuit on both shipped tracks (bench/train_car.py)
+RACE_EVAL_LAPS = 2  # laps per checkpoint evaluation during training (edgectl eval drives 3)
+
+
+def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds: float = 120.0, seed: int = 0,
+               t_start: float | None = None, progress: Callable[[dict], None] | None = None,
+               reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
+               max_env_steps: float | None = None) -> TrainResult:
+    """The race task's counterpart of `train`: same budgeted PPO loop, checkpoints kept by lap
+    evaluation (time to finish RACE_EVAL_LAPS laps from a standing start, 10 s per collision)."""
+    t_start = time.time() if t_start is None else t_start
+    deadline = t_start + seconds - reserve_seconds
+    jax = _setup_jax()
+
+    from edgectl.platforms import load_platform
+    from train_fast.algos import ppo as ppo_mod
+    from train_fast.evaluate_car import actor_policy, make_lap_rollout, score, summarize
+    from train_fast.tasks import car_tasks as ct
+
+    plat = load_platform(platform_name)
+    if plat.kind != "rc_car":
+        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the race task needs an rc_car platform")
+    trk = ct.load_track(track)
+    tcfg = ct.TaskConfig(**{**(task_overrides or {}), "track": trk.name})
+    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**RACE_PPO, **(ppo_overrides or {})})
+    env = ct.make_env(tcfg, plat, track=trk)
+    contract = ct.contract(tcfg, plat)
+    init, train_chunk, actor_apply = ppo_mod.make_train(
+        pcfg, env, ct.reset, ct.step, ct.observe, ct.observe_privileged, action_size=2, action_bias=0.0)
+    evaluate = make_lap_rollout(env, actor_policy(env, actor_apply), laps=RACE_EVAL_LAPS, batched=False)
+
+    key = jax.random.PRNGKey(seed)
+    k_init, k_eval = jax.random.split(key)
+    runner = init(k_init)
+    lr_arg = np.float32(pcfg.lr)
+    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
+                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
+    best, best_score, history, chunk, t_train = None, -np.inf, [], 0, time.time()
+    while True:
+        t0 = time.time()
+        if max_env_steps is None:
+            frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
+        else:
+            frac = min(float(runner.step) / max_env_steps, 1.0)
+        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
+        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
+        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
+        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), env, RACE_EVAL_LAPS)
+        t1 = time.time()
+        chunk += 1
+        m = jax.device_get(m)
+        n_ep = max(float(m["episodes"]), 1.0)
+        # Episodes are long (a chunk may end none): carry the last mean return over such chunks.
+        ret = float(m["return_sum"]) / n_ep if float(m["episodes"]) > 0 else (history[-1]["mean_return"] if history else None)
+        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
+                 "mean_return": ret, "mean_reward": float(m["mean_reward"]) / pcfg.iters_per_chunk,
+                 "value_loss": float(m["value_loss"]),
+                 **{f"eval_{k}": v for k, v in ev.items() if not isinstance(v, list)}}
+        sc = score(ev, env)
+        entry["eval_score"] = sc
+        if sc > best_score:
+            best_score, best = sc, jax.device_get(runner.params["actor"])
+            entry["best"] = True
+        history.append(entry)
+        if progress:
+            progress(entry)
+        est = (t1 - t0) if chunk > 1 else 0.0
+        if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
+            break
+
+    layers = [(np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)) for layer in best]
+    last_best = max((h for h in history if h.get("best")), key=lambda h: h["chunk"])
+    metrics = {
+        "train_seconds": time.time() - t_start,
+        "env_steps": history[-1]["env_steps"],
+        "chunks": chunk,
+        "best_chunk": last_best["chunk"],
+        "best_eval": {k[5:]: v for k, v in last_best.items() if k.startswith("eval_")},
+        "final_mean_return": history[-1]["mean_return"],
+        "first_mean_return": history[0]["mean_return"],
+        "first_mean_reward": history[0]["mean_reward"],
+        "final_mean_reward": history[-1]["mean_reward"],
+    }
+    return TrainResult(
+        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
+        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
+        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
+
+
 def versions() -> dict:
     import importlib.metadata as md
 
@@ -157,7 +248,7 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
     return write_bundle(out_dir, contract=result.contract, policy=policy, weights=weights,
                         platform_toml=result.platform_toml, platform_name=result.platform_name,
                         task=result.task, seed=result.seed, metrics=_json_safe(metrics), versions=versions(),
-                        extra_files=extra_files, overwrite=overwrite)
+                        extra_files={**result.extra_files, **(extra_files or {})}, overwrite=overwrite)
 
 
 def _json_safe(x):

@@ -1,0 +1,1 @@
+"""Classical controllers that learned policies are measured against."""
