@@ -13,7 +13,7 @@ from edgectl.bundle import load_bundle, write_bundle
 from export.errors import ExportError, TargetUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_BUNDLES = [ROOT / "runs" / "latest", ROOT / "tests" / "data" / "hover_bundle"]
+REAL_BUNDLES = [ROOT / "tests" / "data" / "hover_bundle"]  # a real trained policy, shipped with the tests
 TOL = 1e-5
 N_OBS = 2000
 
