@@ -109,6 +109,12 @@ def _json_value(x):
     return f if math.isfinite(f) else None
 
 
+def _print_json(obj) -> None:
+    """The --json contract: one strict JSON object as the last stdout line, after everything Rich printed."""
+    sys.stdout.flush()
+    print(json.dumps(_json_value(obj), allow_nan=False), flush=True)
+
+
 def _fmt_m(v, digits: int = 3) -> str:
     if v is None or not math.isfinite(float(v)):
         return "n/a"
@@ -404,8 +410,7 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
                    "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed}
         if result.task.get("name") == "race":
             summary["track"] = result.task.get("track")
-        sys.stdout.flush()
-        print(json.dumps(_json_value(summary), allow_nan=False), flush=True)
+        _print_json(summary)
 
 
 @app.command("eval")
@@ -493,8 +498,7 @@ def eval_cmd(
     if json_out:
         out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
                **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
-        sys.stdout.flush()
-        print(json.dumps(_json_value(out), allow_nan=False), flush=True)
+        _print_json(out)
 
 
 def _eval_race(b, root: Path, plot_path: Path, laps: int, seed: int, json_out: bool) -> None:
@@ -533,8 +537,7 @@ def _eval_race(b, root: Path, plot_path: Path, laps: int, seed: int, json_out: b
     if json_out:
         out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
                **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
-        sys.stdout.flush()
-        print(json.dumps(_json_value(out), allow_nan=False), flush=True)
+        _print_json(out)
 
 
 EXPORT_TARGETS = ("onnx", "tflite", "tensorrt", "c", "stm32", "crazyflie")  # checked against export.targets by the tests
@@ -607,8 +610,7 @@ def export_cmd(
     t.add_row("written to", f"{dest} ({time.time() - t0:.1f} s)")
     console.print(t)
     if json_out:
-        sys.stdout.flush()
-        print(json.dumps(_json_value({"out": str(dest), **report}), allow_nan=False), flush=True)
+        _print_json({"out": str(dest), **report})
 
 
 @app.command("build-firmware")
@@ -759,8 +761,7 @@ def run_cmd(
         console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
     console.print(f"log: {log_path}  (edgectl plot {log_path})")
     if json_out:
-        sys.stdout.flush()
-        print(json.dumps(_json_value(summary), allow_nan=False), flush=True)
+        _print_json(summary)
 
 
 @app.command("plot")

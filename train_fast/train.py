@@ -116,17 +116,7 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         if max_env_steps is not None and float(runner.step) >= max_env_steps:
             break
 
-    layers = [(np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)) for layer in best]
-    last_best = max((h for h in history if h.get("best")), key=lambda h: h["chunk"])
-    metrics = {
-        "train_seconds": time.time() - t_start,
-        "env_steps": history[-1]["env_steps"],
-        "chunks": chunk,
-        "best_chunk": last_best["chunk"],
-        "best_eval": {k[5:]: v for k, v in last_best.items() if k.startswith("eval_")},
-        "final_mean_return": history[-1]["mean_return"],
-        "first_mean_return": history[0]["mean_return"],
-    }
+    layers, metrics = _result(best, history, chunk, t_start)
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": task},
         ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
@@ -204,23 +194,29 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
         if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
             break
 
+    layers, metrics = _result(best, history, chunk, t_start, "mean_reward")
+    return TrainResult(
+        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
+        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
+        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
+
+
+def _result(best, history: list[dict], chunks: int, t_start: float, *extra_keys: str) -> tuple[list, dict]:
+    """The best actor as float32 (W, b) pairs and the metrics every bundle records about its training."""
     layers = [(np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)) for layer in best]
     last_best = max((h for h in history if h.get("best")), key=lambda h: h["chunk"])
     metrics = {
         "train_seconds": time.time() - t_start,
         "env_steps": history[-1]["env_steps"],
-        "chunks": chunk,
+        "chunks": chunks,
         "best_chunk": last_best["chunk"],
         "best_eval": {k[5:]: v for k, v in last_best.items() if k.startswith("eval_")},
         "final_mean_return": history[-1]["mean_return"],
         "first_mean_return": history[0]["mean_return"],
-        "first_mean_reward": history[0]["mean_reward"],
-        "final_mean_reward": history[-1]["mean_reward"],
     }
-    return TrainResult(
-        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
-        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
+    for key in extra_keys:
+        metrics[f"first_{key}"], metrics[f"final_{key}"] = history[0][key], history[-1][key]
+    return layers, metrics
 
 
 def versions() -> dict:
