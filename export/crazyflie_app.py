@@ -249,7 +249,9 @@ def _app_files(bundle, policy_files: dict[str, str]) -> dict[str, str]:
     controller = _render(CONTROLLER + ".in", BUNDLE_DESC=desc, TASK=task, RATE_HZ=rate,
                          TRACK_TRAJECTORY=int(track),
                          TRACK_DESC=" with its velocity and acceleration" if track else " (position only)")
-    sources = sorted({CONTROLLER, *(n for n in obs if n.endswith(".c")), *(n for n in policy_files if n.endswith(".c"))})
+    safety = safety_files(bundle)
+    sources = sorted({CONTROLLER, *(n for n in obs if n.endswith(".c")), *(n for n in policy_files if n.endswith(".c")),
+                      *(n for n in safety if n.endswith(".c"))})
     kbuild = "".join(f"obj-y += {n[:-2]}.o\n" for n in sources)
     files = {
         "Makefile": _render("Makefile.in", BUNDLE_DESC=desc),
@@ -262,7 +264,43 @@ def _app_files(bundle, policy_files: dict[str, str]) -> dict[str, str]:
     }
     files.update({f"src/{n}": t for n, t in obs.items()})
     files.update({f"src/{n}": t for n, t in policy_files.items()})
+    files.update({f"src/{n}": t for n, t in safety.items()})
     return files
+
+
+def onboard_formulas(platform) -> list:
+    """The platform's safety specs as the vehicle can monitor them: without a model to predict with, a
+    prediction spec `always[a,b](P)` becomes its predicate P checked every period; past-time specs stay."""
+    import re
+
+    from edgectl.safety.signals import QUADROTOR_SIGNALS
+    from edgectl.safety.stl import parse
+    from edgectl.safety.shield import ShieldConfig
+    out = []
+    for text in ShieldConfig.from_platform(platform).specs:
+        f = parse(text, QUADROTOR_SIGNALS)
+        if not f.is_past_time:
+            m = re.fullmatch(r"\s*always\s*\[[^\]]*\]\s*\((.*)\)\s*", text)
+            if m is None:
+                raise ExportError(f"platform.toml: safety.specs: {text!r} has no onboard form (use a past-time spec, "
+                                  "or always[a,b](predicate))")
+            f = parse(m.group(1), QUADROTOR_SIGNALS)
+        out.append(f)
+    return out
+
+
+def safety_files(bundle) -> dict[str, str]:
+    """The backup controller, the signal builder and the STL monitors for the app, generated from the
+    bundle's own platform file, so the vehicle falls back to the same law the host shield uses."""
+    from edgectl.platforms import parse_platform
+    from edgectl.safety import c_backup, c_signals
+    from edgectl.safety.c_monitor import generate_monitor_c
+    from edgectl.safety.signals import QUADROTOR_SIGNALS
+    path = bundle.path / "platform.toml"
+    platform = parse_platform(path.read_bytes(), path)
+    dt = 1.0 / float(bundle.contract["rate_hz"])
+    return {**c_backup.generate(platform), **c_signals.generate(),
+            **generate_monitor_c(onboard_formulas(platform), dt, list(QUADROTOR_SIGNALS))}
 
 
 def _is_our_app(d: Path) -> bool:

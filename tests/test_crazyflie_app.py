@@ -10,6 +10,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,11 @@ needs_gcc = pytest.mark.skipif(GCC is None, reason="no host C compiler (gcc)")
 @pytest.fixture(scope="module")
 def platform():
     return load_platform("crazyflie_2_1")
+
+
+def SAFETY_SOURCES(src):
+    """The backup, signal builder and monitors every app carries (export/crazyflie_app.safety_files)."""
+    return [src / "edgectl_backup.c", src / "edgectl_signals.c", src / "edgectl_stl.c"]
 
 
 def _gcc(*args, cwd: Path) -> None:
@@ -304,6 +310,16 @@ static int forcesZero(void) {
   for (i = 0; i < 4; i++) if (control.normalizedForces[i] != 0.0f) return 0;
   return 1;
 }
+/* The backup's command: every motor between off and full, not all off (it holds the vehicle up). */
+static int backupFlying(void) {
+  int i, spinning = 0;
+  for (i = 0; i < 4; i++) {
+    float f = control.normalizedForces[i];
+    if (!(f >= 0.0f && f <= 1.0f)) return 0;
+    spinning += f > 0.05f;
+  }
+  return spinning == 4;
+}
 static float expectedForce(float a) {
   float u = (a < -1.0f ? -1.0f : (a > 1.0f ? 1.0f : a));
   float f = (u + 1.0f) * 0.5f;
@@ -312,7 +328,7 @@ static float expectedForce(float a) {
 }
 
 int main(void) {
-  const float h = HOVER_ACTION;
+  const float h = TEST_HOVER_ACTION;
   int calls;
   controllerOutOfTreeInit();
   CHECK(controllerOutOfTreeTest());
@@ -359,14 +375,15 @@ int main(void) {
   run(100);
   CHECK(NEAR(standin_obs[IDX_POS + 0], 0.6f - 1.0f) && NEAR(standin_obs[IDX_VEL + 0], 0.25f));
 
-  /* NaN in the gyro: motors off, fault latched until the setpoint asks for zero thrust. */
+  /* NaN in the gyro: the backup flies (its open-loop hover command without a usable state), the policy
+   * is no longer called, and the fault latches until the setpoint asks for zero thrust. */
   sensors.gyro.x = NAN;
   run(20);
-  CHECK(fault == 1 && forcesZero());
+  CHECK(fault == 1 && backupFlying());
   sensors.gyro.x = 0.0f;
   calls = standin_calls;
   run(100);
-  CHECK(fault == 1 && forcesZero() && standin_calls == calls);
+  CHECK(fault == 1 && backupFlying() && standin_calls == calls);
   sp.thrust = 0.0f;
   run(1);
   CHECK(fault == 0 && !engaged && forcesZero());
@@ -375,10 +392,10 @@ int main(void) {
   run(100);
   CHECK(engaged && fault == 0 && standin_calls > calls);
   CHECK(NEAR(standin_obs[IDX_POS + 0], 0.0f));
-  /* A NaN action from the policy: fault 2, motors off. */
+  /* A NaN action from the policy: fault 2, the backup flies. */
   standin_action[1] = NAN;
   run(20);
-  CHECK(fault == 2 && forcesZero());
+  CHECK(fault == 2 && backupFlying());
   /* The log group names the variables a pilot watches. */
   CHECK(log_edgectl[0].name != 0 && log_edgectl[1].address == (const void *)&fault);
 
@@ -446,11 +463,11 @@ def test_app_folder_builds_and_flies_on_host(task, platform, tmp_path):
                                                  ("IDX_VEL", "velocity_error"), ("IDX_ACC", "reference_acceleration"),
                                                  ("IDX_PREV", "previous_actions"))}
     defines = [f"-D{k}={v}" for k, v in idx.items()]
-    defines += [f"-DTRACK={int(task == 'figure8')}", f"-DHOVER_ACTION={contract['action']['hover_action']!r}f",
+    defines += ["-DEDGECTL_ONBOARD_MONITOR=0", f"-DTRACK={int(task == 'figure8')}", f"-DTEST_HOVER_ACTION={contract['action']['hover_action']!r}f",
                 "-DCONFIG_ENABLE_THRUST_BAT_COMPENSATED=1"]
     exe = tmp_path / "harness"
     _gcc(f"-I{inc}", f"-I{app / 'src'}", *defines, "harness.c", app / "src" / "edgectl_obs.c",
-         app / "src" / "edgectl_policy.c", "-o", exe, "-lm", cwd=tmp_path)
+         app / "src" / "edgectl_policy.c", *SAFETY_SOURCES(app / "src"), "-o", exe, "-lm", cwd=tmp_path)
     r = subprocess.run([exe], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
@@ -584,7 +601,7 @@ def test_app_with_generated_policy_matches_bundle(tmp_path):
     src = app / "src"
     exe = tmp_path / "e2e"
     _gcc(f"-I{inc}", f"-I{src}", "-DCONFIG_ENABLE_THRUST_BAT_COMPENSATED=1", "e2e.c", src / "edgectl_controller.c",
-         src / "edgectl_obs.c", src / "edgectl_policy.c", "-o", exe, "-lm", cwd=tmp_path)
+         src / "edgectl_obs.c", src / "edgectl_policy.c", *SAFETY_SOURCES(src), "-o", exe, "-lm", cwd=tmp_path)
     r = subprocess.run([exe], capture_output=True, text=True, check=True)
     got = np.array([[float(x) for x in line.split()] for line in r.stdout.splitlines()])
 
@@ -618,3 +635,77 @@ def test_build_against_real_firmware(tmp_path):
     assert image == app / "build" / "cf2.bin" and image.stat().st_size > 100_000
     config = (app / "build" / ".config").read_text().splitlines()
     assert "CONFIG_CONTROLLER_OOT=y" in config and "CONFIG_APP_ENABLE=y" in config
+
+
+MONITOR_HARNESS = r"""
+#include <math.h>
+#include <stdio.h>
+#include "edgectl_controller.c"
+bool supervisorAreMotorsAllowedToRun(void) { return 1; }
+float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
+void vTaskDelay(uint32_t ticks) { (void)ticks; }
+void debugPrint(const char *fmt, ...) { (void)fmt; }
+
+int main(void) {
+  static control_t control;
+  static setpoint_t sp;
+  static sensorData_t sensors;
+  static state_t state;
+  stabilizerStep_t tick;
+  int i;
+  controllerOutOfTreeInit();
+  sp.mode.x = modeAbs; sp.mode.y = modeAbs; sp.mode.z = modeAbs; sp.position.z = 1.0f;
+  state.position.z = 1.0f; state.attitudeQuaternion.w = 1.0f;
+  for (tick = 1; tick <= 50; tick++) controllerOutOfTree(&control, &sp, &sensors, &state, tick);
+  printf("%d %u %.6g\n", (int)fault, (unsigned)policySteps, (double)robustness);
+  state.position.x = 0.7f;  /* 0.7 m from the reference: outside the platform's 0.5 m box */
+  for (; tick <= 100; tick++) controllerOutOfTree(&control, &sp, &sensors, &state, tick);
+  printf("%d %u %.6g\n", (int)fault, (unsigned)policySteps, (double)robustness);
+  for (i = 0; i < 4; i++) printf("%.6g ", (double)control.normalizedForces[i]);
+  printf("\n");
+  return 0;
+}
+"""
+
+
+@needs_gcc
+def test_onboard_monitor_hands_the_motors_to_the_backup(tmp_path):
+    """The platform's safety specs run on the vehicle (past-time form): leaving the box latches fault 3,
+    stops calling the policy and flies the backup controller (the same law as the host's shield)."""
+    c_codegen = pytest.importorskip("export.c_codegen")
+    bundle = load_bundle(HOVER_BUNDLE)
+    app = write_app(bundle, c_codegen.generate_c(bundle), tmp_path / "app")
+    assert "obj-y += edgectl_backup.o" in (app / "src" / "Kbuild").read_text()
+    inc = _write(tmp_path / "firmware_standins", FIRMWARE_STANDINS)
+    _write(tmp_path, {"mon.c": MONITOR_HARNESS})
+    src = app / "src"
+    exe = tmp_path / "mon"
+    _gcc(f"-I{inc}", f"-I{src}", "mon.c", src / "edgectl_obs.c", src / "edgectl_policy.c", *SAFETY_SOURCES(src),
+         "-o", exe, "-lm", cwd=tmp_path)
+    lines = subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines()
+    fault0, steps0, rob0 = lines[0].split()
+    assert (fault0, steps0) == ("0", "5") and float(rob0) > 0.4  # at the reference: the box spec holds by 0.5 m
+    fault1, steps1, rob1 = lines[1].split()
+    assert fault1 == "3" and steps1 == "5" and float(rob1) == pytest.approx(0.5 - 0.7, abs=1e-6)
+    forces = [float(x) for x in lines[2].split()]
+    assert all(0.0 <= f <= 1.0 for f in forces) and sum(f > 0.05 for f in forces) == 4
+
+
+def test_c_signals_match_python_signals():
+    from edgectl.safety import c_signals
+    from edgectl.safety.signals import QUADROTOR_SIGNALS, signals_from_state
+    lib_dir = Path(tempfile.mkdtemp())
+    _write(lib_dir, c_signals.generate())
+    _gcc("-O2", "-shared", "-fPIC", "-o", "libsig.so", "edgectl_signals.c", "-lm", cwd=lib_dir)
+    lib = ctypes.CDLL(str(lib_dir / "libsig.so"))
+    rng = np.random.default_rng(3)
+    fp = ctypes.POINTER(ctypes.c_float)
+    for _ in range(200):
+        pos, vel, omega, ref = (rng.normal(size=3).astype(np.float32) for _ in range(4))
+        q = rng.normal(size=4).astype(np.float32)
+        q /= np.linalg.norm(q)
+        out = np.zeros(len(QUADROTOR_SIGNALS), np.float32)
+        lib.edgectl_signals(*(np.ascontiguousarray(a).ctypes.data_as(fp) for a in (pos, q, vel, omega, ref, out)))
+        want = signals_from_state(pos.astype(np.float64), q.astype(np.float64), vel.astype(np.float64),
+                                  omega.astype(np.float64), ref.astype(np.float64))
+        np.testing.assert_allclose(out, [want[k] for k in QUADROTOR_SIGNALS], atol=2e-5)
