@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -27,24 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _last_json(stdout: str) -> dict:
-    lines = stdout.strip().splitlines()
-    if not lines:
-        raise ValueError("no output")
-    return json.loads(lines[-1])
-
-
-def _edgectl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edgectl", *args]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _edgectl_process import edgectl as _edgectl, env as _env, last_json as _last_json  # noqa: E402
 
 
 def _s(v) -> str:

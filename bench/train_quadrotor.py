@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -29,25 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figure8": {"tracking_rmse_m": 0.05}}
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _last_json(stdout: str) -> dict:
-    lines = stdout.strip().splitlines()
-    if not lines:
-        raise ValueError("no output")
-    return json.loads(lines[-1])
-
-
-def _edgectl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edgectl", *args]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _edgectl_process import edgectl as _edgectl, env as _env, last_json as _last_json  # noqa: E402
 
 
 def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]:

@@ -554,6 +554,14 @@ def test_build_firmware_runs_make(app_dir, tmp_path, monkeypatch):
 
 # End to end with the real policy generator: firmware state -> observation -> policy -> forces,
 # against the bundle's NumPy actor.
+# The firmware functions the controller calls, for harnesses that link it on the host.
+FIRMWARE_CALLS = r"""
+bool supervisorAreMotorsAllowedToRun(void) { return 1; }
+float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
+void vTaskDelay(uint32_t ticks) { (void)ticks; }
+void debugPrint(const char *fmt, ...) { (void)fmt; }
+"""
+
 E2E_HARNESS = r"""
 #include <math.h>
 #include <stdio.h>
@@ -561,10 +569,7 @@ E2E_HARNESS = r"""
 #include "supervisor.h"
 #include "power_distribution.h"
 #include "task.h"
-bool supervisorAreMotorsAllowedToRun(void) { return 1; }
-float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
-void vTaskDelay(uint32_t ticks) { (void)ticks; }
-void debugPrint(const char *fmt, ...) { (void)fmt; }
+""" + FIRMWARE_CALLS + r"""
 
 int main(void) {
   static control_t control;
@@ -641,11 +646,7 @@ MONITOR_HARNESS = r"""
 #include <math.h>
 #include <stdio.h>
 #include "edgectl_controller.c"
-bool supervisorAreMotorsAllowedToRun(void) { return 1; }
-float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
-void vTaskDelay(uint32_t ticks) { (void)ticks; }
-void debugPrint(const char *fmt, ...) { (void)fmt; }
-
+""" + FIRMWARE_CALLS + r"""
 int main(void) {
   static control_t control;
   static setpoint_t sp;
