@@ -247,7 +247,7 @@ typedef enum { controlModeLegacy = 0, controlModeForceTorque = 1, controlModeFor
 typedef struct { float normalizedForces[STABILIZER_NR_OF_MOTORS]; control_mode_t controlMode; } control_t;
 typedef enum { modeDisable = 0, modeAbs, modeVelocity } stab_mode_t;
 typedef struct { stab_mode_t x; stab_mode_t y; stab_mode_t z; stab_mode_t roll; stab_mode_t pitch; stab_mode_t yaw; } setpoint_mode_t;
-typedef struct { float thrust; point_t position; velocity_t velocity; acc_t acceleration; setpoint_mode_t mode; } setpoint_t;
+typedef struct { uint32_t timestamp; float thrust; point_t position; velocity_t velocity; acc_t acceleration; setpoint_mode_t mode; } setpoint_t;
 #define RATE_1000_HZ 1000
 #define RATE_MAIN_LOOP RATE_1000_HZ
 #define RATE_DO_EXECUTE(RATE_HZ, TICK) ((TICK % (RATE_MAIN_LOOP / RATE_HZ)) == 0)
@@ -259,10 +259,12 @@ bool controllerOutOfTreeTest(void);
 void controllerOutOfTree(control_t *control, const setpoint_t *setpoint, const sensorData_t *sensors, const state_t *state, const stabilizerStep_t stabilizerStep);
 """,
     "supervisor.h": "#include <stdbool.h>\nbool supervisorAreMotorsAllowedToRun(void);\n",
+    "commander.h": "#include \"stabilizer_types.h\"\n#define COMMANDER_PRIORITY_CRTP 2\n"
+                   "void commanderSetSetpoint(setpoint_t *setpoint, int priority);\n",
     "power_distribution.h": "float powerDistributionGetMaxThrust(void);\n",
     "app.h": "void appMain(void);\n",
     "FreeRTOS.h": "#include <stdint.h>\n#define M2T(X) ((unsigned int)(X))\n",
-    "task.h": "#include <stdint.h>\nvoid vTaskDelay(uint32_t ticks);\n",
+    "task.h": "#include <stdint.h>\nvoid vTaskDelay(uint32_t ticks);\nuint32_t xTaskGetTickCount(void);\n",
     "debug.h": "void debugPrint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));\n"
                 "#define DEBUG_PRINT(...) debugPrint(__VA_ARGS__)\n",
     "log.h": """enum { LOG_UINT8 = 1, LOG_UINT16, LOG_UINT32, LOG_INT8, LOG_INT16, LOG_INT32, LOG_FLOAT };
@@ -288,13 +290,27 @@ bool supervisorAreMotorsAllowedToRun(void) { return allowed; }
 float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
 void vTaskDelay(uint32_t ticks) { (void)ticks; }
 void debugPrint(const char *fmt, ...) { (void)fmt; }
+/* The firmware's tick count (1 kHz) and the commander, as the app sees them: a host that streams
+ * stamps every setpoint with the current tick; commanderSetSetpoint stamps and stores the app's own. */
+static uint32_t nowTick;
+static int hostStreams = 1;
+static int fedCount;
+static setpoint_t commanderSp;
+uint32_t xTaskGetTickCount(void) { return nowTick; }
+static setpoint_t sp;
+void commanderSetSetpoint(setpoint_t *s, int priority) {
+  (void)priority;
+  s->timestamp = nowTick;
+  commanderSp = *s;
+  sp = *s; /* what the stabilizer hands the controller next */
+  fedCount++;
+}
 
 static int failures;
 #define CHECK(cond) do { if (!(cond)) { printf("FAIL line %d: %s\n", __LINE__, #cond); failures++; } } while (0)
 #define NEAR(a, b) (fabsf((float)(a) - (float)(b)) < 1e-5f)
 
 static control_t control;
-static setpoint_t sp;
 static sensorData_t sensors;
 static state_t state;
 static stabilizerStep_t tick = 1;
@@ -302,6 +318,8 @@ static stabilizerStep_t tick = 1;
 static void run(int n) {
   int i;
   for (i = 0; i < n; i++) {
+    nowTick++;
+    if (hostStreams) sp.timestamp = nowTick;
     controllerOutOfTree(&control, &sp, &sensors, &state, tick++);
   }
 }
@@ -396,6 +414,39 @@ int main(void) {
   standin_action[1] = NAN;
   run(20);
   CHECK(fault == 2 && backupFlying());
+  /* Link cut: the host stops writing setpoints. Flying on until the newest host setpoint is
+   * EDGECTL_LINK_TIMEOUT_MS old, then on the first policy period after that the backup (fault 4), and
+   * the app feeds the commander a hold setpoint at the last reference so the supervisor keeps the
+   * motors running; it does not count its own setpoints as the host's. */
+  standin_action[1] = h; sp.thrust = 0.0f;
+  run(1);
+  sp.mode.x = modeAbs; sp.mode.y = modeAbs; sp.mode.z = modeAbs;
+  sp.position.x = 0.5f; sp.position.y = 0.25f; sp.position.z = 1.0f;
+  run(100);
+  CHECK(engaged && fault == 0);
+  {
+    const uint32_t cut = nowTick;
+    uint32_t took = 0;
+    hostStreams = 0;
+    fedCount = 0;
+    while (nowTick - cut < 200) {
+      run(1);
+      if (fault != 0 && took == 0) took = nowTick;
+      if (took == 0) CHECK(forcesZero() == 0);
+    }
+    CHECK(fault == EDGECTL_FAULT_LINK && backupFlying());
+    /* first policy tick (every 1000 / rate) after the 50 ms threshold */
+    CHECK(took > cut + EDGECTL_LINK_TIMEOUT_MS && took <= cut + EDGECTL_LINK_TIMEOUT_MS + 1000 / EDGECTL_RATE_HZ);
+    CHECK(fedCount == 2 && commanderSp.mode.z == modeAbs && NEAR(commanderSp.position.x, 0.5f) &&
+          NEAR(commanderSp.position.z, 1.0f) && commanderSp.timestamp == ownStamp);
+    run(3000);
+    CHECK(fault == EDGECTL_FAULT_LINK && backupFlying() && fedCount >= 30);
+    /* the host comes back and asks for zero thrust: disengaged, the fault cleared */
+    hostStreams = 1; sp.thrust = 0.0f;
+    sp.mode.x = modeDisable; sp.mode.y = modeDisable; sp.mode.z = modeDisable;
+    run(1);
+    CHECK(fault == 0 && !engaged && forcesZero());
+  }
   /* The log group names the variables a pilot watches. */
   CHECK(log_edgectl[0].name != 0 && log_edgectl[1].address == (const void *)&fault);
 
@@ -556,6 +607,9 @@ def test_build_firmware_runs_make(app_dir, tmp_path, monkeypatch):
 # against the bundle's NumPy actor.
 # The firmware functions the controller calls, for harnesses that link it on the host.
 FIRMWARE_CALLS = r"""
+#include "commander.h"
+uint32_t xTaskGetTickCount(void) { return 0; }
+void commanderSetSetpoint(setpoint_t *setpoint, int priority) { (void)setpoint; (void)priority; }
 bool supervisorAreMotorsAllowedToRun(void) { return 1; }
 float powerDistributionGetMaxThrust(void) { return 4.0f * 0.12f; }
 void vTaskDelay(uint32_t ticks) { (void)ticks; }

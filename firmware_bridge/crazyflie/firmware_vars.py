@@ -25,13 +25,17 @@ def compress_quaternion(qx: float, qy: float, qz: float, qw: float) -> int:
     comp = big
     for i in range(4):
         if i != big:
-            mag = min(511, int(511 * abs(q[i]) * math.sqrt(2.0) + 0.5))
+            v = 511 * abs(q[i]) * math.sqrt(2.0) + 0.5
+            mag = min(511, int(v)) if v == v else 0  # NaN: VCVT's 0
             comp = (comp << 10) | (int((q[i] < 0) != negate) << 9) | mag
     return comp & 0xFFFFFFFF
 
 
 def _i16(v: float) -> int:
-    # C float -> int16_t: truncation toward zero; saturate instead of the undefined overflow
+    # C float -> int16_t: truncation toward zero; saturate instead of the undefined overflow; NaN -> 0,
+    # what the Cortex-M4's VCVT gives
+    if v != v:
+        return 0
     return max(-32768, min(32767, int(v)))
 
 
@@ -91,7 +95,7 @@ def build_param_toc(sim) -> Toc:
 
 def read_variables(sim) -> dict:
     """Every log variable's value now, as the firmware would log it."""
-    x = sim.x
+    x = sim.measured()
     pos, vel, quat, omega = x[0:3].copy(), x[7:10].copy(), x[3:7].copy(), x[10:13].copy()
     if sim.sensor_noise:
         g = sim.platform.get

@@ -21,6 +21,14 @@ State estimate = simulated truth (optionally with the platform's sensor noise): 
 as if it had a motion-capture or Lighthouse system.
 
 Testing hooks: ``drop_link`` (go silent after N packets, once), ``stats``, ``advance``.
+
+Fault injection, on request (constructor arguments; ``edgectl sim-vehicle crazyflie`` flags):
+``loss`` (probability that a packet is lost, each direction), ``latency_s`` (one-way delay, each
+direction), ``cut_at`` (vehicle time in s from which the link is silent both ways, for ``cut_for``
+seconds or for good), ``stuck_sensor`` / ``nan_sensor`` (from ``sensor_fault_at`` s: a sensor frozen
+at its value then, or reading NaN; names in SENSORS), ``weak_motor`` ((motor 1..4, fraction of its
+thrust)). A sensor fault reaches what the firmware sees (stabilizer, on-board app, log variables),
+never the physics.
 """
 from __future__ import annotations
 
@@ -47,6 +55,8 @@ from .supervisor import CRASHED, LOCKED, STATE_NAMES, Supervisor
 
 log = logging.getLogger(__name__)
 
+SENSORS = {"x": [0], "y": [1], "z": [2], "pos": [0, 1, 2], "quat": [3, 4, 5, 6], "vx": [7], "vy": [8], "vz": [9],
+           "vel": [7, 8, 9], "gyro": [10, 11, 12], "gyro_x": [10], "gyro_y": [11], "gyro_z": [12]}
 CONTROLLER_OOT = 6  # stabilizer.controller value of the out-of-tree controller (controller.h)
 BATTERY_CAPACITY_AS = 0.25 * 3600  # 250 mAh
 BATTERY_R_OHM = 0.15
@@ -109,7 +119,10 @@ class CrazyflieSim:
 
     def __init__(self, platform: str = "crazyflie_2_1", *, speed: float = 1.0, realtime: bool = True,
                  physics_hz: float = 500.0, sensor_noise: bool = False, seed: int = 0, auto_arm: bool = True,
-                 onboard_policy=None, policy_hz: float = 100.0):
+                 onboard_policy=None, policy_hz: float = 100.0, bundle=None, onboard_impl: str = "c",
+                 loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
+                 stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
+                 weak_motor: tuple[int, float] | None = None, link_timeout_s: float | None = None):
         from edgectl.platforms import load_platform
         from train_fast.sims.numba import quadrotor as qd
 
@@ -137,7 +150,16 @@ class CrazyflieSim:
         self.stats = LinkStats()
         self.bootloader = Stm32Bootloader()
         self.boot_count = 0
+        if bundle is not None:
+            if onboard_policy is not None:
+                raise ValueError("CrazyflieSim: give bundle= or onboard_policy=, not both")
+            from .onboard import BundlePolicy
+            onboard_policy = BundlePolicy(bundle, onboard_impl)
+            policy_hz = onboard_policy.rate_hz
         self.onboard_policy = onboard_policy
+        self._policy_dt = 1.0 / policy_hz
+        self._link_timeout_s = link_timeout_s
+        self._faults(loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor)
         self._auto_arm = auto_arm
         self._policy_every = max(1, round(physics_hz / policy_hz))
         self._build_tocs()
@@ -145,6 +167,51 @@ class CrazyflieSim:
         self._stop = threading.Event()
         self._closers: list[Callable[[], None]] = []  # transports to shut down with the vehicle
         self._power_on()
+
+    def _faults(self, loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor):
+        if not 0.0 <= loss < 1.0:
+            raise ValueError(f"CrazyflieSim: loss must be a probability in [0, 1), got {loss!r}")
+        if not (latency_s >= 0.0 and math.isfinite(latency_s)):
+            raise ValueError(f"CrazyflieSim: latency_s must be >= 0 s, got {latency_s!r}")
+        for name, sensor in (("stuck_sensor", stuck_sensor), ("nan_sensor", nan_sensor)):
+            if sensor is not None and sensor not in SENSORS:
+                raise ValueError(f"CrazyflieSim: {name} {sensor!r}: expected one of {', '.join(SENSORS)}")
+        if weak_motor is not None:
+            m, k = weak_motor
+            if int(m) not in (1, 2, 3, 4) or not 0.0 <= float(k) <= 1.0:
+                raise ValueError(f"CrazyflieSim: weak_motor {weak_motor!r}: expected (motor 1..4, thrust fraction 0..1)")
+            weak_motor = (int(m), float(k))
+        self.loss, self.latency_s = float(loss), float(latency_s)
+        self.cut_at, self.cut_for = cut_at, cut_for
+        self.stuck_sensor, self.nan_sensor = stuck_sensor, nan_sensor
+        self.sensor_fault_at, self.weak_motor = float(sensor_fault_at), weak_motor
+        self._fault_rng = np.random.default_rng(self._rng.integers(1 << 31))
+        self._stuck: np.ndarray | None = None
+        self._inbox: list = []  # (due vehicle time, seq, raw, link), latency on the way in
+        self._outbox: list = []  # the same on the way out
+        self._seq = 0
+
+    def link_cut(self) -> bool:
+        """The injected cut is in force now (vehicle time)."""
+        if self.cut_at is None or self.t < self.cut_at:
+            return False
+        return self.cut_for is None or self.t < self.cut_at + self.cut_for
+
+    def measured(self) -> np.ndarray:
+        """The state as the firmware's sensors and estimator report it: the truth with the injected
+        sensor faults (noise, if on, is added where the log variables are read)."""
+        x = self.x
+        if (self.stuck_sensor is None and self.nan_sensor is None) or self.t < self.sensor_fault_at:
+            return x
+        m = x.copy()
+        if self.stuck_sensor is not None:
+            idx = SENSORS[self.stuck_sensor]
+            if self._stuck is None:
+                self._stuck = x[idx].copy()
+            m[idx] = self._stuck
+        if self.nan_sensor is not None:
+            m[SENSORS[self.nan_sensor]] = np.nan
+        return m
 
     # ----------------------------------------------------------------------------------------
     # Lifecycle
@@ -284,6 +351,17 @@ class CrazyflieSim:
     def receive(self, raw: bytes, link: SimLink):
         with self._lock:
             self.stats.rx += 1
+            if self.link_cut() or (self.loss and self._fault_rng.random() < self.loss):
+                self.stats.dropped += 1
+                return
+            if self.latency_s > 0.0:
+                self._seq += 1
+                self._inbox.append((self.t + self.latency_s, self._seq, bytes(raw), link))
+                return
+            self._receive(raw, link)
+
+    def _receive(self, raw: bytes, link: SimLink):
+        with self._lock:
             if link.dead:
                 self.stats.dropped += 1
                 return
@@ -325,9 +403,27 @@ class CrazyflieSim:
                 self.stats.last_error = f"port {port} channel {channel}: {type(e).__name__}: {e}"
                 log.exception("crazyflie sim: packet %r", raw)
 
-    def _reply(self, link: SimLink, raw: bytes):
+    def _reply(self, link: SimLink, raw: bytes, delayed: bool = False):
+        if not delayed:
+            if self.link_cut() or (self.loss and self._fault_rng.random() < self.loss):
+                self.stats.dropped += 1
+                return
+            if self.latency_s > 0.0:
+                self._seq += 1
+                self._outbox.append((self.t + self.latency_s, self._seq, raw, link))
+                return
         if link.deliver(raw):
             self.stats.tx += 1
+
+    def _flush_delayed(self):
+        """Packets whose injected latency is over, in arrival order."""
+        for box, on_due in ((self._inbox, lambda raw, link: self._receive(raw, link)),
+                            (self._outbox, lambda raw, link: self._reply(link, raw, delayed=True))):
+            if box and box[0][0] <= self.t:
+                due = [p for p in box if p[0] <= self.t]
+                box[:] = [p for p in box if p[0] > self.t]
+                for _, _, raw, link in due:
+                    on_due(raw, link)
 
     def _send(self, link: SimLink | None, port: int, channel: int, payload: bytes):
         if link is not None:
@@ -345,6 +441,9 @@ class CrazyflieSim:
     def _tick(self):
         qd, x, dt = self._qd, self.x, self.dt
         sup = self.supervisor
+        if self._inbox or self._outbox:
+            self._flush_delayed()
+        meas = self.measured()
         if self.mode == FIRMWARE:
             f_body = self._specific_force_body()
             sup.update(self.t, self.commander.setpoint, any(m > 0.0 for m in self.motors), acc_z=f_body[2],
@@ -355,14 +454,18 @@ class CrazyflieSim:
                     self.onboard.disengage()
                 u = self.controller.motors_off()
             elif self._oot_active():
-                u = self._onboard_step(sp)
+                u = self._onboard_step(sp, meas)
             else:
-                u = self.controller.step(sp, x)
+                u = self.controller.step(sp, meas)
         else:
             u = self.controller.motors_off()
         self.motors = u
         mmin = self._pdict["motor_min"]
-        action = np.array([2.0 * (m - mmin) / (1.0 - mmin) - 1.0 for m in u])
+        if self.weak_motor is not None:  # thrust ~ speed^2: a rotor giving k of its thrust turns sqrt(k) as fast
+            m, k = self.weak_motor
+            u = list(u)
+            u[m - 1] = mmin + (u[m - 1] - mmin) * math.sqrt(k)
+        action = np.nan_to_num(np.array([2.0 * (m - mmin) / (1.0 - mmin) - 1.0 for m in u]), nan=-1.0)
         v_before = x[qd.VEL].copy()
         qd.step_into(x, action, self.params, x)
         self._ground_contact()
@@ -415,19 +518,29 @@ class CrazyflieSim:
 
     def onboard_reset(self):
         if self.onboard_policy is not None:
-            self.onboard = OnboardApp(self.onboard_policy, self._policy_every)
+            from .onboard import LINK_TIMEOUT_S, BundlePolicy
+            # The app as exported carries the backup and the monitors; a bare callable (tests of the
+            # plumbing) gets the bare app.
+            full = isinstance(self.onboard_policy, BundlePolicy)
+            self.onboard = OnboardApp(self.onboard_policy, self._policy_every, platform=self.platform if full else None,
+                                      policy_dt=self._policy_dt, set_setpoint=self._app_setpoint,
+                                      link_timeout_s=self._link_timeout_s or LINK_TIMEOUT_S)
         else:
             self.onboard = None
 
-    def _onboard_step(self, sp):
-        forces = self.onboard.step(sp, self._truth(), self.ticks)
+    def _app_setpoint(self, sp):
+        """commanderSetSetpoint from the app (its keep-alive while the host is silent)."""
+        self.commander.setpoint = sp
+
+    def _onboard_step(self, sp, meas):
+        forces = self.onboard.step(sp, self._truth(meas), self.ticks, self.t)
         return self.controller.forces_to_motors(forces)
 
     # ----------------------------------------------------------------------------------------
     # Firmware variables (log TOC) and parameters
     # ----------------------------------------------------------------------------------------
-    def _truth(self) -> dict:
-        x = self.x
+    def _truth(self, x=None) -> dict:
+        x = self.x if x is None else x
         return {"position": x[0:3].copy(), "velocity": x[7:10].copy(),
                 "quaternion_xyzw": np.array([x[4], x[5], x[6], x[3]]),
                 "gyro_deg_s": np.degrees(x[10:13])}
