@@ -201,6 +201,87 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
         platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
 
 
+# Vision avoid task (train_fast/tasks/avoid_tasks.py): PPO settings that differ from the quadrotor's,
+# chosen by measurement (see the avoid task's docstring and the README's measured table).
+AVOID_PPO: dict = {"num_envs": 512, "num_steps": 32, "minibatches": 8, "lr": 1e-3, "actor_hidden": (64, 64),
+                   "critic_hidden": (128, 128), "init_std": 0.5, "iters_per_chunk": 4, "eval_episodes": 256}
+
+
+def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, seed: int = 0,
+                t_start: float | None = None, progress: Callable[[dict], None] | None = None,
+                reserve_seconds: float = 3.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
+                max_env_steps: float | None = None) -> TrainResult:
+    """The avoid task's counterpart of `train`: same budgeted PPO loop (the actor is an MLP on the image
+    plus proprioception, the critic sees the obstacle geometry), checkpoints kept by the success rate on
+    fixed evaluation scenes (a split of the training key, not the scenes `edgectl eval` uses)."""
+    t_start = time.time() if t_start is None else t_start
+    deadline = t_start + seconds - reserve_seconds
+    jax = _setup_jax()
+
+    from edgectl.platforms import load_platform
+    from train_fast.algos import ppo as ppo_mod
+    from train_fast.evaluate_avoid import make_rollout, score, summarize
+    from train_fast.tasks import avoid_tasks as at
+
+    plat = load_platform(platform_name)
+    if plat.kind != "quadrotor":
+        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the avoid task needs a quadrotor platform")
+    tcfg = at.avoid_config(**(task_overrides or {}))
+    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**AVOID_PPO, **(ppo_overrides or {})})
+    env = at.make_env(tcfg, plat)
+    contract = at.contract(tcfg, plat)
+    init, train_chunk, actor_apply = ppo_mod.make_train(
+        pcfg, env, at.reset, at.step, at.observe, at.observe_privileged, action_size=2, action_bias=0.0)
+    evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
+
+    key = jax.random.PRNGKey(seed)
+    k_init, k_eval = jax.random.split(key)
+    runner = init(k_init)
+    lr_arg = np.float32(pcfg.lr)
+    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
+                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
+    best, best_score, history, chunk, t_train = None, -np.inf, [], 0, time.time()
+    eval_s = 0.0
+    while True:
+        t0 = time.time()
+        if max_env_steps is None:
+            frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
+        else:
+            frac = min(float(runner.step) / max_env_steps, 1.0)
+        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
+        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
+        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
+        jax.block_until_ready(runner.params)
+        te = time.time()
+        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), tcfg.length)
+        t1 = time.time()
+        eval_s = t1 - te
+        chunk += 1
+        m = jax.device_get(m)
+        n_ep = max(float(m["episodes"]), 1.0)
+        ret = float(m["return_sum"]) / n_ep if float(m["episodes"]) > 0 else (history[-1]["mean_return"] if history else None)
+        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
+                 "mean_return": ret, "termination_rate": float(m["terminated"]) / n_ep,
+                 "value_loss": float(m["value_loss"]), "eval_seconds": eval_s, **{f"eval_{k}": v for k, v in ev.items()}}
+        sc = score(ev)
+        entry["eval_score"] = sc
+        if sc > best_score:
+            best_score, best = sc, jax.device_get(runner.params["actor"])
+            entry["best"] = True
+        history.append(entry)
+        if progress:
+            progress(entry)
+        est = (t1 - t0) if chunk > 1 else 0.0
+        if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
+            break
+
+    layers, metrics = _result(best, history, chunk, t_start)
+    return TrainResult(
+        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "avoid"},
+        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
+        platform_name=plat.name, platform_toml=plat.raw)
+
+
 def _result(best, history: list[dict], chunks: int, t_start: float, *extra_keys: str) -> tuple[list, dict]:
     """The best actor as float32 (W, b) pairs and the metrics every bundle records about its training."""
     layers = [(np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)) for layer in best]
