@@ -25,7 +25,7 @@ import typer  # noqa: E402
 
 # Vehicle kind -> tasks. Kept here (checked against train_fast.tasks by the tests) so that a typo
 # is refused before JAX is imported.
-VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8"), "rc-car": ("race",)}
+VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8", "avoid"), "rc-car": ("race",)}
 DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1", "rc-car": "rc_car_1_10"}
 PLATFORM_KIND = {"quadrotor": "quadrotor", "rc-car": "rc_car"}  # vehicle argument -> platform file kind
 DEFAULT_TRACK = "oval"  # rc-car: hardware/tracks/oval.csv
@@ -236,7 +236,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def train(
     vehicle: str = typer.Argument(..., help=f"Vehicle kind: {', '.join(VEHICLES)}."),
-    task: Optional[str] = typer.Option(None, "--task", help="Task: hover | figure8 (quadrotor), race (rc-car).",
+    task: Optional[str] = typer.Option(None, "--task", help="Task: hover | figure8 | avoid (quadrotor, avoid: vision, CAD2RL-style), race (rc-car).",
                                        show_default="hover (quadrotor), race (rc-car)"),
     seconds: float = typer.Option(20.0, "--seconds", help="Wall-clock budget in seconds, from process start "
                                   "(start-up, JIT compilation and writing the bundle included)."),
@@ -315,6 +315,12 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
     def on_chunk(entry: dict) -> None:
         if not warm:  # JIT compilation is over; import matplotlib beside the training from here on
             warm.append(_start_thread(_warm_up_plots))
+        if "eval_success_rate" in entry:  # avoid: obstacle fields crossed
+            stats = (f"{_fmt_steps(entry['env_steps'])} steps  return {entry['mean_return'] or 0.0:6.2f}  "
+                     f"crossed {_fmt_pct(entry['eval_success_rate'])}  collisions {_fmt_pct(entry['eval_collision_rate'])}"
+                     + ("  *" if entry.get("best") else ""))
+            progress.update(tid, description=f"training (chunk {entry['chunk']})", stats=stats)
+            return
         if "eval_lap_time_s" in entry:  # race: lap time from a standing start, collisions
             stats = (f"{_fmt_steps(entry['env_steps'])} steps  reward/step {entry['mean_reward']:5.2f}  "
                      f"lap {_fmt_s(entry['eval_lap_time_s'])}  collisions {entry['eval_collisions']}"
@@ -341,6 +347,10 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
 
             result = train_race(platform_name=str(plat.path), track=track, seconds=seconds, seed=seed, t_start=t_start,
                                 progress=on_chunk)
+        elif task == "avoid":
+            from train_fast.train import train_avoid
+
+            result = train_avoid(platform_name=str(plat.path), seconds=seconds, seed=seed, t_start=t_start, progress=on_chunk)
         else:
             result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
                            progress=on_chunk)
@@ -353,6 +363,11 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
 
             curve = training_curve_png(result.history, title=f"{plat.name} race on {Path(track).stem}, seed {seed}",
                                        budget_s=seconds)
+        elif task == "avoid":
+            from train_fast.evaluate_avoid import training_curve_png as avoid_curve
+
+            curve = avoid_curve(result.history, title=f"{plat.name} avoid ({result.task.get('image')} camera), seed {seed}",
+                                budget_s=seconds)
         else:
             curve = plots.training_curve_png(result.history, title=f"{plat.name} {task}, seed {seed}", budget_s=seconds)
         from edgectl.bundle import BundleError
@@ -386,7 +401,11 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
     t.add_row("process start -> bundle", f"{to_bundle:.2f} s of {seconds:g} s" + ("  [red](over budget)[/]" if over else "")
               + f"  (curve + bundle {m['post_train_s']:.2f} s)")
     t.add_row("env steps", f"{m['env_steps']:,.0f} in {m['chunks']} chunks (best: chunk {m['best_chunk']})")
-    if result.task.get("name") == "race":
+    if result.task.get("name") == "avoid":
+        t.add_row("mean return", f"{m['first_mean_return'] or 0.0:.1f} -> {m['final_mean_return'] or 0.0:.1f}")
+        t.add_row("best eval", f"{_fmt_pct(best.get('success_rate'))} of {best.get('episodes')} fields crossed, "
+                  f"{_fmt_pct(best.get('collision_rate'))} collisions (training-time scenes; edgectl eval uses unseen ones)")
+    elif result.task.get("name") == "race":
         t.add_row("track", str(result.task.get("track")))
         t.add_row("mean reward per step", f"{m['first_mean_reward']:.2f} -> {m['final_mean_reward']:.2f}")
         t.add_row("best eval lap time", f"{_fmt_s(best.get('lap_time_s'))} ({best.get('laps_completed')} of "
@@ -458,6 +477,9 @@ def eval_cmd(
     if b.manifest["task"].get("name") == "race":
         _eval_race(b, root, plot_path, laps, seed, json_out)
         return
+    if b.manifest["task"].get("name") == "avoid":
+        _eval_avoid(b, root, plot_path, episodes, seed, json_out)
+        return
 
     console = _console()
     t0 = time.time()
@@ -499,6 +521,43 @@ def eval_cmd(
         out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
                **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
         _print_json(out)
+
+
+def _eval_avoid(b, root: Path, plot_path: Path, episodes: int, seed: int, json_out: bool) -> None:
+    """`edgectl eval` of an avoid bundle: unseen obstacle fields, against the straight-line baseline."""
+    console = _console()
+    t0 = time.time()
+    from train_fast.evaluate_avoid import env_for_bundle, eval_png, evaluate_bundle
+    from train_fast.train import _setup_jax
+
+    _setup_jax()
+    try:
+        with console.status(f"flying {episodes} unseen obstacle fields, policy and straight line (compiling first)..."):
+            summary, rec = evaluate_bundle(b, episodes=episodes, seed=seed, record=min(RECORD_EPISODES, episodes))
+    except ValueError as e:
+        _fail(str(e))
+    eval_s = time.time() - t0
+    eval_png(env_for_bundle(b), rec, plot_path,
+             title=f"{root.name}: avoid, {_fmt_pct(summary['success_rate'])} crossed (straight line "
+                   f"{_fmt_pct(summary['baseline_success_rate'])}), eval seed {seed}")
+    from rich.table import Table
+
+    t = Table(title=f"edgectl eval {root}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("task", f"avoid ({summary['image']} camera) on {b.platform_name} (bundle seed {b.seed})")
+    t.add_row("episodes", f"{summary['episodes']} unseen fields of {summary['field_length_m']:g} m, scenes from {summary['eval_scene_stream']}")
+    t.add_row("crossed without collision", f"{_fmt_pct(summary['success_rate'])} (straight line: {_fmt_pct(summary['baseline_success_rate'])})")
+    t.add_row("collisions", f"{_fmt_pct(summary['collision_rate'])} (straight line: {_fmt_pct(summary['baseline_collision_rate'])})")
+    t.add_row("collision-free distance", f"median {_fmt_m(summary['collision_free_distance_median_m'], 2)}, mean "
+              f"{_fmt_m(summary['collision_free_distance_mean_m'], 2)} (straight line: median "
+              f"{_fmt_m(summary['baseline_collision_free_distance_median_m'], 2)})")
+    t.add_row("evaluation time", f"{eval_s:.1f} s")
+    t.add_row("plot", str(plot_path))
+    console.print(t)
+    if json_out:
+        _print_json({"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
+                     **summary, "eval_seconds": eval_s, "plot": str(plot_path)})
 
 
 def _eval_race(b, root: Path, plot_path: Path, laps: int, seed: int, json_out: bool) -> None:
@@ -644,17 +703,46 @@ def sim_vehicle_cmd(
     signing_key: Optional[str] = typer.Option(None, "--signing-key", envvar="EDGECTL_MAVLINK_KEY",
                                               help="mavlink: MAVLink 2 signing key (64 hex digits or a passphrase)."),
     platform: str = typer.Option("crazyflie_2_1", "--platform", help="Platform file whose dynamics the vehicle flies."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="crazyflie: carry this bundle's policy as the on-board "
+                                          "edgectl app (as if flashed with `edgectl export --target crazyflie`)."),
+    onboard: str = typer.Option("c", "--onboard", help="crazyflie --bundle: the app's policy: c (generated float32 C, "
+                                "compiled here), numpy (the bundle's forward), or an `edgectl export --target c [--int8]` folder."),
+    loss: float = typer.Option(0.0, "--loss", min=0.0, max=0.99, help="Fault: probability that a packet is lost (each direction)."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Fault: one-way link latency added (each direction)."),
+    cut_at: Optional[float] = typer.Option(None, "--cut-at", help="Fault: vehicle time (s) from which the link carries nothing either way."),
+    cut_for: Optional[float] = typer.Option(None, "--cut-for", help="Fault: how long the cut lasts (s; default: for good)."),
+    stuck_sensor: Optional[str] = typer.Option(None, "--stuck-sensor", help="Fault: a sensor frozen from --sensor-fault-at "
+                                               "(x, y, z, pos, vx, vy, vz, vel, quat, gyro, gyro_x, gyro_y, gyro_z)."),
+    nan_sensor: Optional[str] = typer.Option(None, "--nan-sensor", help="Fault: a sensor reading NaN from --sensor-fault-at (names as --stuck-sensor)."),
+    sensor_fault_at: float = typer.Option(0.0, "--sensor-fault-at", help="Vehicle time (s) at which the sensor fault starts."),
+    weak_motor: Optional[str] = typer.Option(None, "--weak-motor", help="Fault: MOTOR:FRACTION, e.g. 2:0.7 = motor 2 gives 70 % of its thrust."),
 ) -> None:
     """Run a simulated vehicle that speaks the real protocol, driven by edgectl's simulator (Ctrl-C to stop).
 
-    Point `edgectl run`, or your own cflib / pymavlink script, at it.
+    Point `edgectl run`, or your own cflib / pymavlink script, at it. Faults are injected on request.
     """
+    weak = None
+    if weak_motor is not None:
+        try:
+            m, k = weak_motor.split(":")
+            weak = (int(m), float(k))
+        except ValueError:
+            _fail(f"--weak-motor {weak_motor!r}: expected MOTOR:FRACTION, e.g. 2:0.7")
+    faults = dict(loss=loss, latency_s=latency_ms / 1000.0, cut_at=cut_at, cut_for=cut_for, stuck_sensor=stuck_sensor,
+                  nan_sensor=nan_sensor, sensor_fault_at=sensor_fault_at, weak_motor=weak)
     if kind == "crazyflie":
         from firmware_bridge.cli_hooks import sim_vehicle_main as cf_main
-        raise typer.Exit(cf_main("crazyflie", uri=uri or "udp://127.0.0.1:19850", speed=speed, platform=platform))
+        raise typer.Exit(cf_main("crazyflie", uri=uri or "udp://127.0.0.1:19850", speed=speed, platform=platform,
+                                 bundle=bundle, onboard=onboard, faults=faults))
     elif kind == "mavlink":
+        if bundle is not None:
+            _fail("--bundle: only a simulated Crazyflie carries an on-board app; a MAVLink vehicle is flown by `edgectl run`")
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
-        mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform, echo=typer.echo)
+        try:
+            mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform,
+                     echo=typer.echo, faults=faults)
+        except ValueError as e:
+            _fail(str(e))
     elif kind == "rc-car":
         from firmware_bridge.rccar.cli_hooks import sim_vehicle_main as car_main
         raise typer.Exit(car_main(uri=uri, speed=speed, platform="rc_car_1_10" if platform == "crazyflie_2_1" else platform,
@@ -699,7 +787,8 @@ def run_cmd(
     policy: Optional[Path] = typer.Option(None, "--policy", help="Run an `edgectl export` folder of the bundle "
                                           "(c/stm32: compiled C, onnx, tflite) instead of the bundle itself."),
     shield: bool = typer.Option(True, "--shield/--no-shield", help="Predictive STL shield (specs from the platform file)."),
-    ref: str = typer.Option("0,0,0", "--ref", help="Reference position x,y,z in m (world, z up)."),
+    ref: Optional[str] = typer.Option(None, "--ref", help="Reference position x,y,z in m (world, z up).",
+                                      show_default="0,0,0; a Crazyflie 0,0,1 (its floor is z = 0)"),
     log: Optional[Path] = typer.Option(None, "--log", help="Flight log CSV.", show_default="runs/flights/<time>.csv"),
     as_fast: bool = typer.Option(False, "--as-fast-as-possible", help="sim:// only: run ticks back to back."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the run summary as one JSON object."),
@@ -718,22 +807,44 @@ def run_cmd(
     except BundleError as e:
         _fail(str(e))
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
-    try:
-        ref_xyz = tuple(float(v) for v in ref.split(","))
-        assert len(ref_xyz) == 3
-    except (ValueError, AssertionError):
-        _fail(f"--ref {ref!r}: expected three numbers x,y,z")
+    ref_xyz = None
+    if ref is not None:
+        try:
+            ref_xyz = tuple(float(v) for v in ref.split(","))
+            assert len(ref_xyz) == 3
+        except (ValueError, AssertionError):
+            _fail(f"--ref {ref!r}: expected three numbers x,y,z")
     from edgectl.runtime.backends import load_policy
     from edgectl.runtime.flightlog import FlightLog
     from edgectl.runtime.links import open_link
     from edgectl.runtime.loop import ControlLoop, LoopConfig
     from edgectl.safety.backup import BackupController
 
+    link = None
     try:
-        act, backend = load_policy(policy if policy is not None else b.path, b)
         link = open_link(uri, plat)
+        onboard = getattr(link, "onboard", False)
+        if onboard:
+            if policy is not None:
+                raise ValueError(f"--policy {policy}: {uri} flies the policy on board (its flashed edgectl app); "
+                                 "the host runs none")
+            act, backend = None, "on board (the vehicle's edgectl app)"
+        else:
+            act, backend = load_policy(policy if policy is not None else b.path, b)
     except (ValueError, OSError) as e:
+        if link is not None:
+            link.close()
         _fail(str(e))
+    if ref_xyz is None:
+        ref_xyz = tuple(getattr(link, "default_ref", (0.0, 0.0, 0.0)))
+    monitors = ()
+    if onboard:
+        # The host cannot shield a vehicle it has no motor authority over; it monitors the platform's
+        # specs in the same past-time form the app checks on board.
+        from edgectl.safety.monitor import OnlineMonitor
+        from export.crazyflie_app import onboard_formulas
+        monitors = [OnlineMonitor(f, 1.0 / float(b.contract["rate_hz"])) for f in onboard_formulas(plat)]
+        shield = False
     sh = None
     if shield:
         from edgectl.safety.shield import Shield
@@ -741,7 +852,7 @@ def run_cmd(
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
     flog = FlightLog(log_path)
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast)
-    loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz)
+    loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz, monitors=monitors)
     console = _console(stderr=json_out)
     try:
         with console.status(f"flying {b.path.name} on {uri} for {seconds:g} s ({backend}, shield {'on' if shield else 'off'})"):
@@ -757,6 +868,10 @@ def run_cmd(
     console.print(f"{summary['ticks']} ticks at {cfg.rate_hz:g} Hz, period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / "
                   f"max {pe['max']:.3f} ms, {summary['deadline_misses']} deadline misses; nominal policy in control "
                   f"{100 * summary['nominal_fraction']:.1f} % of ticks; final: {summary['final_mode']}")
+    pos_err = summary["position_error_m"]
+    if pos_err["max"] is not None:
+        console.print(f"distance to the reference {', '.join(f'{v:g}' for v in ref_xyz)}: max {100 * pos_err['max']:.1f} cm, "
+                      f"RMS {100 * pos_err['rms']:.1f} cm over {pos_err['samples']} states")
     for sw in summary["switches"]:
         console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
     console.print(f"log: {log_path}  (edgectl plot {log_path})")

@@ -20,8 +20,11 @@ def _print(*args):
 
 def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850", speed: float = 1.0,
                      platform: str = "crazyflie_2_1", duration: float | None = None,
-                     stop_event: threading.Event | None = None) -> int:
-    """Serve a simulated vehicle at uri until Ctrl-C (or ``duration`` seconds, or ``stop_event``)."""
+                     stop_event: threading.Event | None = None, bundle=None, onboard: str = "c",
+                     faults: dict | None = None) -> int:
+    """Serve a simulated vehicle at uri until Ctrl-C (or ``duration`` seconds, or ``stop_event``).
+    ``bundle``: the vehicle carries its policy as the on-board edgectl app (``onboard``: c, numpy or an
+    export folder); ``faults``: CrazyflieSim's fault-injection arguments."""
     if kind not in SIM_KINDS:
         _print(f"sim-vehicle: unknown vehicle kind {kind!r}; available: {', '.join(SIM_KINDS)}")
         return 2
@@ -34,9 +37,9 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
 
     try:
-        sim = CrazyflieSim(platform, speed=speed)
+        sim = CrazyflieSim(platform, speed=speed, bundle=bundle, onboard_impl=onboard, **(faults or {}))
         server = sim.serve_udp(parsed.hostname, parsed.port)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # a bad bundle, fault or port: one line, not a traceback
         _print(f"sim-vehicle: {e}")
         return 1
     stop = stop_event or threading.Event()
@@ -49,7 +52,11 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
            f"pm, motor, supervisor, ...); param TOC: {len(sim.param_names())} parameters\n"
            f"  bootloader: {PAGE_SIZE} B pages, firmware area pages {FLASH_START}-{FLASH_PAGES - 1}\n"
            f"  connect with cflib: SyncCrazyflie('{server.uri}'); flash: edgectl flash --uri {server.uri} FILE\n"
-           "  Ctrl-C to stop")
+           + (f"  on-board app: {sim.onboard_policy.impl} policy of {bundle} (stabilizer.controller = 6 selects it)\n"
+              if bundle is not None else "")
+           + (f"  faults: {', '.join(f'{k}={v}' for k, v in (faults or {}).items() if v not in (None, 0.0))}\n"
+              if any(v not in (None, 0.0) for v in (faults or {}).values()) else "")
+           + "  Ctrl-C to stop")
     t_end = None if duration is None else time.monotonic() + duration
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):

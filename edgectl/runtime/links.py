@@ -135,18 +135,27 @@ class MavlinkMotorLink:
         self.link.close()
 
 
+def _is_sim_start(rest: str) -> bool:
+    try:
+        return not rest or all(float(v) == float(v) for v in rest.split(","))
+    except ValueError:
+        return False
+
+
 def open_link(uri: str, platform) -> Link:
-    """sim://[x,y,z] or a pymavlink URL (udpout:, udpin:, tcp:, serial device)."""
-    if uri.startswith("sim://"):
+    """sim://[x,y,z] (in-process dynamics, host flies the motors), a pymavlink URL (udpout:, udpin:, tcp:,
+    serial device), or a cflib URI (radio://, usb://, udp://host:port, sim://NAME of an in-process simulated
+    Crazyflie): a Crazyflie flies the exported policy on board and the host streams the reference."""
+    if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
         rest = uri[len("sim://"):]
         start = tuple(float(v) for v in rest.split(",")) if rest else (0.0, 0.0, 0.0)
         if len(start) != 3:
             raise ValueError(f"--uri {uri}: expected sim:// or sim://x,y,z")
         return SimLink(platform, start_pos=start)
+    if uri.split("://", 1)[0] in ("radio", "usb", "udp", "sim") and "://" in uri:
+        from .crazyflie_link import CrazyflieOnboardLink
+        return CrazyflieOnboardLink(uri, platform)
     if uri.split(":", 1)[0] in ("udpout", "udpin", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
         return MavlinkMotorLink(uri)
-    if uri.split(":", 1)[0] in ("radio", "usb"):
-        raise ValueError(f"--uri {uri}: a Crazyflie flies the exported policy on board: "
-                         "edgectl export --target crazyflie, build-firmware, flash; host-side motor control over "
-                         "the radio is not supported (the firmware takes attitude or position setpoints)")
-    raise ValueError(f"--uri {uri}: unknown link; expected sim://, or a MAVLink URL such as udpout:127.0.0.1:14550")
+    raise ValueError(f"--uri {uri}: unknown link; expected sim://, a MAVLink URL such as udpout:127.0.0.1:14550, "
+                     "or a Crazyflie URI (radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850)")

@@ -5,6 +5,11 @@ that raises or returns NaN, a silent or stale link, or `max_misses` deadline ove
 control to the backup controller (level, hold, descend); a watchdog handover latches, and if the link
 stays silent for `stop_after_s` the loop commands a safe stop and ends. Never silence: every tick
 sends something until the stop.
+
+A link with ``onboard = True`` (a Crazyflie whose app runs the policy) gets the same fixed-rate loop
+without the policy: each tick streams the reference, reads the state and the app's status, runs the
+host's STL monitors and logs; the vehicle's app reports which controller flies (its fault code), and
+a silent link is logged as a watchdog event, but the rescue is the app's own (see _run_onboard).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ class RunReport:
     nominal_ticks: int = 0
     events: list = field(default_factory=list)  # (t, from, to, reason)
     final_mode: str = NOMINAL
+    position_error_m: list = field(default_factory=list)  # |pos - ref| per tick with a state
 
     def summary(self) -> dict:
         pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
@@ -48,7 +54,14 @@ class RunReport:
                 "compute_ms": {"p50": float(np.percentile(ce, 50)), "p99": float(np.percentile(ce, 99)), "max": float(ce.max())},
                 "nominal_fraction": self.nominal_ticks / max(self.ticks, 1),
                 "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
-                "final_mode": self.final_mode}
+                "final_mode": self.final_mode, "position_error_m": self._error_summary()}
+
+    def _error_summary(self) -> dict:
+        e = np.asarray(self.position_error_m, float)
+        e = e[np.isfinite(e)]
+        if not e.size:
+            return {"max": None, "rms": None, "samples": 0}
+        return {"max": float(e.max()), "rms": float(np.sqrt(np.mean(e * e))), "samples": int(e.size)}
 
 
 class ControlLoop:
@@ -56,7 +69,7 @@ class ControlLoop:
     decides between it and its backup each tick; `backup` (BackupController) takes over on watchdog events."""
 
     def __init__(self, link: Link, policy: Callable, contract: dict, backup, config: LoopConfig, *,
-                 shield=None, log: FlightLog | None = None, ref=(0.0, 0.0, 0.0)):
+                 shield=None, log: FlightLog | None = None, ref=(0.0, 0.0, 0.0), monitors=()):
         from edgectl.safety.shield import observation
         self.observation = observation
         self.link, self.policy, self.contract, self.backup = link, policy, contract, backup
@@ -65,6 +78,7 @@ class ControlLoop:
         history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions")
         self.prev = np.full(history, float(contract["action"].get("hover_action", 0.0)))
         self.mode, self.latched = NOMINAL, False
+        self.monitors = list(monitors)  # edgectl.safety.monitor.OnlineMonitor: the host's view when it cannot shield
         self.report = RunReport()
 
     def _switch(self, t: float, to: str, reason: str) -> None:
@@ -105,6 +119,8 @@ class ControlLoop:
             self.shield.predict(s.pos, s.quat, s.vel, s.omega, self.ref)
 
     def run(self) -> RunReport:
+        if getattr(self.link, "onboard", False):
+            return self._run_onboard()
         cfg, rep = self.cfg, self.report
         period = 1.0 / cfg.rate_hz
         n_ticks = int(round(cfg.seconds * cfg.rate_hz))
@@ -176,8 +192,91 @@ class ControlLoop:
             rep.nominal_ticks += self.mode == NOMINAL
             rep.period_error_ms.append(1e3 * (start - scheduled))
             rep.compute_ms.append(1e3 * compute)
+            if s is not None:
+                rep.position_error_m.append(float(np.linalg.norm(np.asarray(s.pos) - self.ref)))
             if rep.events and rep.events[-1][0] == round(t, 4):
                 event = rep.events[-1][3]
+            if self.log is not None:
+                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, event, s, self.ref, a, rob)
+        rep.final_mode = self.mode
+        return rep
+
+    def _monitor(self, s) -> float:
+        if not self.monitors:
+            return float("nan")
+        from edgectl.safety.signals import signals_from_state
+        sig = {k: float(v) for k, v in signals_from_state(np.asarray(s.pos, float), np.asarray(s.quat, float),
+                                                         np.asarray(s.vel, float), np.asarray(s.omega, float),
+                                                         self.ref).items()}
+        return min(m.update(sig) for m in self.monitors)
+
+    def _run_onboard(self) -> RunReport:
+        """The policy flies on the vehicle; the host streams the reference and watches.
+
+        Modes in the log and the report: nominal (the app's policy flies), backup (the app reports a
+        fault: its backup flies; or the host hears nothing, when the app's link watchdog hands over on
+        board), stopped (the host gave up after stop_after_s of silence; it sends no motors-off, which a
+        vehicle landing itself must not get). The host cannot take over: it has no motor authority."""
+        cfg, rep, link = self.cfg, self.report, self.link
+        period = 1.0 / cfg.rate_hz
+        n_ticks = int(round(cfg.seconds * cfg.rate_hz))
+        if hasattr(link, "start"):
+            link.start(self.ref)
+        t0 = time.perf_counter()
+        last_good, fault_seen, silent_logged = 0.0, 0, False
+        for k in range(n_ticks):
+            scheduled = t0 + k * period
+            if cfg.realtime:
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            start = time.perf_counter()
+            if start - scheduled > period:
+                t0 += start - scheduled
+                scheduled = start
+            t = k * period
+            link.send_reference(self.ref)
+            s = link.read_state()
+            st = link.vehicle_status() if hasattr(link, "vehicle_status") else None
+            now = time.monotonic()
+            rob = float("nan")
+            a = np.full(4, np.nan)
+            if s is None or now - s.t > cfg.stale_s:
+                silent = t - last_good
+                why = "link silent" if s is None else f"state {1e3 * (now - s.t):.0f} ms old"
+                if not silent_logged:  # logged even when a vehicle fault had the backup flying already
+                    rep.events.append((round(t, 4), self.mode, BACKUP,
+                                       f"watchdog: {why}; the vehicle's own link watchdog hands its motors to the on-board backup"))
+                    self.mode, silent_logged = BACKUP, True
+                if silent > cfg.stop_after_s:
+                    self._switch(t, STOPPED, f"watchdog: no state for {silent:.2f} s: host stops; the on-board backup lands the vehicle")
+                    rep.ticks += 1
+                    if self.log is not None:
+                        self.log.write(t, 1e3 * (start - scheduled), 0.0, self.mode, rep.events[-1][3], None, self.ref, a, rob)
+                    break
+                s = None
+            else:
+                last_good = t
+                if silent_logged:
+                    rep.events.append((round(t, 4), self.mode, self.mode, "watchdog: link back"))
+                    silent_logged = False
+                rob = self._monitor(s)
+                rep.position_error_m.append(float(np.linalg.norm(np.asarray(s.pos) - self.ref)))
+                if st is not None:
+                    a = link.forces_to_action(st["forces"])
+                    fault = st["fault"]
+                    if fault and fault != fault_seen:
+                        from .crazyflie_link import FAULT_NAMES
+                        self._switch(t, BACKUP, f"vehicle: fault {fault} ({FAULT_NAMES.get(fault, 'unknown')}): on-board backup flies")
+                    elif not fault and st["engaged"]:
+                        self._switch(t, NOMINAL, "vehicle: on-board policy flies")
+                    fault_seen = fault
+            compute = time.perf_counter() - start
+            rep.ticks += 1
+            rep.nominal_ticks += self.mode == NOMINAL
+            rep.period_error_ms.append(1e3 * (start - scheduled))
+            rep.compute_ms.append(1e3 * compute)
+            event = rep.events[-1][3] if rep.events and rep.events[-1][0] == round(t, 4) else ""
             if self.log is not None:
                 self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, event, s, self.ref, a, rob)
         rep.final_mode = self.mode

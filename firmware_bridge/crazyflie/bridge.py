@@ -196,12 +196,15 @@ class CrazyflieLink:
                 del self._rate_window[:100]
             self._lock.notify_all()
 
-    def close(self):
+    def close(self, stop_motors: bool = True):
+        """stop_motors=False: leave the vehicle to its own devices (an on-board app landing it after a lost
+        link must not get a motors-off setpoint when the link comes back)."""
         if self._closed:
             return
         self._closed = True
         try:
-            self.stop()
+            if stop_motors:
+                self.stop()
         finally:
             self._cf.close_link()
 
