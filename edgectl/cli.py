@@ -806,6 +806,9 @@ def run_cmd(
         b = load_bundle(path)
     except BundleError as e:
         _fail(str(e))
+    if b.task_name == "avoid":
+        _run_avoid(b, uri, seconds, policy, log, as_fast, json_out)
+        return
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
     ref_xyz = None
     if ref is not None:
@@ -877,6 +880,45 @@ def run_cmd(
     console.print(f"log: {log_path}  (edgectl plot {log_path})")
     if json_out:
         _print_json(summary)
+
+
+def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool) -> None:
+    """`edgectl run` of an avoid (image) bundle: the in-process obstacle field, fed by the simulated camera.
+
+    sim:// or sim://SEED picks the field (numpy-sampled, like training's distribution). The shield and the
+    motor-level links do not apply: the policy commands velocity setpoints."""
+    if not uri.startswith("sim://"):
+        _fail(f"--uri {uri!r}: an avoid bundle commands velocity setpoints; here it flies in the in-process obstacle "
+              "field only (--uri sim:// or sim://SEED)")
+    rest = uri[len("sim://"):]
+    try:
+        scene_seed = int(rest) if rest else 0
+    except ValueError:
+        _fail(f"--uri {uri!r}: expected sim:// or sim://SEED (an integer scene seed)")
+    from edgectl.runtime.backends import load_policy
+    from edgectl.runtime.camera import fly_avoid
+
+    try:
+        act, backend = load_policy(policy if policy is not None else b.path, b)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    console = _console(stderr=json_out)
+    with console.status(f"flying {b.path.name} through obstacle field {scene_seed} ({backend}, simulated camera)"):
+        rep = fly_avoid(act, b.contract, b.manifest["task"], seconds=seconds, seed=scene_seed, realtime=not as_fast)
+    log_path = log if log is not None else RUNS / "flights" / f"avoid-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as f:
+        f.write("tick,t,x,y,z\n")
+        for i, p in enumerate(rep["path"]):
+            f.write(f"{i + 1},{(i + 1) / rep['rate_hz']:.3f},{p[0]:.4f},{p[1]:.4f},{p[2]:.4f}\n")
+    outcome = "crossed the field" if rep["crossed"] else ("COLLIDED" if rep["collided"] else "time ran out")
+    console.print(f"{rep['ticks']} ticks at {rep['rate_hz']:g} Hz through {rep['obstacles']} obstacles: {outcome}; "
+                  f"collision-free distance {rep['collision_free_distance_m']:.2f} of {rep['field_length_m']:g} m, "
+                  f"min clearance {rep['min_clearance_m']:.3f} m; latest tick {rep['late_ms_max']:.1f} ms late")
+    console.print(f"log: {log_path}")
+    if json_out:
+        summary = {k: v for k, v in rep.items() if k != "path"}
+        _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path), **summary})
 
 
 @app.command("plot")

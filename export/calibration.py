@@ -15,6 +15,8 @@ def rollout_observations(bundle, n: int = 10_000, seed: int = 0) -> np.ndarray:
     try:
         if bundle.task_name == "race":
             from train_fast.evaluate_car import collect_observations
+        elif bundle.task_name == "avoid":
+            from train_fast.evaluate_avoid import collect_observations
         else:
             from train_fast.evaluate import collect_observations
     except ImportError as e:

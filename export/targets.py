@@ -127,6 +127,8 @@ def _int8_closed_loop(job: Job) -> dict:
     from train_fast.evaluate import evaluate_bundle, host_policy
     if job.bundle.task_name == "race":
         return _int8_laps(job)
+    if job.bundle.task_name == "avoid":
+        return _int8_avoid(job)
     job.progress(f"flying float and int8 policies on {job.eval_episodes} randomized episodes")
     f, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345)
     q, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345, policy=host_policy(job.quant.forward))
@@ -161,6 +163,22 @@ def _int8_laps(job: Job) -> dict:
     job.report["int8_closed_loop"] = rep
     _require(ok, f"int8 policy drives worse than float: lap {q['lap_time_s']} s vs {f['lap_time_s']} s, "
                  f"collisions per lap {q['collisions_per_lap']} vs {f['collisions_per_lap']}")
+    return rep
+
+
+def _int8_avoid(job: Job) -> dict:
+    """avoid: the int8 policy flies the same unseen obstacle fields as the float one; success within 2 points."""
+    from train_fast.evaluate import host_policy
+    from train_fast.evaluate_avoid import evaluate_bundle
+    job.progress(f"flying float and int8 policies through {job.eval_episodes} obstacle fields")
+    f = evaluate_bundle(job.bundle, job.eval_episodes, baseline=False)[0]
+    q = evaluate_bundle(job.bundle, job.eval_episodes, baseline=False, policy=host_policy(job.quant.forward, action_size=2))[0]
+    keys = ("success_rate", "collision_free_distance_median_m")
+    ok = q["success_rate"] >= f["success_rate"] - 0.02
+    rep = {"episodes": job.eval_episodes, "float32": {k: f[k] for k in keys}, "int8": {k: q[k] for k in keys},
+           "tolerance": "success rate within 2 points of float", "pass": bool(ok), "calibration": job.quant.calibration}
+    job.report["int8_closed_loop"] = rep
+    _require(ok, f"int8 policy flies worse than float: {q['success_rate']:.3f} vs {f['success_rate']:.3f} of fields crossed")
     return rep
 
 

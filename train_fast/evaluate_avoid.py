@@ -200,8 +200,8 @@ def eval_png(env: at.AvoidEnv, rec: dict, path, title: str = "") -> "Path":
     n = rec["pos"].shape[1]
     cfg = env.cfg
     frames = [i for i in RECORD_FRAMES if i < rec["obs"].shape[0]]
-    fig = plots._figure(12.0, 3.0 * n + 2.2, left=0.06, right=0.97, bottom=0.05, top=0.93, wspace=0.25, hspace=0.45)
-    gs = fig.add_gridspec(n + 1, max(len(frames), 1))
+    fig = plots._figure(12.0, 3.0 * n + 4.4, left=0.06, right=0.97, bottom=0.03, top=0.94, wspace=0.25, hspace=0.45)
+    gs = fig.add_gridspec(n + 2, max(len(frames), 1))
     import matplotlib.patches as mp
 
     for e in range(n):
@@ -228,7 +228,17 @@ def eval_png(env: at.AvoidEnv, rec: dict, path, title: str = "") -> "Path":
         img = rec["obs"][i, 0, :spec.size].reshape(spec.height, spec.width)
         ax.imshow(img, cmap="viridis_r" if cfg.image == "depth" else "gray", interpolation="nearest",
                   vmin=0, vmax=spec.max_range if cfg.image == "depth" else 1.0)
-        ax.set_title(f"{cfg.image} frame, step {i} (x = {rec['pos'][i, 0, 0]:.1f} m)", fontsize=8)
+        ax.set_title(f"policy input ({cfg.image}, noisy), step {i} (x = {rec['pos'][i, 0, 0]:.1f} m)", fontsize=8)
+        ax.axis("off")
+        # The same view in colour at 4x the resolution: the randomized textures, colours and light.
+        from edgectl import scene as sc
+        big = sc.CameraSpec(width=4 * spec.width, height=4 * spec.height, supersample=1, hfov_deg=spec.hfov_deg,
+                            max_range=spec.max_range)
+        sc0 = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], rec["scenes"])
+        rgb, _ = sc.render_rgb(np, sc0, rec["pos"][i, 0].astype(np.float64), big)
+        ax = fig.add_subplot(gs[n + 1, j])
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(f"randomized appearance (RGB {big.width}x{big.height}), step {i}", fontsize=8)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     path = Path(path)

@@ -262,7 +262,7 @@ def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, se
         ret = float(m["return_sum"]) / n_ep if float(m["episodes"]) > 0 else (history[-1]["mean_return"] if history else None)
         entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
                  "mean_return": ret, "termination_rate": float(m["terminated"]) / n_ep,
-                 "value_loss": float(m["value_loss"]), "eval_seconds": eval_s, **{f"eval_{k}": v for k, v in ev.items()}}
+                 "value_loss": float(m["value_loss"]), "chunk_eval_s": eval_s, **{f"eval_{k}": v for k, v in ev.items()}}
         sc = score(ev)
         entry["eval_score"] = sc
         if sc > best_score:
