@@ -117,6 +117,8 @@ class MavlinkMotorLink:
         return State(min(s.t_attitude, s.t_position), s.pos, s.quat_wxyz, s.vel, s.omega)
 
     def send_action(self, action: np.ndarray) -> None:
+        if getattr(self, "_stopped", False):
+            return
         u = (np.clip(np.asarray(action, np.float64), -1.0, 1.0) + 1.0) / 2.0
         self.link.send_actuator_controls(u if self.motor_scale == "speed" else u ** 2)
         self._sent += 1
@@ -126,10 +128,11 @@ class MavlinkMotorLink:
             self._armed = True
 
     def stop(self) -> None:
-        self.link.send_actuator_controls(np.zeros(4))
-        if self._armed:
-            self.link.disarm(force=True)
-            self._armed = False
+        """Stop streaming motor commands and leave the vehicle to its offboard-loss failsafe (on the
+        simulated vehicle: the backup controller, which lands it). Zero motors and a forced disarm, sent
+        after the host lost the state, would drop a vehicle whose command link still works."""
+        self._stopped = True
+
 
     def close(self) -> None:
         self.link.close()

@@ -16,17 +16,20 @@ def _key(signing_key: str | bytes | None) -> bytes | None:
 def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
                      signing_key: str | bytes | None = None, platform: str = "crazyflie_2_1",
                      offboard_timeout: float = 1.0, failsafe: str = "land",
-                     echo: Callable[[str], None] = print, duration: float | None = None) -> None:
+                     echo: Callable[[str], None] = print, duration: float | None = None,
+                     faults: dict | None = None) -> None:
     """Run a PX4-like simulated vehicle on ``uri``. Connect the bridge with the mirror URL
     (vehicle ``udpin:H:P`` <-> link ``udpout:H:P``; vehicle ``tcpin:H:P`` <-> link ``tcp:H:P``).
-    ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy)."""
+    ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy); ``faults``: SimVehicle's
+    fault-injection arguments."""
     from .sim_vehicle import SimVehicle
 
     vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,
-                         offboard_timeout=offboard_timeout, failsafe=failsafe)
+                         offboard_timeout=offboard_timeout, failsafe=failsafe, **(faults or {}))
     host, port = vehicle.address
     echo(f"sim vehicle ({platform}, PX4-like, sysid 1) on {uri} -> {host}:{port}, speed x{speed:g}, "
-         f"signing {'on' if signing_key else 'off'}; Ctrl-C to stop")
+         f"signing {'on' if signing_key else 'off'}"
+         + "".join(f", {k}={v}" for k, v in (faults or {}).items() if v not in (None, 0.0)) + "; Ctrl-C to stop")
     try:
         vehicle.run(duration)
     except KeyboardInterrupt:

@@ -16,7 +16,18 @@ What it does, PX4-style:
   through ``control.AttitudeController``; SET_ACTUATOR_CONTROL_TARGET group 0, controls[0..3] =
   the platform's motors M1..M4, 0..1 of full speed (this vehicle's convention: on real PX4 the
   meaning depends on the version, ArduPilot ignores the message).
+- A direct-motor stream (actuator controls) is stale much sooner than an attitude one: a held motor
+  command diverges within ~0.1 s. Its loss after ``actuator_timeout`` (50 ms, five 100 Hz periods)
+  is a failsafe that hands the motors to edgectl's backup controller (edgectl.safety.backup: level,
+  hold, descend, land; the law the host's shield and the Crazyflie app fall back to), on the vehicle,
+  since a lost link carries nothing; its observers follow the motor stream while the host flies, so
+  a weak rotor is known at the switch. Mode AUTO.LAND; ``failsafe_at`` / ``last_setpoint_t`` (sim s).
 - Signing: with a key, unsigned and wrong-key messages are dropped (``counters``).
+- Faults, on request: ``loss`` (probability a message is lost, each direction), ``latency_s`` (one-way
+  delay, each direction), ``cut_at`` / ``cut_for`` (sim time from which nothing passes either way, for
+  how long), ``stuck_sensor`` / ``nan_sensor`` from ``sensor_fault_at`` (pos, x, y, z, vel, vx, vy, vz,
+  quat, gyro: what the vehicle reports and its backup flies on, never the physics), ``weak_motor``
+  ((motor 1..4, fraction of its thrust)).
 - Malformed input: pymavlink's parser turns bad CRC / bad prefix / bad length into BAD_DATA,
   which is counted and ignored.
 
@@ -39,6 +50,7 @@ from .control import AttitudeController, level_with_yaw
 from .frames import (enu_to_ned, flu_to_frd, frd_to_flu, quat_enu_flu_to_ned_frd,
                      quat_ned_frd_to_enu_flu, quat_mul)
 from .physics import Battery, QuadPhysics, platform_params
+from train_fast.sims.numba import quadrotor as qd
 
 MAIN_MANUAL, MAIN_AUTO, MAIN_OFFBOARD = 1, 4, 6
 SUB_LOITER, SUB_LAND = 3, 6
@@ -75,7 +87,10 @@ class SimVehicle:
                  signing_key: bytes | None = None, platform: str = "crazyflie_2_1",
                  params: np.ndarray | None = None, system_id: int = 1, component_id: int = 1,
                  offboard_timeout: float = 1.0, failsafe: str = "land", noise: bool = True,
-                 seed: int = 0, battery: Battery | None = None):
+                 seed: int = 0, battery: Battery | None = None, actuator_timeout: float = 0.05,
+                 loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
+                 stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
+                 weak_motor: tuple[int, float] | None = None):
         if failsafe not in ("land", "hold"):
             raise ValueError(f"failsafe must be 'land' or 'hold', got {failsafe!r}")
         if signing_key is not None and len(signing_key) != 32:
@@ -110,6 +125,76 @@ class SimVehicle:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.actuator_timeout = float(actuator_timeout)
+        from edgectl.safety.backup import BackupController, model_from_params
+        from train_fast.sims.numba import quadrotor as qd
+        self.backup = BackupController(model_from_params(qd.params_as_dict(self.phys.params), dt=self.phys.dt))
+        self.backup_active = False
+        self.failsafe_at: float | None = None
+        self.last_setpoint_t: float | None = None
+        self._faults(loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor)
+
+    # ------------------------------------------------------------------ fault injection
+    SENSORS = {"x": (0, [0]), "y": (0, [1]), "z": (0, [2]), "pos": (0, [0, 1, 2]), "vx": (1, [0]), "vy": (1, [1]),
+               "vz": (1, [2]), "vel": (1, [0, 1, 2]), "quat": (2, [0, 1, 2, 3]), "gyro": (3, [0, 1, 2])}
+
+    def _faults(self, loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor):
+        if not 0.0 <= loss < 1.0:
+            raise ValueError(f"sim vehicle: loss must be a probability in [0, 1), got {loss!r}")
+        if not (latency_s >= 0.0 and math.isfinite(latency_s)):
+            raise ValueError(f"sim vehicle: latency_s must be >= 0 s, got {latency_s!r}")
+        for name, sensor in (("stuck_sensor", stuck_sensor), ("nan_sensor", nan_sensor)):
+            if sensor is not None and sensor not in self.SENSORS:
+                raise ValueError(f"sim vehicle: {name} {sensor!r}: expected one of {', '.join(self.SENSORS)}")
+        if weak_motor is not None:
+            m, k = weak_motor
+            if int(m) not in (1, 2, 3, 4) or not 0.0 <= float(k) <= 1.0:
+                raise ValueError(f"sim vehicle: weak_motor {weak_motor!r}: expected (motor 1..4, thrust fraction 0..1)")
+            weak_motor = (int(m), float(k))
+        self.loss, self.latency_s, self.cut_at, self.cut_for = float(loss), float(latency_s), cut_at, cut_for
+        self.stuck_sensor, self.nan_sensor = stuck_sensor, nan_sensor
+        self.sensor_fault_at, self.weak_motor = float(sensor_fault_at), weak_motor
+        self._fault_rng = np.random.default_rng(self.rng.integers(1 << 31))
+        self._stuck = None
+        self._in_delay: collections.deque = collections.deque()
+        self._out_delay: collections.deque = collections.deque()
+        mav = self.conn.mav
+        self._mav_send = mav.send
+        mav.send = self._send_filtered  # every *_send of this connection goes through here
+
+    def link_cut(self) -> bool:
+        if self.cut_at is None or self.phys.t < self.cut_at:
+            return False
+        return self.cut_for is None or self.phys.t < self.cut_at + self.cut_for
+
+    def _lost(self) -> bool:
+        return self.link_cut() or (self.loss > 0.0 and self._fault_rng.random() < self.loss)
+
+    def _send_filtered(self, msg, force_mavlink1=False):
+        if self._lost():
+            self.counters["dropped_out"] += 1
+            return
+        if self.latency_s > 0.0:
+            self._out_delay.append((self.phys.t + self.latency_s, msg))
+            return
+        self._mav_send(msg, force_mavlink1=force_mavlink1)
+
+    def measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pos, vel, quat, omega) as the vehicle's estimator reports them: the truth with the injected
+        sensor faults."""
+        p = self.phys
+        out = [p.pos.copy(), p.vel.copy(), p.quat.copy(), p.omega.copy()]
+        if (self.stuck_sensor is None and self.nan_sensor is None) or p.t < self.sensor_fault_at:
+            return tuple(out)
+        if self.stuck_sensor is not None:
+            k, idx = self.SENSORS[self.stuck_sensor]
+            if self._stuck is None:
+                self._stuck = out[k][idx].copy()
+            out[k][idx] = self._stuck
+        if self.nan_sensor is not None:
+            k, idx = self.SENSORS[self.nan_sensor]
+            out[k][idx] = np.nan
+        return tuple(out)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -169,6 +254,12 @@ class SimVehicle:
         self._receive()
         self._supervise()
         action = self._control()
+        if self.weak_motor is not None:  # thrust ~ speed^2: a rotor giving k of its thrust turns sqrt(k) as fast
+            m, k = self.weak_motor
+            action = np.array(action, dtype=np.float64)
+            mmin = self.phys.params[qd.PARAM_INDEX["motor_min"]]
+            u = mmin + (action[m - 1] + 1.0) * 0.5 * (1.0 - mmin)
+            action[m - 1] = 2.0 * (mmin + (u - mmin) * math.sqrt(k) - mmin) / (1.0 - mmin) - 1.0
         with self._lock:
             self.phys.step(action)
         self._publish()
@@ -196,9 +287,18 @@ class SimVehicle:
             if m is None:
                 fd = getattr(self.conn, "fd", None)
                 if fd is None or not select.select([fd], [], [], 0)[0]:
-                    return
+                    break
                 continue
-            self._handle(m)
+            if self._lost():
+                self.counters["dropped_in"] += 1
+            elif self.latency_s > 0.0:
+                self._in_delay.append((self.phys.t + self.latency_s, m))
+            else:
+                self._handle(m)
+        while self._in_delay and self._in_delay[0][0] <= self.phys.t:
+            self._handle(self._in_delay.popleft()[1])
+        while self._out_delay and self._out_delay[0][0] <= self.phys.t:
+            self._mav_send(self._out_delay.popleft()[1])
 
     def _for_us(self, m) -> bool:
         return getattr(m, "target_system", 0) in (0, self.system_id)
@@ -253,11 +353,13 @@ class SimVehicle:
     def _new_setpoint(self, sp: _Setpoint) -> None:
         self._setpoint = sp
         self._setpoint_times.append(self.phys.t)
+        self.last_setpoint_t = self.phys.t
         self.counters["setpoints"] += 1
 
     def _stream_fresh(self) -> bool:
         times = self._setpoint_times
-        return bool(times) and self.phys.t - times[-1] <= self.offboard_timeout
+        limit = self.actuator_timeout if self._setpoint is not None and self._setpoint.kind == "actuators" else self.offboard_timeout
+        return bool(times) and self.phys.t - times[-1] <= limit
 
     def _stream_alive(self) -> bool:
         """PX4's condition to enter OFFBOARD: a stream of more than 2 Hz, still arriving."""
@@ -301,6 +403,7 @@ class SimVehicle:
         self.main_mode, self.sub_mode = main, (sub if main == MAIN_AUTO else 0)
         self._hold_z = float(self.phys.pos[2])
         self.failsafe_reason = None
+        self.backup_active = False
         return mavlink.MAV_RESULT_ACCEPTED
 
     def _set_interval(self, msg_id: int, interval_us: float) -> int:
@@ -320,9 +423,16 @@ class SimVehicle:
     def _supervise(self) -> None:
         if self.main_mode == MAIN_OFFBOARD and not self._stream_fresh():
             self.counters["failsafes"] += 1
-            self._set_mode(MAIN_AUTO, SUB_LAND if self.failsafe_action == "land" else SUB_LOITER)
+            motors = self._setpoint is not None and self._setpoint.kind == "actuators"
+            self._set_mode(MAIN_AUTO, SUB_LAND if (motors or self.failsafe_action == "land") else SUB_LOITER)
             self.failsafe_reason = "offboard setpoints lost"
-            self._statustext(f"Failsafe: offboard setpoints lost, {'landing' if self.failsafe_action == 'land' else 'holding altitude'}")
+            self.failsafe_at = self.phys.t
+            if motors:
+                self.backup_active = True
+                self.backup.engage(self.measured()[0])  # hold where levelling ends
+                self._statustext("Failsafe: motor setpoints lost, backup controller lands")
+            else:
+                self._statustext(f"Failsafe: offboard setpoints lost, {'landing' if self.failsafe_action == 'land' else 'holding altitude'}")
         if self.armed and self.main_mode == MAIN_AUTO and self.sub_mode == SUB_LAND and self.phys.on_ground:
             self._landed_time += self.phys.dt
             if self._landed_time >= 0.5:
@@ -333,13 +443,18 @@ class SimVehicle:
         p, ctl = self.phys, self.ctl
         if not self.armed:
             return -np.ones(4)
+        pos, vel, quat, omega = self.measured()
         if self.main_mode == MAIN_OFFBOARD and self._setpoint is not None:
             sp = self._setpoint
             if sp.kind == "attitude":
-                return ctl.attitude(p.quat, p.omega, sp.quat, sp.thrust)
+                return ctl.attitude(quat, omega, sp.quat, sp.thrust)
             if sp.kind == "rates":
-                return ctl.motor_actions(p.omega, sp.rates, sp.thrust)
-            return 2.0 * sp.controls - 1.0
+                return ctl.motor_actions(omega, sp.rates, sp.thrust)
+            a = 2.0 * sp.controls - 1.0
+            self.backup.observe(quat, vel, omega, a)
+            return a
+        if self.main_mode == MAIN_AUTO and self.backup_active:
+            return self.backup(pos, quat, vel, omega)
         if self.main_mode == MAIN_AUTO:
             if self.sub_mode == SUB_LAND:
                 vz_des = -LAND_SPEED
@@ -380,7 +495,7 @@ class SimVehicle:
                                       0, self.counters["bad_frames"] % 65536, 0, 0, 0, 0)
 
     def _send_attitude_quaternion(self) -> None:
-        q, w = self.phys.quat, self.phys.omega
+        _, _, q, w = self.measured()
         if self._noise_std is not None:
             s = self._noise_std
             dq = np.concatenate([[1.0], 0.5 * self.rng.normal(0, s["orientation"], 3)])
@@ -391,7 +506,7 @@ class SimVehicle:
 
     def _send_highres_imu(self) -> None:
         p = self.phys
-        acc, gyro = flu_to_frd(p.specific_force_body()), flu_to_frd(p.omega)
+        acc, gyro = flu_to_frd(p.specific_force_body()), flu_to_frd(self.measured()[3])
         if self._noise_std is not None:
             acc = acc + self.rng.normal(0, 0.05, 3)
             gyro = gyro + self.rng.normal(0, self._noise_std["omega"], 3)
@@ -404,7 +519,7 @@ class SimVehicle:
                                        0.0, 0.0, 0.0, pressure, 0.0, alt, 25.0, fields)
 
     def _send_local_position_ned(self) -> None:
-        pos, vel = self.phys.pos, self.phys.vel
+        pos, vel, _, _ = self.measured()
         if self._noise_std is not None:
             pos = pos + self.rng.normal(0, self._noise_std["position"], 3)
             vel = vel + self.rng.normal(0, self._noise_std["velocity"], 3)
