@@ -658,6 +658,10 @@ def export_cmd(
         r = report["int8_closed_loop"]
         t.add_row("int8 vs float (laps)", f"lap {_fmt_s(r['int8']['lap_time_s'])} vs {_fmt_s(r['float32']['lap_time_s'])}, "
                   f"collisions per lap {r['int8']['collisions_per_lap']:.2f} vs {r['float32']['collisions_per_lap']:.2f}")
+    elif "int8_closed_loop" in report and "success_rate" in report["int8_closed_loop"]["int8"]:
+        r = report["int8_closed_loop"]
+        t.add_row("int8 vs float (obstacle fields)", f"crossed {_fmt_pct(r['int8']['success_rate'])} vs "
+                  f"{_fmt_pct(r['float32']['success_rate'])} ({r['episodes']} unseen fields)")
     elif "int8_closed_loop" in report:
         r = report["int8_closed_loop"]
         t.add_row("int8 vs float (closed loop)",

@@ -226,7 +226,9 @@ def target_stm32(job: Job, out: Path) -> None:
     files = job.c_files()
     for name, text in files.items():
         (out / name).write_text(text)
-    n = min(len(job.parity_obs), 1000)  # QEMU prints every action; 1,000 keeps a run near a second
+    # QEMU prints every action; 1,000 keeps a run near a second. The observations sit in the image's flash:
+    # an image policy (avoid: 197 floats each) gets as many as fit in 400 KB.
+    n = min(len(job.parity_obs), 1000, max(100, 400_000 // (4 * job.parity_obs.shape[1])))
     job.progress(f"cross-compiling for Cortex-M4F and running {n} inferences under qemu-system-arm -M netduinoplus2")
     with tempfile.TemporaryDirectory(prefix="edgectl-pil-") as work:
         res = stm32.run_pil(files, job.parity_obs[:n], Path(work))
