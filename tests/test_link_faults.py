@@ -1,0 +1,228 @@
+"""Link cuts and injected faults on the simulated vehicles: the backup on the vehicle takes over, the
+vehicle stays in the safe set, the logs record it; each fault has its effect; a Crazyflie flies its
+policy on board under `edgectl run`. (bench/link_cut.py runs the cut with 100 random instants.)"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cflib")
+pytest.importorskip("pymavlink")
+
+from firmware_bridge.crazyflie import crtp  # noqa: E402
+from firmware_bridge.crazyflie.onboard import FAULT_LINK, FAULT_MONITOR, LINK_TIMEOUT_S, BundlePolicy  # noqa: E402
+from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
+_spec = importlib.util.spec_from_file_location("link_cut", ROOT / "bench" / "link_cut.py")
+link_cut = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(link_cut)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return BundlePolicy(BUNDLE, "c")
+
+
+def _position(x, y, z) -> bytes:
+    return crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, x, y, z, 0.0))
+
+
+def _hover(policy, seconds=4.0, **faults):
+    """A simulated Crazyflie carrying the hover bundle, taken off to 1 m by a host streaming at 100 Hz."""
+    sim = CrazyflieSim(realtime=False, onboard_policy=policy, policy_hz=policy.rate_hz, seed=0, **faults)
+    got = []
+    link = sim.open_link(got.append)
+    sim.set_param("stabilizer.controller", 6)
+    for k in range(round(seconds * 100)):
+        link.send(_position(0.0, 0.0, min(1.0, 0.4 * (k + 1) / 100)))
+        sim.advance(0.01)
+    return sim, link, got
+
+
+# --- link cut: the on-board backup, the safe set, both logs ----------------------------------------
+@pytest.mark.parametrize("vehicle", ["crazyflie", "mavlink"])
+def test_link_cut_backup_takes_over_on_the_vehicle_and_stays_safe(vehicle, policy, tmp_path):
+    cuts = np.random.default_rng(7).uniform(0.5, 2.0, 3)
+    for i, cut in enumerate(cuts):
+        kw = dict(policy=policy) if vehicle == "crazyflie" else dict(shield=False)
+        r = getattr(link_cut, f"run_{vehicle}")(float(cut), seed=i, log_path=tmp_path / f"{vehicle}{i}.csv", **kw)
+        assert r["takeover_at"] is not None, r
+        # the first vehicle control period after the watchdog threshold (50 ms after the last setpoint)
+        assert -1e-6 <= r["latency_from_threshold_ms"] <= 10.0 + 1e-6, r
+        assert r["latency_from_cut_ms"] <= 1e3 * LINK_TIMEOUT_S + 10.0 + 1e-6, r
+        assert r["min_robustness"] > 0.3, r  # the 1 m box and the tilt spec, with room to spare
+        assert r["vehicle_logged"] and r["host_logged"] and r["landed"] and r["z_end"] < 0.06, r
+
+
+def test_crazyflie_app_keeps_the_supervisor_fed_until_landed(policy):
+    sim, link, _ = _hover(policy, cut_at=4.0)
+    sim.advance(0.5)
+    app = sim.onboard
+    assert app.fault == FAULT_LINK and sim.supervisor_state == "Flying"
+    assert sim.commander.setpoint.mode_z == 1 and abs(sim.commander.setpoint.z - 1.0) < 1e-6  # the app's hold setpoint
+    sim.advance(3.0)  # past the supervisor's 2 s: without the keep-alive it would have cut the motors
+    assert sim.supervisor_state == "Flying" and abs(sim.state()[2] - 1.0) < 0.1 and min(sim.motors) > 0.3
+    sim.advance(6.0)
+    assert app.backup.phase == "landed" and sim.state()[2] < 0.01
+
+
+# --- each injected fault has its effect -----------------------------------------------------------
+def test_crazyflie_loss_latency_and_cut(policy):
+    sim = CrazyflieSim(realtime=False, loss=0.2, seed=1)
+    link = sim.open_link(lambda raw: None)
+    for _ in range(1000):
+        link.send(_position(0, 0, 0.5))
+    assert 120 < sim.stats.dropped < 280  # 20 % of 1000
+
+    sim = CrazyflieSim(realtime=False, latency_s=0.02)
+    got = []
+    link = sim.open_link(got.append)
+    link.send(_position(0.1, 0.2, 0.3))
+    sim.advance(0.01)
+    assert sim.commander.setpoint.z == 0.0  # still on its way
+    sim.advance(0.02)
+    assert sim.commander.setpoint.z == pytest.approx(0.3)
+    sim.advance(0.03)  # the boot banner the first setpoint triggered, 20 ms late too
+    assert got and b"SYS" in got[0]
+    got.clear()
+    link.send(crtp.packet(crtp.LINK, 0, b"ping"))  # link echo: 20 ms in, 20 ms out
+    sim.advance(0.03)
+    assert not got
+    sim.advance(0.02)
+    assert got and got[-1].endswith(b"ping")
+
+    sim = CrazyflieSim(realtime=False, cut_at=0.05)
+    got = []
+    link = sim.open_link(got.append)
+    link.send(crtp.packet(crtp.LINK, 0, b"a"))
+    assert got
+    sim.advance(0.06)
+    link.send(_position(0, 0, 0.7))
+    link.send(crtp.packet(crtp.LINK, 0, b"b"))
+    assert len(got) == 1 and sim.commander.setpoint.z == 0.0 and sim.link_cut()
+
+
+def test_crazyflie_sensor_faults_reach_the_firmware_not_the_physics(policy):
+    sim, link, _ = _hover(policy, seconds=3.0, stuck_sensor="z", sensor_fault_at=3.0)
+    z_stuck = sim.variables()["stateEstimate.z"]
+    for _ in range(50):
+        link.send(_position(0.0, 0.0, 1.3))  # the policy climbs, but the estimate does not move
+        sim.advance(0.01)
+    assert sim.variables()["stateEstimate.z"] == z_stuck and sim.state()[2] > z_stuck + 0.05
+
+    # NaN in z: the app's monitor (NaN is a violation) hands over to the backup, the motors keep running
+    sim, link, _ = _hover(policy, seconds=3.0, nan_sensor="z", sensor_fault_at=3.0)
+    for _ in range(100):
+        link.send(_position(0.0, 0.0, 1.0))
+        sim.advance(0.01)
+    v = sim.variables()
+    assert v["edgectl.fault"] == FAULT_MONITOR and math.isnan(v["stateEstimate.z"]) and v["stateEstimateZ.z"] == 0
+    assert all(v[f"edgectl.f{i}"] > 0.05 for i in range(1, 5)) and sim.state()[2] > 0.8
+
+
+def test_weak_motor(policy):
+    sim, link, _ = _hover(policy, seconds=3.0, weak_motor=(2, 0.7))
+    from train_fast.sims.numba import quadrotor as qd
+    rotor = sim.state()[qd.MOTOR]
+    # motor 2 turns sqrt(0.7) as fast as commanded (above idle); the policy flies on the other three harder
+    assert rotor[1] < 0.92 * sim.motors[1]
+    assert abs(sim.state()[2] - 1.0) < 0.15
+    with pytest.raises(ValueError, match="weak_motor"):
+        CrazyflieSim(realtime=False, weak_motor=(5, 0.5))
+    with pytest.raises(ValueError, match="nan_sensor 'q'"):
+        CrazyflieSim(realtime=False, nan_sensor="q")
+
+
+def test_mavlink_faults_and_nan_sensor_fails_safe(tmp_path):
+    from pymavlink import mavutil
+
+    from edgectl.bundle import load_bundle
+    from edgectl.runtime.loop import BACKUP, ControlLoop, LoopConfig
+    from edgectl.safety.backup import BackupController
+    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+
+    v = SimVehicle("udpin:127.0.0.1:0", speed=0, loss=0.5, seed=0)
+    try:
+        host, port = v.address
+        gcs = mavutil.mavlink_connection(f"udpout:{host}:{port}", source_system=255)
+        for _ in range(200):
+            gcs.mav.heartbeat_send(6, 8, 0, 0, 0)
+        for _ in range(5):
+            v.tick()
+        assert 60 < v.counters["dropped_in"] < 140 and v.counters["dropped_out"] > 0
+        gcs.close()
+    finally:
+        v.conn.close()
+
+    # NaN altitude from the vehicle: the host loop hands over to its backup (latched), never motors off
+    bundle = load_bundle(BUNDLE)
+    platform = link_cut._platform(bundle)
+    v = SimVehicle("udpin:127.0.0.1:0", speed=0, seed=0, nan_sensor="z", sensor_fault_at=1.0)
+    try:
+        from train_fast.sims.numba import quadrotor as qd
+        v.phys.state[0:3] = link_cut.REF
+        v.phys.state[qd.MOTOR] = BackupController(platform).model.hover_motor
+        link = link_cut.LockstepMavlink(v, link_cut.Trace())
+        loop = ControlLoop(link, bundle.act, bundle.contract, BackupController(platform),
+                           LoopConfig(rate_hz=100, seconds=2.0, realtime=False), ref=tuple(link_cut.REF))
+        rep = loop.run()
+        assert rep.final_mode == BACKUP and any("state not finite" in e[3] for e in rep.events)
+        assert rep.events[0][0] == pytest.approx(1.0, abs=0.02)
+        assert v.armed and v.phys.pos[2] > 0.7 and np.all(v.phys.state[qd.MOTOR] > 0.3)
+    finally:
+        v.conn.close()
+
+
+# --- edgectl run on a Crazyflie: the policy on board ---------------------------------------------
+def test_cli_run_flies_the_policy_on_board_of_a_simulated_crazyflie(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgectl.cli import app
+    from edgectl.runtime.flightlog import read_log
+
+    sim = CrazyflieSim(bundle=BUNDLE, onboard_impl="numpy")
+    uri = sim.serve_inprocess("test/onboard")
+    sim.start()
+    try:
+        log = tmp_path / "cf.csv"
+        r = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", uri, "--seconds", "1.5", "--ref", "0,0,0.4",
+                                     "--log", str(log), "--json"])
+        assert r.exit_code == 0, r.output
+        s = json.loads(r.stdout.strip().splitlines()[-1])
+        assert s["backend"].startswith("on board") and s["ticks"] == 150 and s["final_mode"] == "nominal"
+        assert s["position_error_m"]["max"] < 0.1
+        assert sim.param("stabilizer.controller") == 6 and sim.variables()["edgectl.steps"] > 150
+        d = read_log(log)
+        assert np.all(d["ref_z"] == 0.4) and np.all(np.isfinite(d["a1"])) and np.nanmax(np.abs(d["z"] - 0.4)) < 0.1
+        assert np.all(np.isfinite(d["robustness"])) and np.nanmin(d["robustness"]) > 0.3  # the host's monitor
+        assert sim.state()[2] < 0.1  # landed at the end of the run
+    finally:
+        sim.close()
+
+    bare = CrazyflieSim()  # stock firmware: no edgectl app
+    uri = bare.serve_inprocess("test/bare")
+    bare.start()
+    try:
+        r = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", uri, "--seconds", "1"])
+        assert r.exit_code == 2 and f"--uri {uri}: the vehicle does not carry the edgectl app" in r.output
+        assert "flash an app built with edgectl export --target crazyflie" in r.output
+    finally:
+        bare.close()
+
+
+def test_sim_vehicle_cli_hook_reports_the_app_and_the_faults(capsys):
+    from firmware_bridge.cli_hooks import sim_vehicle_main
+    rc = sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", bundle=BUNDLE, onboard="numpy", duration=0.2,
+                          faults={"loss": 0.1, "cut_at": 5.0, "weak_motor": (2, 0.7)})
+    out = capsys.readouterr().out
+    assert rc == 0 and "on-board app: numpy (bundle) policy" in out and "loss=0.1" in out and "weak_motor=(2, 0.7)" in out
+    assert sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", faults={"nan_sensor": "nope"}, duration=0.1) == 1
+    assert "nan_sensor 'nope'" in capsys.readouterr().out
