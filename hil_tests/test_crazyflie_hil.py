@@ -1,9 +1,9 @@
 """Hardware-in-the-loop: connect, log and flash-read-back checks against a Crazyflie.
 
-    EDGECTL_CF_URI=radio://0/80/2M/E7E7E7E7E7 pytest -m hil hil_tests   # a real vehicle
-    pytest -m hil hil_tests                                             # the simulated one
+    pytest -m hil hil_tests --hil radio://0/80/2M/E7E7E7E7E7   # a real vehicle (or EDGECTL_CF_URI=...)
+    pytest -m hil hil_tests                                     # the simulated one
 
-Without EDGECTL_CF_URI the same checks run against edgectl's simulated Crazyflie (in-process),
+Without --hil (or EDGECTL_CF_URI) the same checks run against edgectl's simulated Crazyflie (in-process),
 so the suite itself stays tested. Nothing here spins a motor. Flashing a real vehicle needs a real
 image, EDGECTL_CF_IMAGE=path/to/cf2.bin (or an app folder with build/cf2.bin), and is skipped
 without one: random bytes would leave a real Crazyflie without firmware.
@@ -21,14 +21,12 @@ import pytest
 pytestmark = pytest.mark.hil
 cflib = pytest.importorskip("cflib", reason="the Crazyflie checks need cflib")
 
-URI = os.environ.get("EDGECTL_CF_URI")
-
 
 @pytest.fixture(scope="module")
-def target():
+def target(cf_uri):
     """(uri, simulated vehicle or None)."""
-    if URI:
-        yield URI, None
+    if cf_uri:
+        yield cf_uri, None
         return
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
 

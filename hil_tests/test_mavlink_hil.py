@@ -1,9 +1,10 @@
 """MAVLink against a real vehicle or SITL: connect, heartbeat, state. Never arms.
 
-    EDGECTL_MAVLINK_URL=udpin:0.0.0.0:14540 pytest -m hil hil_tests/test_mavlink_hil.py
+    pytest -m hil hil_tests/test_mavlink_hil.py --hil udpin:0.0.0.0:14540   # or EDGECTL_MAVLINK_URL=...
     (optional) EDGECTL_MAVLINK_KEY=<64 hex digits or passphrase> for a signed link
 
-The vehicle should be powered, at rest on the bench (the accelerometer check assumes it).
+The vehicle should be powered, at rest on the bench (the accelerometer check assumes it). Without
+--hil (or EDGECTL_MAVLINK_URL) the checks run against edgectl's simulated PX4-like vehicle.
 """
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ import pytest
 
 pytestmark = pytest.mark.hil
 
-URL = os.environ.get("EDGECTL_MAVLINK_URL")
-if not URL:
-    pytest.skip("EDGECTL_MAVLINK_URL not set (e.g. udpin:0.0.0.0:14540)", allow_module_level=True)
 pytest.importorskip("pymavlink")
 
 from firmware_bridge.mavlink import MavlinkLink, signing_key_from_text  # noqa: E402
@@ -26,10 +24,27 @@ from firmware_bridge.mavlink import MavlinkLink, signing_key_from_text  # noqa: 
 KEY = os.environ.get("EDGECTL_MAVLINK_KEY")
 
 
+URL = None  # set by the link fixture: the vehicle under test
+
+
 @pytest.fixture(scope="module")
-def link():
-    with MavlinkLink(URL, signing_key=signing_key_from_text(KEY) if KEY else None, connect_timeout=10.0) as ln:
-        yield ln
+def link(mavlink_url):
+    global URL
+    key = signing_key_from_text(KEY) if KEY else None
+    sim = None
+    if mavlink_url:
+        URL = mavlink_url
+    else:
+        from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+        sim = SimVehicle("udpin:127.0.0.1:0", signing_key=key, seed=0).start()
+        host, port = sim.address
+        URL = f"udpout:{host}:{port}"
+    try:
+        with MavlinkLink(URL, signing_key=key, connect_timeout=10.0) as ln:
+            yield ln
+    finally:
+        if sim is not None:
+            sim.stop()
 
 
 def test_heartbeat_identifies_an_autopilot(link):

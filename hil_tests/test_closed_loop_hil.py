@@ -1,0 +1,178 @@
+"""Closed loop on a vehicle: hover for N seconds within bounds, then lose the link and check the
+vehicle's own failsafe (the backup controller on board) takes over and keeps it in the safe set.
+
+    pytest -m hil hil_tests/test_closed_loop_hil.py                          # simulated vehicles, real time
+    EDGECTL_HIL_ALLOW_FLIGHT=1 pytest -m hil hil_tests --hil radio://0/80/2M/E7E7E7E7E7
+    (optional) EDGECTL_HIL_HOVER_S=30   hover duration, default 5 s
+
+A real Crazyflie must carry the hover bundle's app (edgectl export tests/data/hover_bundle --target
+crazyflie, build-firmware, flash) and have 1.5 m of free air above it; on hardware the "cut" is the
+host falling silent (the radio keeps carrying the log, so the app's report can be read), on the
+simulated vehicles it is a cut both ways. A real MAVLink vehicle is flown with motor-level actuator
+controls: only on a tethered frame or SITL.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.hil
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
+HOVER_S = float(os.environ.get("EDGECTL_HIL_HOVER_S", "5"))
+REF = (0.0, 0.0, 0.5)
+
+
+def flight_allowed() -> bool:  # as hil_tests/conftest.py says
+    return os.environ.get("EDGECTL_HIL_ALLOW_FLIGHT") == "1"
+BOX_M = 0.5  # the platform's safety box half-width (hardware/crazyflie_2_1.toml [safety])
+
+
+def _bundle_and_platform():
+    from edgectl.bundle import load_bundle
+    from edgectl.platforms import parse_platform
+    b = load_bundle(BUNDLE)
+    return b, parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+
+
+def _hover(link, tmp_path, shield=False):
+    from edgectl.runtime.flightlog import FlightLog, read_log
+    from edgectl.runtime.loop import ControlLoop, LoopConfig
+    from edgectl.safety.backup import BackupController
+    b, plat = _bundle_and_platform()
+    sh = None
+    if shield:
+        from edgectl.safety.shield import Shield
+        sh = Shield(b.act, b.contract, plat)
+    log = tmp_path / "hover.csv"
+    flog = FlightLog(log)
+    loop = ControlLoop(link, None if getattr(link, "onboard", False) else b.act, b.contract, BackupController(plat),
+                       LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=HOVER_S), shield=sh, log=flog, ref=REF)
+    rep = loop.run()
+    flog.close()
+    return rep, read_log(log)
+
+
+def _errors(d, after_s=0.0):
+    keep = d["t"] >= after_s
+    return np.sqrt((d["x"] - d["ref_x"]) ** 2 + (d["y"] - d["ref_y"]) ** 2 + (d["z"] - d["ref_z"]) ** 2)[keep]
+
+
+# --- Crazyflie: the policy on board ----------------------------------------------------------------
+@pytest.fixture
+def crazyflie(cf_uri):
+    """(uri, simulated vehicle or None)."""
+    pytest.importorskip("cflib")
+    if cf_uri:
+        if not flight_allowed():
+            pytest.skip("flies a real Crazyflie: set EDGECTL_HIL_ALLOW_FLIGHT=1")
+        yield cf_uri, None
+        return
+    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    sim = CrazyflieSim(bundle=BUNDLE, onboard_impl="c")
+    uri = sim.serve_inprocess("hil/closed-loop")
+    sim.start()
+    yield uri, sim
+    sim.close()
+
+
+def test_crazyflie_hovers_within_bounds(crazyflie, tmp_path):
+    from edgectl.runtime.crazyflie_link import CrazyflieOnboardLink
+    from edgectl.runtime.loop import NOMINAL
+    uri, _ = crazyflie
+    link = CrazyflieOnboardLink(uri, _bundle_and_platform()[1])
+    try:
+        rep, d = _hover(link, tmp_path)
+    finally:
+        link.close()
+    s = rep.summary()
+    assert rep.final_mode == NOMINAL and s["nominal_fraction"] > 0.95, s["switches"]
+    e = _errors(d)
+    assert e.size > 0.9 * HOVER_S * 100 and np.nanmax(e) < 0.10, f"{uri}: max distance to {REF} {np.nanmax(e):.3f} m"
+    assert s["period_error_ms"]["p99"] < 5.0, s["period_error_ms"]
+
+
+def test_crazyflie_failsafe_on_link_cut(crazyflie, tmp_path):
+    from edgectl.runtime.crazyflie_link import CrazyflieOnboardLink
+    from firmware_bridge.crazyflie.onboard import FAULT_LINK, LINK_TIMEOUT_S
+    uri, sim = crazyflie
+    link = CrazyflieOnboardLink(uri, _bundle_and_platform()[1])
+    try:
+        link.start(REF)
+        for _ in range(100):  # 1 s of hover
+            link.send_reference(REF)
+            time.sleep(0.01)
+        if sim is not None:
+            with sim._lock:
+                sim.cut_at = sim.t  # nothing either way from now on
+                cut = sim.t
+            t_end = time.monotonic() + 2.5
+            worst = 0.0
+            while time.monotonic() < t_end:
+                worst = max(worst, float(np.max(np.abs(sim.state()[0:3] - REF))))
+                time.sleep(0.01)
+            app = sim.onboard
+            assert app.fault == FAULT_LINK and app.fault_at is not None
+            assert app.fault_at - cut <= LINK_TIMEOUT_S + 0.02, f"took over {1e3 * (app.fault_at - cut):.0f} ms after the cut"
+            assert worst < BOX_M and sim.supervisor_state == "Flying" and min(sim.motors) > 0.2
+            assert link.read_state() is None  # the host hears nothing
+        else:
+            silent_at = time.monotonic()  # the host stops streaming; the radio still brings the log
+            fault_at, worst = None, 0.0
+            while time.monotonic() - silent_at < 2.5:
+                st, s = link.vehicle_status(), link.read_state()
+                if fault_at is None and st is not None and st["fault"] == FAULT_LINK:
+                    fault_at = st["t"]
+                if s is not None:
+                    worst = max(worst, float(np.max(np.abs(s.pos - REF))))
+                time.sleep(0.01)
+            assert fault_at is not None and fault_at - silent_at < LINK_TIMEOUT_S + 0.1
+            assert worst < BOX_M
+            time.sleep(8.0)  # the backup holds 5 s, then lands
+    finally:
+        link._flying = False  # the backup is landing it: no landing ramp, no motors-off
+        link.close()
+
+
+# --- MAVLink: the host flies the motors, the vehicle's failsafe runs the backup --------------------
+@pytest.fixture
+def mavlink_vehicle(mavlink_url):
+    pytest.importorskip("pymavlink")
+    if mavlink_url:
+        if not flight_allowed():
+            pytest.skip("flies a real MAVLink vehicle: set EDGECTL_HIL_ALLOW_FLIGHT=1")
+        yield mavlink_url, None
+        return
+    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+    v = SimVehicle("udpin:127.0.0.1:0", seed=0).start()
+    host, port = v.address
+    yield f"udpout:{host}:{port}", v
+    v.stop()
+
+
+def test_mavlink_hovers_within_bounds_then_fails_safe_when_the_stream_stops(mavlink_vehicle, tmp_path):
+    from edgectl.runtime.links import MavlinkMotorLink
+    url, v = mavlink_vehicle
+    link = MavlinkMotorLink(url)
+    try:
+        rep, d = _hover(link, tmp_path, shield=True)
+        e = _errors(d, after_s=2.0)  # it takes off from the floor first
+        assert e.size and np.nanmax(e) < 0.10, f"{url}: max distance to {REF} after 2 s: {np.nanmax(e):.3f} m"
+        link.stop()  # the host falls silent
+        t0 = time.monotonic()
+        s = link.link.wait_state(lambda s: s.mode == "LAND", timeout=1.0)
+        took = time.monotonic() - t0
+        assert took < 0.3, f"{url}: failsafe {1e3 * took:.0f} ms after the stream stopped"
+        time.sleep(1.0)
+        s = link.link.state()
+        assert abs(s.pos[2] - REF[2]) < BOX_M and s.armed  # holding, not falling
+        if v is not None:
+            assert v.backup_active and v.failsafe_reason == "offboard setpoints lost"
+            assert v.failsafe_at - v.last_setpoint_t <= v.actuator_timeout + v.phys.dt + 1e-9
+    finally:
+        link.close()
