@@ -750,7 +750,7 @@ def sim_vehicle_cmd(
     elif kind == "rc-car":
         from firmware_bridge.rccar.cli_hooks import sim_vehicle_main as car_main
         raise typer.Exit(car_main(uri=uri, speed=speed, platform="rc_car_1_10" if platform == "crazyflie_2_1" else platform,
-                                  echo=typer.echo))
+                                  echo=typer.echo, faults=faults))
     else:
         _fail(f"sim-vehicle {kind!r}: unknown vehicle; expected one of {', '.join(SIM_VEHICLES)}")
 

@@ -226,3 +226,31 @@ def test_sim_vehicle_cli_hook_reports_the_app_and_the_faults(capsys):
     assert rc == 0 and "on-board app: numpy (bundle) policy" in out and "loss=0.1" in out and "weak_motor=(2, 0.7)" in out
     assert sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", faults={"nan_sensor": "nope"}, duration=0.1) == 1
     assert "nan_sensor 'nope'" in capsys.readouterr().out
+
+
+def test_rc_car_cut_brakes_on_the_car_and_loss_shows_as_gaps():
+    pytest.importorskip("serial")
+    pytest.importorskip("cobs")
+    import time
+
+    from firmware_bridge.rccar.bridge import RcCarLink
+    from firmware_bridge.rccar.sim_car import SimCar
+
+    def drive(link, seconds):
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            link.send_command(0.0, 0.6)
+            time.sleep(0.02)
+
+    with SimCar(seed=3) as car, RcCarLink(car.path, command_timeout_ms=100) as link:
+        car.loss = 0.2  # after arming: a lost ARM would only fail the connect
+        drive(link, 0.6)
+        assert link.stats().drops > 0 and car.stats.tx_hooked_out > 0
+    with SimCar() as car, RcCarLink(car.path, command_timeout_ms=100) as link:
+        drive(link, 0.6)
+        assert car.state["vx"] > 0.5
+        car.cut_at = car.t  # nothing either way from now on: the car's own watchdog brakes it
+        n = link.stats().telemetry
+        drive(link, 0.8)
+        assert link.stats().telemetry <= n + 1 and car.core.counters()["failsafe"] == 1
+        assert abs(car.state["vx"]) < 0.05

@@ -9,7 +9,8 @@ from urllib.parse import urlparse
 
 def sim_vehicle_main(uri: str | None = None, speed: float = 1.0, *, platform: str = "rc_car_1_10",
                      core: str = "python", duration: float | None = None,
-                     stop_event: threading.Event | None = None, echo: Callable[[str], None] = print) -> int:
+                     stop_event: threading.Event | None = None, echo: Callable[[str], None] = print,
+                     faults: dict | None = None) -> int:
     """Serve a simulated RC car MCU: on a new pty (``uri=None``; prints its path) or on TCP
     (``uri="tcp://127.0.0.1:5760"``; connect with pyserial ``socket://127.0.0.1:5760``).
     ``core``: "python" (car_core.py) or "c" (firmware/car_link.c compiled with gcc). Returns an
@@ -17,7 +18,12 @@ def sim_vehicle_main(uri: str | None = None, speed: float = 1.0, *, platform: st
     from .sim_car import SimCar
 
     try:
-        car = SimCar(platform, speed=speed, core=core)
+        f = dict(faults or {})
+        unsupported = sorted(k for k, v in f.items() if v not in (None, 0.0) and k not in ("loss", "cut_at", "cut_for"))
+        if unsupported:
+            echo(f"sim-vehicle rc-car: faults {', '.join(unsupported)} are not simulated on the car (loss, cut are)")
+            return 2
+        car = SimCar(platform, speed=speed, core=core, **{k: f[k] for k in ("loss", "cut_at", "cut_for") if k in f})
         if uri is None:
             path = car.open_pty()
         else:

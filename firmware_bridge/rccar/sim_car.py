@@ -199,11 +199,19 @@ class SimCar:
 
     ``tx_hook(frame) -> frame | None`` sees every frame the car sends (drop or corrupt on purpose).
     ``state`` is the vehicle state (``STATE_NAMES`` of the dynamics), ``t`` the simulated time.
+    Faults, on request: ``loss`` (probability that a received chunk of bytes or a sent frame is lost; a
+    lost chunk mid-frame is what a noisy UART does, and the CRC rejects the frame), ``cut_at`` /
+    ``cut_for`` (simulated time from which nothing passes either way, for how long).
     """
 
     def __init__(self, platform: str = "rc_car_1_10", *, speed: float = 1.0, core: str = "python",
                  telemetry_hz: float | None = None, heartbeat_hz: float = 5.0, x: float = 0.0, y: float = 0.0,
-                 yaw: float = 0.0):
+                 yaw: float = 0.0, loss: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
+                 seed: int = 0):
+        if not 0.0 <= loss < 1.0:
+            raise ValueError(f"loss={loss!r}: a probability in [0, 1)")
+        self.loss, self.cut_at, self.cut_for = float(loss), cut_at, cut_for
+        self._fault_rng = np.random.default_rng(seed)
         if not speed > 0:
             raise ValueError(f"speed={speed!r}: must be > 0")
         self.dyn, self.params, self.model = load_dynamics(platform)
@@ -282,7 +290,18 @@ class SimCar:
         return int(self.t * 1000.0)
 
     # --- the loop -------------------------------------------------------------------------------
+    def link_cut(self) -> bool:
+        if self.cut_at is None or self.t < self.cut_at:
+            return False
+        return self.cut_for is None or self.t < self.cut_at + self.cut_for
+
+    def _lost(self) -> bool:
+        return self.link_cut() or (self.loss > 0.0 and self._fault_rng.random() < self.loss)
+
     def _write(self, frame: bytes) -> None:
+        if self._lost():
+            self.stats.tx_hooked_out += 1
+            return
         if self.tx_hook is not None:
             frame = self.tx_hook(frame)
             if not frame:
@@ -300,6 +319,8 @@ class SimCar:
             self.t = (now - t0) * self.speed  # continuous between steps: the watchdog runs on it
             try:
                 data = self._io.read(next_tick - now)
+                if data and self._lost():
+                    data = b""
                 if data:
                     self.stats.rx_bytes += len(data)
                     self.t = (time.monotonic() - t0) * self.speed
