@@ -258,6 +258,10 @@ def target_stm32(job: Job, out: Path) -> None:
 
 def target_crazyflie(job: Job, out: Path) -> None:
     from .crazyflie_app import write_app
+    if job.bundle.task_name == "avoid":
+        raise ExportError("--target crazyflie builds the observation from the state estimate; an avoid (image) policy "
+                          "needs the camera image on board: use --target c or stm32 (it fits the MCU budget) and feed "
+                          "edgectl_policy_step() from your camera driver, or --target onnx/tensorrt on a Jetson")
     check_budget(job, _estimate_flash(job))
     files = job.c_files()
     with tempfile.TemporaryDirectory(prefix="edgectl-hostc-") as work:
