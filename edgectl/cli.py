@@ -460,6 +460,13 @@ def eval_cmd(
     if sabotage is not None and not shield:
         _fail("--sabotage needs --shield")
     if shield:
+        try:
+            shield_task = load_bundle(path).task_name
+        except BundleError:
+            shield_task = None  # eval_shield_cli reports the bad bundle itself
+        if shield_task == "avoid":
+            _fail("--shield applies to motor-level quadrotor policies (hover, figure8); an avoid bundle commands "
+                  "velocity setpoints: run edgectl eval without --shield")
         from edgectl.safety.report import eval_shield_cli
         try:
             eval_shield_cli(path, episodes=episodes, seed=seed, sabotage=sabotage, json_out=json_out)

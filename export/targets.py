@@ -115,7 +115,8 @@ def check_budget(job: Job, flash: int, ram: int | None = None, how: str = "estim
     where = f"{job.bundle.path / 'platform.toml'}"
     if flash > fb:
         raise ExportError(f"model too large for {p.get('mcu.name')}: policy needs {flash:,} B of flash ({how}), "
-                          f"{where} mcu.policy_flash_budget allows {fb:,} B; train a smaller actor or export with --int8")
+                          f"{where} mcu.policy_flash_budget allows {fb:,} B; train a smaller actor or export with --int8, "
+                          "or run it on a companion computer (Jetson): --target onnx or tensorrt")
     if ram is not None and ram > rb:
         raise ExportError(f"model too large for {p.get('mcu.name')}: policy needs {ram:,} B of RAM ({how}), "
                           f"{where} mcu.policy_ram_budget allows {rb:,} B")

@@ -261,3 +261,24 @@ def test_run_flies_the_bundle_from_the_simulated_camera(trained, tmp_path):
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout.strip().splitlines()[-1])
     assert s["camera"] == "sim" and s["ticks"] > 0 and (tmp_path / "f.csv").is_file()
+
+
+def test_an_image_actor_too_big_for_the_crazyflie_is_refused_with_what_to_use(tmp_path):
+    from edgectl.platforms import load_platform
+    from export.errors import ExportError
+    from export.targets import export
+    from train_fast.train import TrainResult, save_bundle
+
+    plat = load_platform("crazyflie_2_1")
+    cfg = at.TaskConfig(width=32, height=24, supersample=1)
+    c = at.contract(cfg, plat)
+    rng = np.random.default_rng(0)
+    sizes = [c["observation"]["size"], 256, 64, 2]  # 773 x 256 floats: 0.8 MB, over the 128 KB policy budget
+    layers = [((0.01 * rng.standard_normal((i, o))).astype(np.float32), np.zeros(o, np.float32)) for i, o in zip(sizes[:-1], sizes[1:])]
+    r = TrainResult(actor_layers=layers, contract=c, task=dataclasses.asdict(cfg) | {"name": "avoid"}, ppo={}, seed=0,
+                    metrics={}, platform_name=plat.name, platform_toml=plat.raw)
+    out = save_bundle(r, tmp_path / "big")
+    for target in ("c",):  # stm32 checks the same budget, after looking for its cross-compiler
+        with pytest.raises(ExportError, match=r"too large.*(onnx|tensorrt)"):
+            export(out, target, tmp_path / target)
+        assert not (tmp_path / target).exists()
