@@ -62,12 +62,13 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
     tcfg = qt.TASKS[task](**(task_overrides or {}))
     pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **(ppo_overrides or {}))
-    env = qt.make_env(tcfg, plat)
+    env = qt.make_env(tcfg, plat)  # evaluation: the task's own start distribution
     contract = qt.contract(tcfg, plat)
     hover_action = contract["action"]["hover_action"]
 
     init, train_chunk, actor_apply = ppo_mod.make_train(
-        pcfg, env, qt.reset, qt.step, qt.observe, qt.observe_privileged, action_size=4, action_bias=hover_action)
+        pcfg, qt.make_env(tcfg, plat, training=True), qt.reset, qt.step, qt.observe, qt.observe_privileged,
+        action_size=4, action_bias=hover_action)
     evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
 
     key = jax.random.PRNGKey(seed)
@@ -201,8 +202,10 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
         platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
 
 
-# Vision avoid task (train_fast/tasks/avoid_tasks.py): PPO settings that differ from the quadrotor's,
-# chosen by measurement (see the avoid task's docstring and the README's measured table).
+# Vision avoid task (train_fast/tasks/avoid_tasks.py): PPO settings that differ from the quadrotor's. Measured
+# (seed 0/1, step budgets, shared 2-core machine): actor 64x64 reached 96.5 % of fields at 655k steps, 32x32
+# 93.8 %; 512 and 1024 envs both reached 98.8 % at 1.3 M steps in the same wall time (115-118 s), and 512
+# evaluates checkpoints twice as often. init_std 0.5: the actions are velocity commands in units of max speed.
 AVOID_PPO: dict = {"num_envs": 512, "num_steps": 32, "minibatches": 8, "lr": 1e-3, "actor_hidden": (64, 64),
                    "critic_hidden": (128, 128), "init_std": 0.5, "iters_per_chunk": 4, "eval_episodes": 256}
 
