@@ -726,6 +726,8 @@ def sim_vehicle_cmd(
                                                "(x, y, z, pos, vx, vy, vz, vel, quat, gyro, gyro_x, gyro_y, gyro_z)."),
     nan_sensor: Optional[str] = typer.Option(None, "--nan-sensor", help="Fault: a sensor reading NaN from --sensor-fault-at (names as --stuck-sensor)."),
     sensor_fault_at: float = typer.Option(0.0, "--sensor-fault-at", help="Vehicle time (s) at which the sensor fault starts."),
+    physics_hz: float = typer.Option(500.0, "--physics-hz", min=50.0, max=5000.0, help="mavlink: physics steps (and link "
+                                     "reads) per simulated second; the Crazyflie's stabilizer runs at 500 Hz."),
     weak_motor: Optional[str] = typer.Option(None, "--weak-motor", help="Fault: MOTOR:FRACTION, e.g. 2:0.7 = motor 2 gives 70 % of its thrust."),
 ) -> None:
     """Run a simulated vehicle that speaks the real protocol, driven by edgectl's simulator (Ctrl-C to stop).
@@ -751,7 +753,7 @@ def sim_vehicle_cmd(
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
         try:
             mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform,
-                     echo=typer.echo, faults=faults)
+                     echo=typer.echo, faults=faults, physics_hz=physics_hz)
         except ValueError as e:
             _fail(str(e))
     elif kind == "rc-car":
@@ -802,6 +804,8 @@ def run_cmd(
                                       show_default="0,0,0; a Crazyflie 0,0,1 (its floor is z = 0)"),
     log: Optional[Path] = typer.Option(None, "--log", help="Flight log CSV.", show_default="runs/flights/<time>.csv"),
     as_fast: bool = typer.Option(False, "--as-fast-as-possible", help="sim:// only: run ticks back to back."),
+    rt_priority: Optional[int] = typer.Option(None, "--rt-priority", min=1, max=99, help="Linux: run the loop's thread "
+                                              "SCHED_FIFO at this priority (root or CAP_SYS_NICE): steadier periods on a busy CPU."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the run summary as one JSON object."),
 ) -> None:
     """Fly a policy in a fixed-rate loop under the shield and watchdogs, on a simulated or real vehicle.
@@ -865,7 +869,7 @@ def run_cmd(
         sh = Shield(act, b.contract, plat)
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
     flog = FlightLog(log_path)
-    cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast)
+    cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
     loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz, monitors=monitors)
     console = _console(stderr=json_out)
     try:
@@ -874,6 +878,10 @@ def run_cmd(
     except KeyboardInterrupt:
         link.stop()
         rep = loop.report
+    except ValueError as e:  # e.g. --rt-priority refused: before the first tick
+        flog.close()
+        link.close()
+        _fail(str(e))
     finally:
         flog.close()
         link.close()

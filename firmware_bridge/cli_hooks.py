@@ -46,6 +46,9 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # The physics thread must not hold the GIL for 5 ms (the default) while a setpoint waits in the
+    # UDP thread: the on-board app's link watchdog runs on vehicle time.
+    sys.setswitchinterval(0.0005)
     sim.start()
     _print(f"simulated {sim.platform.name} ({kind}) serving CRTP on {server.uri} at {speed:g}x real time\n"
            f"  log TOC: {len(sim.log_names())} variables (stateEstimate, stateEstimateZ, stabilizer, gyro, acc, "

@@ -201,8 +201,9 @@ def test_cli_run_flies_the_policy_on_board_of_a_simulated_crazyflie(tmp_path):
         assert s["position_error_m"]["max"] < 0.1
         assert sim.param("stabilizer.controller") == 6 and sim.variables()["edgectl.steps"] > 150
         d = read_log(log)
-        assert np.all(d["ref_z"] == 0.4) and np.all(np.isfinite(d["a1"])) and np.nanmax(np.abs(d["z"] - 0.4)) < 0.1
-        assert np.all(np.isfinite(d["robustness"])) and np.nanmin(d["robustness"]) > 0.3  # the host's monitor
+        # a1..a4: the app's forces as actions (NaN on a tick whose log sample had not arrived)
+        assert np.all(d["ref_z"] == 0.4) and np.isfinite(d["a1"]).mean() > 0.9 and np.nanmax(np.abs(d["z"] - 0.4)) < 0.1
+        assert np.isfinite(d["robustness"]).mean() > 0.9 and np.nanmin(d["robustness"]) > 0.3  # the host's monitor
         assert sim.state()[2] < 0.1  # landed at the end of the run
     finally:
         sim.close()

@@ -13,6 +13,7 @@ a silent link is logged as a watchdog event, but the rescue is the app's own (se
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -33,6 +34,7 @@ class LoopConfig:
     stop_after_s: float = 1.0  # link silent this long while on backup: safe stop
     max_misses: int = 3  # consecutive deadline overruns before the watchdog hands over
     realtime: bool = True  # False: run ticks back to back (simulated links in tests)
+    rt_priority: int | None = None  # Linux SCHED_FIFO priority for the loop's thread (needs CAP_SYS_NICE)
 
 
 @dataclass
@@ -108,6 +110,19 @@ class ControlLoop:
             return a, float("nan"), f"policy returned non-finite action {a.tolist()}"
         return np.clip(a, -1.0, 1.0), float("nan"), None
 
+    def _wait_for_fresh_state(self) -> None:
+        """Start the clock on a fresh state: warming up (compiling, loading) can starve a link's reader
+        thread, and a state gone stale meanwhile would latch the watchdog on tick 0 (it did, over MAVLink
+        on a busy host: the whole flight on the backup). Gives up after stop_after_s; tick 0 judges then."""
+        if not self.cfg.realtime:
+            return
+        deadline = time.monotonic() + self.cfg.stop_after_s
+        while time.monotonic() < deadline:
+            s = self.link.read_state()
+            if s is not None and time.monotonic() - s.t <= 0.5 * self.cfg.stale_s:
+                return
+            time.sleep(0.002)
+
     def warm_up(self) -> None:
         """Compile (Numba) and load everything the first tick touches, so tick 0 is not seconds late."""
         s = self.link.read_state()
@@ -119,12 +134,43 @@ class ControlLoop:
             self.shield.predict(s.pos, s.quat, s.vel, s.omega, self.ref)
 
     def run(self) -> RunReport:
-        if getattr(self.link, "onboard", False):
-            return self._run_onboard()
+        # A thread holding the GIL (a link's receiver, an in-process vehicle) keeps it up to the switch
+        # interval, 5 ms by default, after the loop's sleep ended: half a period late at 100 Hz.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
+        policy = self._raise_priority()
+        try:
+            return self._run_onboard() if getattr(self.link, "onboard", False) else self._run()
+        finally:
+            sys.setswitchinterval(switch)
+            if policy is not None:
+                import os
+                os.sched_setscheduler(0, *policy)
+
+    def _raise_priority(self):
+        """On a loaded CPU a woken loop waits its turn behind other processes; a real-time priority does
+        not. Returns the policy to restore, None if not asked. Refused (no CAP_SYS_NICE): a ValueError
+        that says what to do, not a quiet normal-priority run."""
+        prio = self.cfg.rt_priority
+        if prio is None or not self.cfg.realtime:
+            return None
+        import os
+        if not hasattr(os, "sched_setscheduler"):
+            raise ValueError("--rt-priority: real-time scheduling needs Linux (os.sched_setscheduler)")
+        old = (os.sched_getscheduler(0), os.sched_getparam(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(prio)))
+        except PermissionError:
+            raise ValueError(f"--rt-priority {prio}: not permitted; run as root or grant the interpreter CAP_SYS_NICE "
+                             "(sudo setcap cap_sys_nice+ep $(readlink -f $(which python3)))") from None
+        return old
+
+    def _run(self) -> RunReport:
         cfg, rep = self.cfg, self.report
         period = 1.0 / cfg.rate_hz
         n_ticks = int(round(cfg.seconds * cfg.rate_hz))
         self.warm_up()
+        self._wait_for_fresh_state()
         t0 = time.perf_counter()
         last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
         misses_in_row = 0
@@ -265,9 +311,11 @@ class ControlLoop:
                 if st is not None:
                     a = link.forces_to_action(st["forces"])
                     fault = st["fault"]
-                    if fault and fault != fault_seen:
+                    if fault and fault != fault_seen:  # logged even when a host watchdog event set backup already
                         from .crazyflie_link import FAULT_NAMES
-                        self._switch(t, BACKUP, f"vehicle: fault {fault} ({FAULT_NAMES.get(fault, 'unknown')}): on-board backup flies")
+                        rep.events.append((round(t, 4), self.mode, BACKUP,
+                                           f"vehicle: fault {fault} ({FAULT_NAMES.get(fault, 'unknown')}): on-board backup flies"))
+                        self.mode = BACKUP
                     elif not fault and st["engaged"]:
                         self._switch(t, NOMINAL, "vehicle: on-board policy flies")
                     fault_seen = fault

@@ -166,6 +166,7 @@ class CrazyflieSim:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closers: list[Callable[[], None]] = []  # transports to shut down with the vehicle
+        self._pollers: list[Callable[[], None]] = []  # transports the physics thread reads before each tick
         self._power_on()
 
     def _faults(self, loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor):
@@ -266,6 +267,7 @@ class CrazyflieSim:
 
     def close(self):
         self.stop()
+        self._pollers.clear()
         closers, self._closers = self._closers, []
         for closer in closers:
             closer()
@@ -293,16 +295,23 @@ class CrazyflieSim:
 
     def _run(self):
         wall0, sim0 = time.monotonic(), self.t
-        max_burst = max(1, int(0.05 / self.dt))  # more than 50 ms behind: slip, do not race
+        # More than 20 ms behind (the process was descheduled): slip, do not race. A burst advances
+        # vehicle time with no packet taken in, and the on-board app's 50 ms link watchdog would read a
+        # 50 ms burst plus a host period as a lost link (it did, on a loaded 2-core host). For the same
+        # reason the lock is taken per tick, so the transport threads get in between.
+        max_burst = max(1, int(0.02 / self.dt))
         while not self._stop.is_set():
             target = sim0 + (time.monotonic() - wall0) * self.speed
             n = int((target - self.t) / self.dt)
             if n > max_burst:
                 wall0, sim0, n = time.monotonic(), self.t, 1
-            if n > 0:
+            for _ in range(max(n, 1)):
+                for poll in self._pollers:
+                    poll()
+                if n <= 0:
+                    break
                 with self._lock:
-                    for _ in range(n):
-                        self._tick()
+                    self._tick()
             self._stop.wait(min(0.002, self.dt / self.speed))
 
     # ----------------------------------------------------------------------------------------
@@ -334,8 +343,14 @@ class CrazyflieSim:
         from .transports import UdpServer
 
         server = UdpServer(self, host, port)
+        self._pollers.append(server.poll)
         self._closers.append(server.close)
         return server
+
+    @property
+    def polls_transports(self) -> bool:
+        """The physics thread runs and reads the transports itself (see UdpServer.poll)."""
+        return self._thread is not None
 
     def serve_inprocess(self, name: str = "crazyflie/0") -> str:
         """Register as ``sim://name`` for cflib (in-process, lossless); returns the URI."""

@@ -12,6 +12,7 @@ unmodified, without UDP's packet loss or ports. Query strings are ignored (Cload
 from __future__ import annotations
 
 import queue
+import select
 import socket
 import threading
 import time
@@ -35,7 +36,7 @@ class UdpServer:
         except OSError as e:
             self.sock.close()
             raise OSError(f"udp://{host}:{port}: cannot serve the simulated Crazyflie: {e}") from None
-        self.sock.settimeout(0.2)
+        self.sock.setblocking(False)
         # Bursts (a bootloader upload, a TOC download) outrun a Python reader; a bigger buffer
         # loses fewer (the kernel caps it at net.core.rmem_max).
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -60,18 +61,37 @@ class UdpServer:
                 old.close()
         return link
 
-    def _run(self):
+    def poll(self) -> None:
+        """Take in every datagram waiting now. While the vehicle runs in real time its physics thread
+        calls this before every tick, as a radio interrupt would: a reader thread starved of CPU on a
+        loaded host let vehicle time run on past setpoints already in the socket, and the on-board app's
+        link watchdog read that as a lost link."""
         while self._running:
             try:
                 data, addr = self.sock.recvfrom(2048)
-            except socket.timeout:
-                continue
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 if not self._running:
                     return
                 continue  # e.g. ICMP port unreachable from a client that went away
             if data:
                 self._link(addr).send(data)
+
+    def _run(self):
+        """The reader while no physics thread polls (connecting before start(), realtime=False)."""
+        while self._running:
+            if self.sim.polls_transports:
+                time.sleep(0.05)
+                continue
+            try:
+                if not select.select([self.sock], [], [], 0.2)[0]:
+                    continue
+            except (OSError, ValueError):
+                if not self._running:
+                    return
+                continue
+            self.poll()
 
     def close(self):
         self._running = False

@@ -17,7 +17,7 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
                      signing_key: str | bytes | None = None, platform: str = "crazyflie_2_1",
                      offboard_timeout: float = 1.0, failsafe: str = "land",
                      echo: Callable[[str], None] = print, duration: float | None = None,
-                     faults: dict | None = None) -> None:
+                     faults: dict | None = None, physics_hz: float | None = None) -> None:
     """Run a PX4-like simulated vehicle on ``uri``. Connect the bridge with the mirror URL
     (vehicle ``udpin:H:P`` <-> link ``udpout:H:P``; vehicle ``tcpin:H:P`` <-> link ``tcp:H:P``).
     ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy); ``faults``: SimVehicle's
@@ -25,11 +25,18 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
     from .sim_vehicle import SimVehicle
 
     vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,
-                         offboard_timeout=offboard_timeout, failsafe=failsafe, **(faults or {}))
+                         offboard_timeout=offboard_timeout, failsafe=failsafe, physics_hz=physics_hz, **(faults or {}))
     host, port = vehicle.address
     echo(f"sim vehicle ({platform}, PX4-like, sysid 1) on {uri} -> {host}:{port}, speed x{speed:g}, "
+         f"physics {1.0 / vehicle.phys.dt:g} Hz, "
          f"signing {'on' if signing_key else 'off'}"
          + "".join(f", {k}={v}" for k, v in (faults or {}).items() if v not in (None, 0.0)) + "; Ctrl-C to stop")
+    import signal
+    import threading
+
+    def _interrupt(*_):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         vehicle.run(duration)
     except KeyboardInterrupt:
@@ -37,6 +44,8 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
     finally:
         vehicle.conn.close()
         echo(f"sim vehicle stopped at t={vehicle.phys.t:.1f} s; counters: {dict(vehicle.counters)}")
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def sitl_server_main(kind: str = "px4", host: str = "127.0.0.1", port: int | None = None,

@@ -90,7 +90,7 @@ class SimVehicle:
                  seed: int = 0, battery: Battery | None = None, actuator_timeout: float = 0.05,
                  loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
                  stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
-                 weak_motor: tuple[int, float] | None = None):
+                 weak_motor: tuple[int, float] | None = None, physics_hz: float | None = None):
         if failsafe not in ("land", "hold"):
             raise ValueError(f"failsafe must be 'land' or 'hold', got {failsafe!r}")
         if signing_key is not None and len(signing_key) != 32:
@@ -98,7 +98,11 @@ class SimVehicle:
         self.uri, self.speed = uri, float(speed)
         self.system_id, self.component_id = system_id, component_id
         self.offboard_timeout, self.failsafe_action = float(offboard_timeout), failsafe
-        self.phys = QuadPhysics(params if params is not None else platform_params(platform), battery)
+        # physics_hz: step the physics (and read the link) faster than the platform's control period. At
+        # 100 Hz a host loop that is not in step with the vehicle flies on states up to a period old and
+        # its commands wait up to a period: the hover policy, trained without delay, wobbled.
+        self.phys = QuadPhysics(params if params is not None else
+                                platform_params(platform, dt=None if physics_hz is None else 1.0 / physics_hz), battery)
         self.ctl = AttitudeController(self.phys.params)
         QuadPhysics(self.phys.params).step(-np.ones(4))  # load the Numba kernel now, not on the first tick
         self.noise = noise
@@ -128,7 +132,13 @@ class SimVehicle:
         self.actuator_timeout = float(actuator_timeout)
         from edgectl.safety.backup import BackupController, model_from_params
         from train_fast.sims.numba import quadrotor as qd
-        self.backup = BackupController(model_from_params(qd.params_as_dict(self.phys.params), dt=self.phys.dt))
+        # the backup runs at the platform's control rate (its observers and motor model are tuned per 10 ms
+        # period), holding its command in between, as a policy's is held
+        control_dt = 0.01 if physics_hz is not None else self.phys.dt
+        self._backup_every = max(1, round(control_dt / self.phys.dt))
+        self._backup_tick = 0
+        self._backup_action = None
+        self.backup = BackupController(model_from_params(qd.params_as_dict(self.phys.params), dt=self._backup_every * self.phys.dt))
         self.backup_active = False
         self.failsafe_at: float | None = None
         self.last_setpoint_t: float | None = None
@@ -246,8 +256,11 @@ class SimVehicle:
                 delay = next_wall - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                elif delay < -0.25:
-                    next_wall = time.monotonic()  # too far behind: run late rather than in bursts
+                elif delay < -0.02:
+                    # Too far behind (descheduled): run late rather than in bursts. A burst advances sim
+                    # time with no new message from the host, and 50 ms of it trips the motor-stream
+                    # failsafe (it did, at 0.25 s, on a loaded 2-core host).
+                    next_wall = time.monotonic()
 
     # ------------------------------------------------------------------ one step
     def tick(self) -> None:
@@ -429,6 +442,7 @@ class SimVehicle:
             self.failsafe_at = self.phys.t
             if motors:
                 self.backup_active = True
+                self._backup_action = None
                 self.backup.engage(self.measured()[0])  # hold where levelling ends
                 self._statustext("Failsafe: motor setpoints lost, backup controller lands")
             else:
@@ -451,10 +465,15 @@ class SimVehicle:
             if sp.kind == "rates":
                 return ctl.motor_actions(omega, sp.rates, sp.thrust)
             a = 2.0 * sp.controls - 1.0
-            self.backup.observe(quat, vel, omega, a)
+            self._backup_tick += 1
+            if self._backup_tick % self._backup_every == 0:
+                self.backup.observe(quat, vel, omega, a)
             return a
         if self.main_mode == MAIN_AUTO and self.backup_active:
-            return self.backup(pos, quat, vel, omega)
+            self._backup_tick += 1
+            if self._backup_action is None or self._backup_tick % self._backup_every == 0:
+                self._backup_action = self.backup(pos, quat, vel, omega)
+            return self._backup_action
         if self.main_mode == MAIN_AUTO:
             if self.sub_mode == SUB_LAND:
                 vz_des = -LAND_SPEED
