@@ -185,10 +185,11 @@ def rotation_matrix(quat) -> jax.Array:
     ])
 
 
-def random_quaternion_within(key, max_angle):
-    """Uniform axis, angle uniform in [0, max_angle] (rad): the RLtools-style tilt start."""
+def random_quaternion_within(key, max_angle, exponent=1.0):
+    """Uniform axis, angle = max_angle * u**exponent with u uniform in [0, 1]: exponent 1 is the
+    RLtools-style tilt start; exponent < 1 draws large angles more often."""
     k1, k2 = jax.random.split(key)
     axis = jax.random.normal(k1, (3,))
     axis = axis / jnp.linalg.norm(axis)
-    angle = jax.random.uniform(k2, (), minval=0.0, maxval=max_angle)
+    angle = max_angle * jax.random.uniform(k2, ()) ** exponent
     return jnp.concatenate([jnp.cos(angle / 2)[None], jnp.sin(angle / 2) * axis])

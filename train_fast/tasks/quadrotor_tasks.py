@@ -29,6 +29,13 @@ class TaskConfig:
     init_tilt: float = math.pi / 2  # rad, rotation angle about a uniform random axis
     init_velocity: float = 1.0  # m/s, uniform per axis
     init_omega: float = 1.0  # rad/s, uniform per axis
+    # Training starts only: the tilt angle is drawn as init_tilt * u**train_tilt_exponent. The starts
+    # that still fell after training were large tilts (32-87 deg) with downward velocity; drawing them
+    # more often took survival at the same 3.4 M steps from 97.0-98.0 % (2 seeds) to 98.5-99.1 % with
+    # exponent 0.3 (median start tilt 73 deg instead of 45; 5 seeds, 1-step action history) and, with
+    # a 4-step history, to 99.1-99.6 % with 0.2 (5 seeds; 0.3: 98.5-99.4 %, 0.4: 99.1 % on seed 4).
+    # Evaluation and checkpoint selection keep the uniform draw.
+    train_tilt_exponent: float = 1.0
     termination_bound: float = 0.6  # m, any axis of the position error
     # Figure-eight reference: x = A sin(w t), y = A/2 sin(2 w t); w set by the peak speed.
     figure8_amplitude: float = 0.5  # m
@@ -54,7 +61,12 @@ class TaskConfig:
 
 
 def hover_config(**kw) -> TaskConfig:
-    return TaskConfig(name="hover", **kw)
+    # A 4-step action history lets the actor infer the rotor speeds, which lag the commands by 0.15 s
+    # (15 steps): with the hard-start draw, 1 -> 4 steps took survival from 98.9-99.1 % to 99.4 %
+    # (2 seeds, 3.4 M steps); 8 steps gave 99.0-99.2 %, 6 steps 98.9 % (seed 4).
+    base = dict(name="hover", action_history=4, train_tilt_exponent=0.2)
+    base.update(kw)
+    return TaskConfig(**base)
 
 
 def figure8_config(**kw) -> TaskConfig:
@@ -149,6 +161,7 @@ class QuadEnv:
     obs_scale: np.ndarray = field(default=None, hash=False, compare=False)
     obs_noise: np.ndarray = field(default=None, hash=False, compare=False)
     randomize: bool = True
+    training: bool = False  # True: the training start distribution (see TaskConfig.train_tilt_exponent)
 
     @property
     def episode_steps(self) -> int:
@@ -163,7 +176,8 @@ class QuadEnv:
         return self.obs_size + 4 + 6 + len(quad.RANDOMIZED) + 1
 
 
-def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, disturbances: bool = True) -> QuadEnv:
+def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, disturbances: bool = True,
+             training: bool = False) -> QuadEnv:
     c = contract(cfg, platform)
     norm = c["observation"]["normalization"]
     return QuadEnv(
@@ -176,6 +190,7 @@ def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, distur
         obs_scale=np.asarray(norm["scale"], np.float32),
         obs_noise=np.asarray(c["observation"]["noise_std"], np.float32),
         randomize=randomize,
+        training=training,
     )
 
 
@@ -224,7 +239,7 @@ def reset(key, env: QuadEnv) -> EnvState:
     hover = quad.hover_motor(params)
     sim = quad.State(
         pos=p_ref + u(ks, cfg.init_position),
-        quat=quad.random_quaternion_within(kq, cfg.init_tilt),
+        quat=quad.random_quaternion_within(kq, cfg.init_tilt, cfg.train_tilt_exponent if env.training else 1.0),
         vel=v_ref + u(kv, cfg.init_velocity),
         omega=u(kw, cfg.init_omega),
         motor=jnp.full(4, hover),
