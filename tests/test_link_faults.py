@@ -255,3 +255,12 @@ def test_rc_car_cut_brakes_on_the_car_and_loss_shows_as_gaps():
         drive(link, 0.8)
         assert link.stats().telemetry <= n + 1 and car.core.counters()["failsafe"] == 1
         assert abs(car.state["vx"]) < 0.05
+
+
+def test_onboard_policy_refuses_what_it_cannot_fly(tmp_path):
+    with pytest.raises(ValueError, match="expected c, numpy, or an `edgectl export --target c` folder"):
+        BundlePolicy(BUNDLE, str(tmp_path))
+    (tmp_path / "report.json").write_text(json.dumps({"bundle_weights_sha256": "0" * 64}))
+    (tmp_path / "edgectl_policy.c").write_text("")
+    with pytest.raises(ValueError, match="exported from another bundle"):
+        BundlePolicy(BUNDLE, str(tmp_path))
