@@ -62,12 +62,13 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
     tcfg = qt.TASKS[task](**(task_overrides or {}))
     pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **(ppo_overrides or {}))
-    env = qt.make_env(tcfg, plat)
+    env = qt.make_env(tcfg, plat)  # evaluation: the task's own start distribution
     contract = qt.contract(tcfg, plat)
     hover_action = contract["action"]["hover_action"]
 
     init, train_chunk, actor_apply = ppo_mod.make_train(
-        pcfg, env, qt.reset, qt.step, qt.observe, qt.observe_privileged, action_size=4, action_bias=hover_action)
+        pcfg, qt.make_env(tcfg, plat, training=True), qt.reset, qt.step, qt.observe, qt.observe_privileged,
+        action_size=4, action_bias=hover_action)
     evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
 
     key = jax.random.PRNGKey(seed)
