@@ -41,6 +41,9 @@ class TaskConfig:
     figure8_amplitude: float = 0.5  # m
     figure8_peak_speed: float = 0.5  # m/s
     action_history: int = 1
+    # Actuation delay, per episode uniform in [0, action_delay] control periods (<= 1): for policies
+    # flown from a host over a link (MAVLink: 1-7 ms between the state and the motors), not on board.
+    action_delay: float = 0.0
     # Reward: bonus - sum of weighted costs, per step.
     w_position: float = 20.0
     w_orientation: float = 2.0
@@ -173,7 +176,7 @@ class QuadEnv:
 
     @property
     def critic_size(self) -> int:
-        return self.obs_size + 4 + 6 + len(quad.RANDOMIZED) + 1
+        return self.obs_size + 4 + 6 + len(quad.RANDOMIZED) + 1 + (self.cfg.action_delay > 0)
 
 
 def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, disturbances: bool = True,
@@ -207,6 +210,7 @@ class EnvState:
     t: jax.Array  # step index in the episode
     phase: jax.Array  # s, figure-eight time offset
     prev_actions: jax.Array  # (4 * history,), newest first
+    delay: jax.Array  # actuation delay of this episode, fraction of a control period
 
 
 def reference(cfg: TaskConfig, time):
@@ -245,7 +249,10 @@ def reset(key, env: QuadEnv) -> EnvState:
         motor=jnp.full(4, hover),
     )
     prev = jnp.tile(quad.motor_to_action(hover, params), 4 * cfg.action_history)
-    return EnvState(sim=sim, params=params, factors=factors, t=jnp.zeros((), jnp.int32), phase=phase, prev_actions=prev)
+    # fold_in, not another split: the other draws (and so every earlier evaluation's starts) stay as they were
+    delay = jax.random.uniform(jax.random.fold_in(kph, 1), (), minval=0.0, maxval=cfg.action_delay)
+    return EnvState(sim=sim, params=params, factors=factors, t=jnp.zeros((), jnp.int32), phase=phase, prev_actions=prev,
+                    delay=delay)
 
 
 def _fields(env: QuadEnv, s: EnvState) -> jax.Array:
@@ -272,7 +279,8 @@ def observe_privileged(env: QuadEnv, s: EnvState) -> jax.Array:
     torque = s.params.torque / jnp.maximum(env.torque_std, 1e-12)
     factors = (s.factors - 1.0) / jnp.maximum(jnp.asarray(env.ranges), 1e-6)
     t = s.t / env.episode_steps
-    return jnp.concatenate([obs, (s.sim.motor - hover) / 0.3, force, torque, factors, t[None]])
+    extra = [s.delay[None]] if env.cfg.action_delay > 0 else []
+    return jnp.concatenate([obs, (s.sim.motor - hover) / 0.3, force, torque, factors, t[None], *extra])
 
 
 def step(key, s: EnvState, action, env: QuadEnv):
@@ -280,9 +288,16 @@ def step(key, s: EnvState, action, env: QuadEnv):
     del key  # the dynamics are deterministic given the episode's params
     cfg = env.cfg
     action = jnp.clip(action, -1.0, 1.0)
-    sim = quad.dynamics_step(s.sim, action, s.params)
+    if cfg.action_delay > 0:
+        # The new command reaches the motors `delay` of a period late; over one step the (linear, 0.15 s)
+        # motor lag sees the time-weighted mean of the old and new commands.
+        last = s.prev_actions[:4] if cfg.action_history > 0 else action
+        applied = action + s.delay * (last - action)
+    else:
+        applied = action
+    sim = quad.dynamics_step(s.sim, applied, s.params)
     prev = jnp.concatenate([action, s.prev_actions[:-4]]) if cfg.action_history > 0 else s.prev_actions
-    s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev)
+    s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev, delay=s.delay)
     p_ref, v_ref, _ = _ref_now(env, s2)
     e_p = sim.pos - p_ref
     e_v = sim.vel - v_ref

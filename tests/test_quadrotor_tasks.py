@@ -1,0 +1,63 @@
+"""The hover task's training-only start draw and the optional actuation delay."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from edgectl.platforms import load_platform
+from train_fast.sims import quadrotor as quad
+from train_fast.tasks import quadrotor_tasks as qt
+
+PLAT = load_platform("crazyflie_2_1")
+
+
+def _tilts(env, n=4000):
+    s = jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), n), env)
+    q = np.asarray(s.sim.quat)
+    return np.degrees(np.arccos(np.clip(1 - 2 * (q[:, 1] ** 2 + q[:, 2] ** 2), -1, 1)))
+
+
+def test_training_starts_are_harder_and_evaluation_starts_are_the_rltools_draw():
+    cfg = qt.hover_config()
+    assert cfg.train_tilt_exponent < 1.0
+    ev_env, tr_env = qt.make_env(cfg, PLAT), qt.make_env(cfg, PLAT, training=True)
+    ev_t, tr_t = _tilts(ev_env), _tilts(tr_env)
+    assert ev_t.max() <= 90.0 + 1e-3 and tr_t.max() <= 90.0 + 1e-3
+    # rotation angle uniform in [0, 90] deg: the eval draw equals the uniform one exactly
+    uniform = _tilts(qt.make_env(dataclasses.replace(cfg, train_tilt_exponent=1.0), PLAT, training=True))
+    np.testing.assert_array_equal(ev_t, uniform)
+    assert np.mean(tr_t > 60) > np.mean(ev_t > 60) + 0.15
+
+
+def _one_step(delay_cfg, delay, action):
+    env = qt.make_env(qt.hover_config(action_delay=delay_cfg), PLAT, randomize=False, disturbances=False)
+    s = qt.reset(jax.random.PRNGKey(3), env)
+    s = dataclasses.replace(s, delay=jnp.asarray(delay, jnp.float32))
+    s2, *_ = qt.step(None, s, jnp.asarray(action, jnp.float32), env)
+    return np.asarray(s2.sim.motor), env
+
+
+def test_a_full_period_of_delay_applies_the_previous_command():
+    hover = qt.contract(qt.hover_config(), PLAT)["action"]["hover_action"]
+    m_up, env = _one_step(1.0, 1.0, [1.0] * 4)
+    m_down, _ = _one_step(1.0, 1.0, [-1.0] * 4)
+    np.testing.assert_allclose(m_up, m_down)  # the new command has not reached the motors yet
+    m_hover, _ = _one_step(0.0, 0.0, [hover] * 4)
+    np.testing.assert_allclose(m_up, m_hover, atol=1e-6)  # the previous command (hover) flew
+    half_up, _ = _one_step(1.0, 0.5, [1.0] * 4)
+    nodelay_up, _ = _one_step(0.0, 0.0, [1.0] * 4)
+    assert np.all(m_hover < half_up) and np.all(half_up < nodelay_up)
+    assert env.critic_size == qt.make_env(qt.hover_config(), PLAT).critic_size + 1  # the critic sees the delay
+
+
+def test_delay_is_drawn_per_episode_within_bounds_without_moving_the_other_draws():
+    keys = jax.random.split(jax.random.PRNGKey(1), 500)
+    e0 = qt.make_env(qt.hover_config(), PLAT)
+    e1 = qt.make_env(qt.hover_config(action_delay=0.7), PLAT)
+    s0 = jax.vmap(qt.reset, in_axes=(0, None))(keys, e0)
+    s1 = jax.vmap(qt.reset, in_axes=(0, None))(keys, e1)
+    d = np.asarray(s1.delay)
+    assert d.min() >= 0 and d.max() <= 0.7 and d.std() > 0.1
+    assert np.all(np.asarray(s0.delay) == 0)
+    np.testing.assert_array_equal(np.asarray(s0.sim.pos), np.asarray(s1.sim.pos))
