@@ -250,6 +250,10 @@ def train(
                                   "(bundle, seconds_to_bundle, env_steps, best_eval)."),
     track: Optional[str] = typer.Option(None, "--track", help="rc-car: the course, a demonstration-lap CSV "
                                         "(hardware/tracks/<name>.csv by name, or a path).", show_default=DEFAULT_TRACK),
+    action_delay: float = typer.Option(0.0, "--action-delay", help="quadrotor hover/figure8: train with an actuation "
+                                       "delay drawn per episode up to this fraction of a control period (0-1), for a "
+                                       "policy the host flies over a link (MAVLink: 1-7 ms at 100 Hz, use 1.0); 0 for "
+                                       "a policy that runs on board."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
@@ -262,6 +266,10 @@ def train(
         _fail(f"unknown task {task!r} for {vehicle}; supported tasks: {', '.join(VEHICLES[vehicle])}")
     if not (seconds > 0 and math.isfinite(seconds)):
         _fail(f"--seconds must be a positive number, got {seconds}")
+    if action_delay and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
+        _fail(f"--action-delay applies to quadrotor hover and figure8, not to {vehicle} {task}")
+    if not (0.0 <= action_delay <= 1.0):
+        _fail(f"--action-delay must be between 0 and 1 control period, got {action_delay}")
     from edgectl.platforms import PlatformError, load_platform
 
     platform = platform or DEFAULT_PLATFORM[vehicle]
@@ -286,12 +294,13 @@ def train(
     if seconds < 10:
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
-    result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track)
+    result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
+                                            task_overrides={"action_delay": action_delay} if action_delay else None)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
-                  track: Optional[str] = None):
+                  track: Optional[str] = None, task_overrides: Optional[dict] = None):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -353,7 +362,7 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
             result = train_avoid(platform_name=str(plat.path), seconds=seconds, seed=seed, t_start=t_start, progress=on_chunk)
         else:
             result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
-                           progress=on_chunk)
+                           progress=on_chunk, task_overrides=task_overrides)
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:

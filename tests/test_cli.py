@@ -201,6 +201,18 @@ def test_train_unknown_task_exits_2():
     assert "hover" in r.stderr and "figure8" in r.stderr
 
 
+@pytest.mark.parametrize("args, words", [
+    (["quadrotor", "--action-delay", "1.5"], ["--action-delay", "1.5"]),
+    (["quadrotor", "--action-delay", "-0.1"], ["--action-delay", "-0.1"]),
+    (["rc-car", "--action-delay", "0.5"], ["--action-delay", "rc-car"]),
+])
+def test_train_action_delay_out_of_range_or_wrong_task_exits_2(args, words, tmp_path):
+    r = runner.invoke(cli.app, ["train", *args, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2
+    assert all(w in r.stderr for w in words), r.stderr
+    assert not (tmp_path / "b").exists()
+
+
 def test_train_unknown_platform_exits_2():
     r = runner.invoke(cli.app, ["train", "quadrotor", "--platform", "no_such_drone"])
     assert r.exit_code == 2
