@@ -23,7 +23,10 @@ import pytest
 pytestmark = pytest.mark.hil
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
+BUNDLE = ROOT / "tests" / "data" / "hover_bundle"  # runs on board (Crazyflie app): no link delay
+# The host flies a MAVLink vehicle's motors, a few ms behind the state: a policy trained for that
+# (edgectl train quadrotor --action-delay 1); the on-board one diverges from 4 ms (tests/test_link_latency.py).
+LINK_BUNDLE = ROOT / "tests" / "data" / "hover_link_bundle"
 HOVER_S = float(os.environ.get("EDGECTL_HIL_HOVER_S", "5"))
 REF = (0.0, 0.0, 0.5)
 
@@ -33,18 +36,18 @@ def flight_allowed() -> bool:  # as hil_tests/conftest.py says
 BOX_M = 0.5  # the platform's safety box half-width (hardware/crazyflie_2_1.toml [safety])
 
 
-def _bundle_and_platform():
+def _bundle_and_platform(path=BUNDLE):
     from edgectl.bundle import load_bundle
     from edgectl.platforms import parse_platform
-    b = load_bundle(BUNDLE)
+    b = load_bundle(path)
     return b, parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
 
 
-def _hover(link, tmp_path, shield=False):
+def _hover(link, tmp_path, shield=False, bundle=BUNDLE):
     from edgectl.runtime.flightlog import FlightLog, read_log
     from edgectl.runtime.loop import ControlLoop, LoopConfig
     from edgectl.safety.backup import BackupController
-    b, plat = _bundle_and_platform()
+    b, plat = _bundle_and_platform(bundle)
     sh = None
     if shield:
         from edgectl.safety.shield import Shield
@@ -164,18 +167,10 @@ def test_mavlink_hovers_within_bounds_then_fails_safe_when_the_stream_stops(mavl
     url, v = mavlink_vehicle
     link = MavlinkMotorLink(url)
     try:
-        rep, d = _hover(link, tmp_path, shield=True)
+        rep, d = _hover(link, tmp_path, shield=True, bundle=LINK_BUNDLE)
         e = _errors(d, after_s=2.0)  # it takes off from the floor first
-        # In the safe set throughout, near the reference most of the time: the fixture policy wobbles with
-        # the few ms between state and actuation of a host-flown link (README, Measured), so a 10 cm bound
-        # on every sample fails on a busy host.
-        ok = e.size and np.nanmax(e) < BOX_M and np.nanmedian(e) < 0.10
         p99 = rep.summary()["period_error_ms"]["p99"]
-        if not ok and p99 > 2.0:
-            pytest.xfail(f"{url}: host too busy for a host-flown motor loop (period error p99 {p99:.1f} ms > 2 ms): "
-                         f"max distance {np.nanmax(e):.3f} m")
-        assert e.size and np.nanmax(e) < BOX_M, f"{url}: max distance to {REF} after 2 s: {np.nanmax(e):.3f} m (p99 {p99:.2f} ms)"
-        assert np.nanmedian(e) < 0.10, f"{url}: median distance to {REF} after 2 s: {np.nanmedian(e):.3f} m (p99 {p99:.2f} ms)"
+        assert e.size and np.nanmax(e) < 0.10, f"{url}: max distance to {REF} after 2 s: {np.nanmax(e):.3f} m (p99 {p99:.2f} ms)"
         n_texts = len(link.link.statustexts)
         link.stop()  # the host falls silent
         t0, took = time.monotonic(), None

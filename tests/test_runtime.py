@@ -14,6 +14,7 @@ from edgectl.runtime.loop import BACKUP, NOMINAL, STOPPED, ControlLoop, LoopConf
 from edgectl.safety.backup import BackupController
 
 BUNDLE = Path(__file__).parent / "data" / "hover_bundle"
+LINK_BUNDLE = Path(__file__).parent / "data" / "hover_link_bundle"  # trained with --action-delay 1: host-flown links
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_cli_run_flies_a_simulated_mavlink_vehicle_to_the_reference(tmp_path):
     v = SimVehicle("udpin:127.0.0.1:0", seed=0).start()
     try:
         host, port = v.address
-        r = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", f"udpout:{host}:{port}", "--seconds", "3",
+        r = CliRunner().invoke(app, ["run", str(LINK_BUNDLE), "--uri", f"udpout:{host}:{port}", "--seconds", "3",
                                      "--ref", "0,0,0.3", "--log", str(tmp_path / "m.csv"), "--json"])
         snap = v.snapshot()
     finally:
