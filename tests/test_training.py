@@ -34,3 +34,18 @@ def test_best_checkpoint_flies_better_than_untrained(short_run, tmp_path):
     untrained, _ = evaluate_bundle(flat, episodes=128)
     assert untrained["survival_rate"] < 0.5
     assert trained["survival_rate"] > untrained["survival_rate"] + 0.3
+
+
+def test_checkpoints_are_evaluated_only_from_eval_from_on(short_run):
+    h = short_run.history
+    frac = [e["env_steps"] / 1_310_720 for e in h]
+    evaluated = ["eval_survival_rate" in e for e in h]
+    assert evaluated == [f >= 0.4 for f in frac]  # train()'s default eval_from
+    assert not evaluated[0] and evaluated[-1]
+    assert all(evaluated[i] for i, e in enumerate(h) if e.get("best"))  # only evaluated chunks can be the best
+
+
+def test_a_budget_that_ends_before_eval_from_still_keeps_an_evaluated_policy():
+    r = train(seconds=120, seed=0, max_env_steps=262_144, eval_from=2.0, ppo_overrides={"eval_episodes": 16})
+    assert len(r.history) == 2 and r.history[-1].get("best") and "eval_survival_rate" in r.history[-1]
+    assert r.metrics["best_chunk"] == 2 and "survival_rate" in r.metrics["best_eval"]

@@ -46,7 +46,13 @@ class TrainResult:
 def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-          max_env_steps: float | None = None) -> TrainResult:
+          max_env_steps: float | None = None, eval_from: float = 0.4) -> TrainResult:
+    """PPO on a quadrotor task against a wall-clock (or env-step) budget; returns the best checkpoint.
+
+    Checkpoints are evaluated (pcfg.eval_episodes fixed episodes) only once `eval_from` of the budget is
+    spent: an evaluation costs about a third of a chunk, and no early checkpoint was ever the best one
+    (best chunk 19 of 22 at 20 s); skipping them buys about 15 % more env steps in 20 s.
+    """
     t_start = time.time() if t_start is None else t_start
     deadline = t_start + seconds - reserve_seconds
     jax = _setup_jax()
@@ -93,17 +99,22 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
         std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
         runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
+        if max_env_steps is None:
+            done_frac = (time.time() - t_train) / max(deadline - t_train, 1e-3)
+        else:
+            done_frac = float(runner.step) / max_env_steps
         # Evaluate on fixed episodes, so checkpoints are compared on the same starts.
-        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), task)
+        ev = (summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), task)
+              if done_frac >= eval_from else None)
         t1 = time.time()
         chunk += 1
         m = jax.device_get(m)
         n_ep = max(float(m["episodes"]), 1.0)
         entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
                  "mean_return": float(m["return_sum"]) / n_ep, "termination_rate": float(m["terminated"]) / n_ep,
-                 "value_loss": float(m["value_loss"]), **{f"eval_{k}": v for k, v in ev.items()}}
-        s = score(ev)
-        if s > best_score:
+                 "value_loss": float(m["value_loss"]), **{f"eval_{k}": v for k, v in (ev or {}).items()}}
+        s = score(ev) if ev is not None else -np.inf
+        if s > best_score or (best is None and ev is not None):
             best_score, best = s, jax.device_get(runner.params["actor"])
             entry["best"] = True
         history.append(entry)
@@ -116,6 +127,10 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
             break
         if max_env_steps is not None and float(runner.step) >= max_env_steps:
             break
+    if best is None:  # the budget ended before eval_from: keep the last policy, evaluated
+        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), task)
+        best = jax.device_get(runner.params["actor"])
+        history[-1].update({f"eval_{k}": v for k, v in ev.items()}, best=True)
 
     layers, metrics = _result(best, history, chunk, t_start)
     return TrainResult(
