@@ -77,61 +77,13 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         action_size=4, action_bias=hover_action)
     evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
 
-    key = jax.random.PRNGKey(seed)
-    k_init, k_eval = jax.random.split(key)
-    # Compile ahead of the loop, so the first chunk's time is a real chunk time. Concurrent XLA
-    # compiles in threads measured slower here (25 s against 11 s cold), so they run in turn; the
-    # persistent cache makes later runs cheap (about 2 s).
-    runner = init(k_init)
-    lr_arg = np.float32(pcfg.lr)
-    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
-                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
-    best, best_score, history = None, -np.inf, []
-    chunk_seconds = None
-    chunk = 0
-    t_train = time.time()
-    while True:
-        t0 = time.time()
-        if max_env_steps is None:
-            frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
-        else:  # a step budget makes the schedule, and so the run, independent of machine speed
-            frac = min(float(runner.step) / max_env_steps, 1.0)
-        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
-        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
-        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
-        if max_env_steps is None:
-            done_frac = (time.time() - t_train) / max(deadline - t_train, 1e-3)
-        else:
-            done_frac = float(runner.step) / max_env_steps
-        # Evaluate on fixed episodes, so checkpoints are compared on the same starts.
-        ev = (summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), task)
-              if done_frac >= eval_from else None)
-        t1 = time.time()
-        chunk += 1
-        m = jax.device_get(m)
-        n_ep = max(float(m["episodes"]), 1.0)
-        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
-                 "mean_return": float(m["return_sum"]) / n_ep, "termination_rate": float(m["terminated"]) / n_ep,
-                 "value_loss": float(m["value_loss"]), **{f"eval_{k}": v for k, v in (ev or {}).items()}}
-        s = score(ev) if ev is not None else -np.inf
-        if s > best_score or (best is None and ev is not None):
-            best_score, best = s, jax.device_get(runner.params["actor"])
-            entry["best"] = True
-        history.append(entry)
-        if progress:
-            progress(entry)
-        # The first chunk includes compilation; later ones tell how long a chunk really takes.
-        chunk_seconds = (t1 - t0) if chunk > 1 else None
-        est = chunk_seconds if chunk_seconds is not None else 0.0
-        if t1 + est > deadline:
-            break
-        if max_env_steps is not None and float(runner.step) >= max_env_steps:
-            break
-    if best is None:  # the budget ended before eval_from: keep the last policy, evaluated
-        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), task)
-        best = jax.device_get(runner.params["actor"])
-        history[-1].update({f"eval_{k}": v for k, v in ev.items()}, best=True)
+    def judge(raw):
+        ev = summarize(raw, task)
+        return ev, score(ev)
 
+    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
+                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress,
+                                         eval_from=eval_from)
     layers, metrics = _result(best, history, chunk, t_start)
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": task},
@@ -171,45 +123,12 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
         pcfg, env, ct.reset, ct.step, ct.observe, ct.observe_privileged, action_size=2, action_bias=0.0)
     evaluate = make_lap_rollout(env, actor_policy(env, actor_apply), laps=RACE_EVAL_LAPS, batched=False)
 
-    key = jax.random.PRNGKey(seed)
-    k_init, k_eval = jax.random.split(key)
-    runner = init(k_init)
-    lr_arg = np.float32(pcfg.lr)
-    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
-                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
-    best, best_score, history, chunk, t_train = None, -np.inf, [], 0, time.time()
-    while True:
-        t0 = time.time()
-        if max_env_steps is None:
-            frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
-        else:
-            frac = min(float(runner.step) / max_env_steps, 1.0)
-        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
-        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
-        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
-        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), env, RACE_EVAL_LAPS)
-        t1 = time.time()
-        chunk += 1
-        m = jax.device_get(m)
-        n_ep = max(float(m["episodes"]), 1.0)
-        # Episodes are long (a chunk may end none): carry the last mean return over such chunks.
-        ret = float(m["return_sum"]) / n_ep if float(m["episodes"]) > 0 else (history[-1]["mean_return"] if history else None)
-        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
-                 "mean_return": ret, "mean_reward": float(m["mean_reward"]) / pcfg.iters_per_chunk,
-                 "value_loss": float(m["value_loss"]),
-                 **{f"eval_{k}": v for k, v in ev.items() if not isinstance(v, list)}}
-        sc = score(ev, env)
-        entry["eval_score"] = sc
-        if sc > best_score:
-            best_score, best = sc, jax.device_get(runner.params["actor"])
-            entry["best"] = True
-        history.append(entry)
-        if progress:
-            progress(entry)
-        est = (t1 - t0) if chunk > 1 else 0.0
-        if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
-            break
+    def judge(raw):
+        ev = summarize(raw, env, RACE_EVAL_LAPS)
+        return ev, score(ev, env)
 
+    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
+                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress)
     layers, metrics = _result(best, history, chunk, t_start, "mean_reward")
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
@@ -252,52 +171,80 @@ def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, se
         pcfg, env, at.reset, at.step, at.observe, at.observe_privileged, action_size=2, action_bias=0.0)
     evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
 
-    key = jax.random.PRNGKey(seed)
-    k_init, k_eval = jax.random.split(key)
-    runner = init(k_init)
-    lr_arg = np.float32(pcfg.lr)
-    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
-                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
-    best, best_score, history, chunk, t_train = None, -np.inf, [], 0, time.time()
-    eval_s = 0.0
-    while True:
-        t0 = time.time()
-        if max_env_steps is None:
-            frac = min(max((t0 - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
-        else:
-            frac = min(float(runner.step) / max_env_steps, 1.0)
-        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
-        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
-        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
-        jax.block_until_ready(runner.params)
-        te = time.time()
-        ev = summarize(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]), tcfg.length)
-        t1 = time.time()
-        eval_s = t1 - te
-        chunk += 1
-        m = jax.device_get(m)
-        n_ep = max(float(m["episodes"]), 1.0)
-        ret = float(m["return_sum"]) / n_ep if float(m["episodes"]) > 0 else (history[-1]["mean_return"] if history else None)
-        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
-                 "mean_return": ret, "termination_rate": float(m["terminated"]) / n_ep,
-                 "value_loss": float(m["value_loss"]), "chunk_eval_s": eval_s, **{f"eval_{k}": v for k, v in ev.items()}}
-        sc = score(ev)
-        entry["eval_score"] = sc
-        if sc > best_score:
-            best_score, best = sc, jax.device_get(runner.params["actor"])
-            entry["best"] = True
-        history.append(entry)
-        if progress:
-            progress(entry)
-        est = (t1 - t0) if chunk > 1 else 0.0
-        if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
-            break
+    def judge(raw):
+        ev = summarize(raw, tcfg.length)
+        return ev, score(ev)
 
+    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
+                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress)
     layers, metrics = _result(best, history, chunk, t_start)
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "avoid"},
         ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
         platform_name=plat.name, platform_toml=plat.raw)
+
+
+
+def _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge: Callable, *, seed: int, t_start: float, deadline: float,
+                  max_env_steps: float | None, progress: Callable[[dict], None] | None, eval_from: float = 0.0):
+    """The loop every trainer shares: PPO chunks until the wall-clock deadline (or the env-step budget),
+    learning rate and std annealed over the budget, each chunk's checkpoint evaluated on fixed episodes
+    once `eval_from` of the budget is spent, the best kept. `judge(raw eval output) -> (summary, score)`.
+    Returns (best actor params, history, chunks)."""
+    k_init, k_eval = jax.random.split(jax.random.PRNGKey(seed))
+    # Compile ahead of the loop, so the first chunk's time is a real chunk time. Concurrent XLA
+    # compiles in threads measured slower here (25 s against 11 s cold), so they run in turn; the
+    # persistent cache makes later runs cheap (about 2 s).
+    runner = init(k_init)
+    lr_arg = np.float32(pcfg.lr)
+    compiled = {"chunk": train_chunk.lower(runner, lr_arg, lr_arg).compile(),
+                "eval": evaluate.lower(runner.params["actor"], k_eval).compile()}
+
+    def budget_spent(t: float) -> float:
+        # a step budget makes the schedule, and so the run, independent of machine speed
+        if max_env_steps is None:
+            return min(max((t - t_train) / max(deadline - t_train, 1e-3), 0.0), 1.0)
+        return min(float(runner.step) / max_env_steps, 1.0)
+
+    def judged():
+        return judge(jax.device_get(compiled["eval"](runner.params["actor"], k_eval)[0]))
+
+    best, best_score, history, chunk, t_train = None, -np.inf, [], 0, time.time()
+    while True:
+        t0 = time.time()
+        frac = budget_spent(t0)
+        lr = pcfg.lr + frac * (pcfg.lr_end - pcfg.lr)
+        std = pcfg.init_std + frac * ((pcfg.final_std or pcfg.init_std) - pcfg.init_std)
+        runner, m = compiled["chunk"](runner, np.float32(lr), np.float32(std))
+        jax.block_until_ready(runner.params)
+        te = time.time()
+        ev, sc = judged() if budget_spent(te) >= eval_from else (None, -np.inf)
+        t1 = time.time()
+        chunk += 1
+        m = jax.device_get(m)
+        n_ep = float(m["episodes"])
+        # Long episodes (a race lap) may end in no chunk at all: carry the last mean return over.
+        ret = float(m["return_sum"]) / n_ep if n_ep > 0 else (history[-1]["mean_return"] if history else None)
+        entry = {"chunk": chunk, "elapsed_s": t1 - t_start, "env_steps": float(runner.step), "lr": lr,
+                 "mean_return": ret, "mean_reward": float(m["mean_reward"]) / pcfg.iters_per_chunk,
+                 "termination_rate": float(m["terminated"]) / max(n_ep, 1.0), "value_loss": float(m["value_loss"])}
+        if ev is not None:
+            entry.update({f"eval_{k}": v for k, v in ev.items() if not isinstance(v, list)},
+                         eval_score=sc, chunk_eval_s=t1 - te)
+            if sc > best_score or best is None:
+                best_score, best = sc, jax.device_get(runner.params["actor"])
+                entry["best"] = True
+        history.append(entry)
+        if progress:
+            progress(entry)
+        est = (t1 - t0) if chunk > 1 else 0.0  # the first chunk includes compilation
+        if t1 + est > deadline or (max_env_steps is not None and float(runner.step) >= max_env_steps):
+            break
+    if best is None:  # the budget ended before eval_from: keep the last policy, evaluated
+        ev, sc = judged()
+        best = jax.device_get(runner.params["actor"])
+        history[-1].update({f"eval_{k}": v for k, v in ev.items() if not isinstance(v, list)}, eval_score=sc, best=True)
+    return best, history, chunk
 
 
 def _result(best, history: list[dict], chunks: int, t_start: float, *extra_keys: str) -> tuple[list, dict]:
