@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,3 +27,21 @@ def last_json(stdout: str) -> dict:
 
 def edgectl(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgectl", *args]
+
+
+def train_and_eval(workdir: Path, out: Path, train_args: list[str], eval_args: list[str]) -> tuple[dict, dict, float]:
+    """`edgectl train TRAIN_ARGS --out OUT --overwrite --json`, then `edgectl eval OUT EVAL_ARGS --json --plot
+    WORKDIR/<out name>.eval.png`, both run from `workdir` (so runs/latest lands there, not in the user's
+    checkout). Returns (train summary, eval summary, seconds the train process took); raises RuntimeError
+    with the command and its output when either fails."""
+    cmd = edgectl("train", *train_args, "--out", str(out), "--overwrite", "--json")
+    t0 = time.time()
+    tr = subprocess.run(cmd, cwd=workdir, env=env(), capture_output=True, text=True)
+    wall = time.time() - t0
+    if tr.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {tr.returncode}:\n{tr.stdout[-2000:]}\n{tr.stderr[-4000:]}")
+    ev_cmd = edgectl("eval", str(out), *eval_args, "--json", "--plot", str(workdir / f"{out.name}.eval.png"))
+    er = subprocess.run(ev_cmd, cwd=workdir, env=env(), capture_output=True, text=True)
+    if er.returncode != 0:
+        raise RuntimeError(f"{' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
+    return last_json(tr.stdout), last_json(er.stdout), wall

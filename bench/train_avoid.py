@@ -19,33 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import edgectl as _edgectl, env as _env, last_json as _last_json  # noqa: E402
+from _edgectl_process import train_and_eval  # noqa: E402
 
 TARGET = 0.90
 
 
 def run_one(seed: int, args, workdir: Path) -> dict:
     out = workdir / f"avoid-seed{seed}"
-    cmd = _edgectl("train", "quadrotor", "--task", "avoid", "--seconds", str(args.seconds), "--seed", str(seed),
-                   "--out", str(out), "--overwrite", "--json")
-    t0 = time.time()
-    tr = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    wall = time.time() - t0
-    if tr.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {tr.returncode}:\n{tr.stdout[-2000:]}\n{tr.stderr[-4000:]}")
-    ts = _last_json(tr.stdout)
-    ev_cmd = _edgectl("eval", str(out), "--episodes", str(args.episodes), "--json", "--plot", str(workdir / f"{out.name}.eval.png"))
-    er = subprocess.run(ev_cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    if er.returncode != 0:
-        raise RuntimeError(f"{' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
-    ev = _last_json(er.stdout)
+    ts, ev, wall = train_and_eval(workdir, out, ["quadrotor", "--task", "avoid", "--seconds", str(args.seconds),
+                                                 "--seed", str(seed)], ["--episodes", str(args.episodes)])
     why = []
     if not ts["seconds_to_bundle"] <= args.seconds:
         why.append(f"bundle after {ts['seconds_to_bundle']:.2f} s > {args.seconds:g} s")

@@ -20,16 +20,14 @@ import argparse
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import edgectl as _edgectl, env as _env, last_json as _last_json  # noqa: E402
+from _edgectl_process import train_and_eval  # noqa: E402
 
 
 def _s(v) -> str:
@@ -52,19 +50,8 @@ def passes(ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]
 
 def run_one(track: str, seed: int, args, workdir: Path) -> dict:
     out = workdir / f"{Path(track).stem}-seed{seed}"
-    cmd = _edgectl("train", "rc-car", "--track", track, "--seconds", str(args.seconds), "--seed", str(seed),
-                   "--out", str(out), "--overwrite", "--json")
-    t0 = time.time()
-    tr = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    wall = time.time() - t0
-    if tr.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {tr.returncode}:\n{tr.stdout[-2000:]}\n{tr.stderr[-4000:]}")
-    train_summary = _last_json(tr.stdout)
-    ev_cmd = _edgectl("eval", str(out), "--laps", str(args.laps), "--json", "--plot", str(workdir / f"{out.name}.eval.png"))
-    er = subprocess.run(ev_cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    if er.returncode != 0:
-        raise RuntimeError(f"{' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
-    ev = _last_json(er.stdout)
+    train_summary, ev, wall = train_and_eval(workdir, out, ["rc-car", "--track", track, "--seconds", str(args.seconds),
+                                                            "--seed", str(seed)], ["--laps", str(args.laps)])
     ok, why = passes(ev, train_summary["seconds_to_bundle"], args.seconds)
     return {"track": ev["track"], "seed": seed, "wall_s": wall, "seconds_to_bundle": train_summary["seconds_to_bundle"],
             "env_steps": train_summary["env_steps"], "lap_time_s": ev["lap_time_s"], "lap_times_s": ev["lap_times_s"],

@@ -22,17 +22,15 @@ import argparse
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figure8": {"tracking_rmse_m": 0.05}}
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import edgectl as _edgectl, env as _env, last_json as _last_json  # noqa: E402
+from _edgectl_process import train_and_eval  # noqa: E402
 
 
 def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]:
@@ -60,21 +58,8 @@ def _m(v) -> str:
 
 def run_seed(k: int, args, workdir: Path) -> dict:
     out = workdir / f"seed{k}"
-    cmd = _edgectl("train", "quadrotor", "--task", args.task, "--seconds", str(args.seconds), "--seed", str(k),
-                   "--out", str(out), "--overwrite", "--json")
-    t0 = time.time()
-    # cwd=workdir: the run's runs/latest lands there, not in the user's checkout.
-    tr = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    wall = time.time() - t0
-    if tr.returncode != 0:
-        raise RuntimeError(f"seed {k}: {' '.join(cmd)} exited {tr.returncode}:\n{tr.stdout[-2000:]}\n{tr.stderr[-4000:]}")
-    train_summary = _last_json(tr.stdout)
-    ev_cmd = _edgectl("eval", str(out), "--episodes", str(args.episodes), "--json",
-                      "--plot", str(workdir / f"seed{k}.eval.png"))
-    er = subprocess.run(ev_cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
-    if er.returncode != 0:
-        raise RuntimeError(f"seed {k}: {' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
-    ev = _last_json(er.stdout)
+    train_summary, ev, wall = train_and_eval(workdir, out, ["quadrotor", "--task", args.task, "--seconds", str(args.seconds),
+                                                            "--seed", str(k)], ["--episodes", str(args.episodes)])
     ok, why = passes(args.task, ev, train_summary["seconds_to_bundle"], args.seconds)
     return {"seed": k, "wall_s": wall, "seconds_to_bundle": train_summary["seconds_to_bundle"],
             "post_train_s": train_summary.get("post_train_s"),
