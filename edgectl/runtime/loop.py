@@ -165,16 +165,13 @@ class ControlLoop:
                              "(sudo setcap cap_sys_nice+ep $(readlink -f $(which python3)))") from None
         return old
 
-    def _run(self) -> RunReport:
-        cfg, rep = self.cfg, self.report
+    def _ticks(self):
+        """(loop time, scheduled, actual start) of each tick at cfg.rate_hz for cfg.seconds; sleeps to each
+        tick when cfg.realtime. The clock starts at the first tick."""
+        cfg = self.cfg
         period = 1.0 / cfg.rate_hz
-        n_ticks = int(round(cfg.seconds * cfg.rate_hz))
-        self.warm_up()
-        self._wait_for_fresh_state()
         t0 = time.perf_counter()
-        last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
-        misses_in_row = 0
-        for k in range(n_ticks):
+        for k in range(int(round(cfg.seconds * cfg.rate_hz))):
             scheduled = t0 + k * period
             if cfg.realtime:
                 delay = scheduled - time.perf_counter()
@@ -186,7 +183,16 @@ class ControlLoop:
                 # send several commands within one motor time constant)
                 t0 += start - scheduled
                 scheduled = start
-            t = k * period
+            yield k * period, scheduled, start
+
+    def _run(self) -> RunReport:
+        cfg, rep = self.cfg, self.report
+        period = 1.0 / cfg.rate_hz
+        self.warm_up()
+        self._wait_for_fresh_state()
+        last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
+        misses_in_row = 0
+        for t, scheduled, start in self._ticks():
             s = self.link.read_state()
             now = time.monotonic()
             event = ""
@@ -264,23 +270,10 @@ class ControlLoop:
         board), stopped (the host gave up after stop_after_s of silence; it sends no motors-off, which a
         vehicle landing itself must not get). The host cannot take over: it has no motor authority."""
         cfg, rep, link = self.cfg, self.report, self.link
-        period = 1.0 / cfg.rate_hz
-        n_ticks = int(round(cfg.seconds * cfg.rate_hz))
         if hasattr(link, "start"):
             link.start(self.ref)
-        t0 = time.perf_counter()
         last_good, fault_seen, silent_logged = 0.0, 0, False
-        for k in range(n_ticks):
-            scheduled = t0 + k * period
-            if cfg.realtime:
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            start = time.perf_counter()
-            if start - scheduled > period:
-                t0 += start - scheduled
-                scheduled = start
-            t = k * period
+        for t, scheduled, start in self._ticks():
             link.send_reference(self.ref)
             s = link.read_state()
             st = link.vehicle_status() if hasattr(link, "vehicle_status") else None
