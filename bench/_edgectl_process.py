@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,3 +47,24 @@ def train_and_eval(workdir: Path, out: Path, train_args: list[str], eval_args: l
     if er.returncode != 0:
         raise RuntimeError(f"{' '.join(ev_cmd)} exited {er.returncode}:\n{er.stderr[-4000:]}")
     return last_json(tr.stdout), last_json(er.stdout), wall
+
+
+def run_jobs(keep: Path | None, prefix: str, jobs, run, line) -> list[dict] | None:
+    """`run(job, workdir)` for each job, in `keep` or a temporary directory removed at the end, printing
+    `line(row)` after each. None (the error printed) if a run could not be made: the bench exits 2."""
+    workdir = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for job in jobs:
+            try:
+                row = run(job, workdir)
+            except (RuntimeError, ValueError, KeyError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return None
+            rows.append(row)
+            print(line(row), flush=True)
+    finally:
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return rows

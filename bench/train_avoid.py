@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import train_and_eval  # noqa: E402
+from _edgectl_process import run_jobs, train_and_eval  # noqa: E402
 
 TARGET = 0.90
 
@@ -56,28 +54,20 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="make the last stdout line a JSON summary")
     args = ap.parse_args(argv)
 
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="edgectl-bench-avoid-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    try:
-        print(f"edgectl bench: quadrotor avoid, {args.seeds} seeds, {args.seconds:g} s budget, {args.episodes} unseen "
-              f"fields each", flush=True)
-        for seed in range(args.seeds):
-            try:
-                row = run_one(seed, args, workdir)
-            except (RuntimeError, ValueError, KeyError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-            rows.append(row)
-            print(f"seed {seed}: bundle {row['seconds_to_bundle']:6.1f} s  steps {row['env_steps'] / 1e6:5.2f} M  "
-                  f"crossed {100 * row['success_rate']:5.1f} %  (straight line {100 * row['baseline_success_rate']:5.1f} %)  "
-                  f"collision-free distance median {row['collision_free_distance_median_m']:5.2f} m, mean "
-                  f"{row['collision_free_distance_mean_m']:5.2f} m (straight line median "
-                  f"{row['baseline_collision_free_distance_median_m']:5.2f} m)  "
-                  f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}", flush=True)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"edgectl bench: quadrotor avoid, {args.seeds} seeds, {args.seconds:g} s budget, {args.episodes} unseen "
+          f"fields each", flush=True)
+
+    def line(row: dict) -> str:
+        return (f"seed {row['seed']}: bundle {row['seconds_to_bundle']:6.1f} s  steps {row['env_steps'] / 1e6:5.2f} M  "
+                f"crossed {100 * row['success_rate']:5.1f} %  (straight line {100 * row['baseline_success_rate']:5.1f} %)  "
+                f"collision-free distance median {row['collision_free_distance_median_m']:5.2f} m, mean "
+                f"{row['collision_free_distance_mean_m']:5.2f} m (straight line median "
+                f"{row['baseline_collision_free_distance_median_m']:5.2f} m)  "
+                f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}")
+
+    rows = run_jobs(args.keep, "edgectl-bench-avoid-", range(args.seeds), lambda k, wd: run_one(k, args, wd), line)
+    if rows is None:
+        return 2
     n_pass = sum(r["pass"] for r in rows)
     sr = [r["success_rate"] for r in rows]
     print(f"summary: {n_pass} of {len(rows)} seeds pass (>= {100 * TARGET:.0f} % of unseen fields crossed, bundle within "

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import train_and_eval  # noqa: E402
+from _edgectl_process import run_jobs, train_and_eval  # noqa: E402
 
 
 def _s(v) -> str:
@@ -69,27 +67,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="make the last stdout line a JSON summary")
     args = ap.parse_args(argv)
 
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="edgectl-bench-car-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    try:
-        print(f"edgectl bench: rc-car race on {', '.join(args.tracks)}, {args.seeds} seeds, {args.seconds:g} s budget, "
-              f"{args.laps} eval laps", flush=True)
-        for track in args.tracks:
-            for seed in range(args.seeds):
-                try:
-                    row = run_one(track, seed, args, workdir)
-                except (RuntimeError, ValueError, KeyError) as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    return 2
-                rows.append(row)
-                print(f"{row['track']:>8} seed {seed}: bundle {row['seconds_to_bundle']:6.2f} s  steps "
-                      f"{row['env_steps'] / 1e6:5.2f} M  lap {_s(row['lap_time_s'])} s  pure pursuit "
-                      f"{_s(row['baseline_lap_time_s'])} s  collisions/lap {row['collisions_per_lap']:.2f}  "
-                      f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}", flush=True)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"edgectl bench: rc-car race on {', '.join(args.tracks)}, {args.seeds} seeds, {args.seconds:g} s budget, "
+          f"{args.laps} eval laps", flush=True)
+
+    def line(row: dict) -> str:
+        return (f"{row['track']:>8} seed {row['seed']}: bundle {row['seconds_to_bundle']:6.2f} s  steps "
+                f"{row['env_steps'] / 1e6:5.2f} M  lap {_s(row['lap_time_s'])} s  pure pursuit "
+                f"{_s(row['baseline_lap_time_s'])} s  collisions/lap {row['collisions_per_lap']:.2f}  "
+                f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}")
+
+    jobs = [(track, seed) for track in args.tracks for seed in range(args.seeds)]
+    rows = run_jobs(args.keep, "edgectl-bench-car-", jobs, lambda job, wd: run_one(*job, args, wd), line)
+    if rows is None:
+        return 2
     n_pass = sum(r["pass"] for r in rows)
     print(f"summary: {n_pass} of {len(rows)} runs pass (all {args.laps} laps, 0 collisions, lap time below tuned "
           f"pure pursuit, bundle within {args.seconds:g} s)")

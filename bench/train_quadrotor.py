@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figure8": {"tracking_rmse_m": 0.05}}
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import train_and_eval  # noqa: E402
+from _edgectl_process import run_jobs, train_and_eval  # noqa: E402
 
 
 def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]:
@@ -79,27 +77,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="make the last stdout line a JSON summary")
     args = ap.parse_args(argv)
 
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="edgectl-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    try:
-        print(f"edgectl bench: quadrotor {args.task}, {args.seconds:g} s budget, {args.seeds} seeds, "
-              f"{args.episodes} eval episodes", flush=True)
-        for k in range(args.seeds):
-            try:
-                row = run_seed(k, args, workdir)
-            except (RuntimeError, ValueError, KeyError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-            rows.append(row)
-            rmse = f"  rmse {_m(row['tracking_rmse_m'])}" if args.task == "figure8" else ""
-            print(f"seed {k}: wall {row['wall_s']:5.1f} s  bundle {row['seconds_to_bundle']:5.2f} s  "
-                  f"steps {row['env_steps'] / 1e6:5.2f} M  survival {row['survival_rate']:.3f}  "
-                  f"median {_m(row['final_error_median_m'])}  p95 {_m(row['final_error_p95_m'])}{rmse}  "
-                  f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}", flush=True)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"edgectl bench: quadrotor {args.task}, {args.seconds:g} s budget, {args.seeds} seeds, "
+          f"{args.episodes} eval episodes", flush=True)
+
+    def line(row: dict) -> str:
+        rmse = f"  rmse {_m(row['tracking_rmse_m'])}" if args.task == "figure8" else ""
+        return (f"seed {row['seed']}: wall {row['wall_s']:5.1f} s  bundle {row['seconds_to_bundle']:5.2f} s  "
+                f"steps {row['env_steps'] / 1e6:5.2f} M  survival {row['survival_rate']:.3f}  "
+                f"median {_m(row['final_error_median_m'])}  p95 {_m(row['final_error_p95_m'])}{rmse}  "
+                f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}")
+
+    rows = run_jobs(args.keep, "edgectl-bench-", range(args.seeds), lambda k, wd: run_seed(k, args, wd), line)
+    if rows is None:
+        return 2
     n_pass = sum(r["pass"] for r in rows)
     crit = ("survival >= 0.99, median <= 0.05 m" if args.task == "hover" else "tracking rmse <= 0.05 m")
     print(f"summary: {n_pass} of {len(rows)} seeds pass ({args.task}: {crit}, bundle within {args.seconds:g} s)")
