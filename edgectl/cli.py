@@ -833,6 +833,9 @@ def run_cmd(
     if b.task_name == "avoid":
         _run_avoid(b, uri, seconds, policy, log, as_fast, json_out)
         return
+    if b.task_name == "race":
+        _run_race(b, uri, seconds, policy, log, as_fast, json_out)
+        return
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
     ref_xyz = None
     if ref is not None:
@@ -947,6 +950,57 @@ def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optiona
     if json_out:
         summary = {k: v for k, v in rep.items() if k != "path"}
         _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path), **summary})
+
+
+def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool) -> None:
+    """`edgectl run` of a race bundle: sim:// (in process) or a serial car (odometry from its telemetry), from the
+    start/finish line of the bundle's track, through its checkpoints; the backup brakes to a standstill."""
+    from edgectl.platforms import parse_platform
+    from edgectl.runtime.backends import load_policy
+    from edgectl.runtime.race import LapTracker, drive, open_car
+    from train_fast.tracks import TrackError, parse_track
+
+    if as_fast and uri != "sim://":
+        _fail(f"--as-fast-as-possible: sim:// only (a real or simulated serial car runs in real time), not {uri}")
+    car = None
+    try:
+        plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+        track = parse_track((b.path / "track.csv").read_bytes(), b.path / "track.csv")
+        tracker = LapTracker(track, b.contract, plat.get("body.length"), plat.get("body.width"))
+        act, backend = load_policy(policy if policy is not None else b.path, b)
+        start = (float(track.points[0, 0]), float(track.points[0, 1]), float(track.heading[0]))
+        car = open_car(uri, str(b.path / "platform.toml"), start)
+    except (ValueError, OSError, TrackError) as e:
+        _fail(str(e))
+    console = _console(stderr=json_out)
+    try:
+        with console.status(f"driving {b.path.name} on {uri} for {seconds:g} s ({backend}, {car.kind})"):
+            rep = drive(car, tracker, act, rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast)
+    except ValueError as e:
+        _fail(str(e))
+    finally:
+        car.close()
+    log_path = log if log is not None else RUNS / "flights" / f"race-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as f:
+        f.write("t,x,y,yaw,speed,steer,throttle,mode\n")
+        for row in rep.path:
+            f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + "\n")
+    summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "car": car.kind, "track": track.name,
+               "log": str(log_path), **rep.summary()}
+    pe = summary["period_error_ms"]
+    laps = ", ".join(f"{v:.2f} s" for v in rep.lap_times_s) or "none finished"
+    console.print(f"{summary['ticks']} ticks at {rep.rate_hz:g} Hz, period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / "
+                  f"max {pe['max']:.3f} ms; {summary['checkpoints_passed']} checkpoints, laps: {laps}")
+    ex = summary["max_corridor_excess_m"]
+    if ex is not None:
+        console.print(f"closest to the corridor edge: {-100 * ex:.1f} cm to spare" if ex <= 0 else
+                      f"left the corridor by {100 * ex:.1f} cm")
+    for sw in summary["switches"]:
+        console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
+    console.print(f"log: {log_path}")
+    if json_out:
+        _print_json(summary)
 
 
 @app.command("plot")

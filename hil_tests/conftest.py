@@ -3,10 +3,12 @@
     python3 -m pytest -q -m hil hil_tests                                      # simulated vehicles
     python3 -m pytest -q -m hil hil_tests --hil radio://0/80/2M/E7E7E7E7E7      # a Crazyflie
     python3 -m pytest -q -m hil hil_tests --hil udpin:0.0.0.0:14540             # a MAVLink vehicle / SITL
+    python3 -m pytest -q -m hil hil_tests --hil rccar:/dev/ttyACM0              # an RC car MCU (serial)
 
 The URI's scheme says which vehicle it is: radio://, usb://, udp://, sim:// are Crazyflies (cflib URIs);
-udpin:, udpout:, udp:, tcp:, tcpin: and serial devices (/dev/...) are MAVLink. The other vehicle's
-tests then run against its simulation. Fallbacks: EDGECTL_CF_URI, EDGECTL_MAVLINK_URL (and the rc car's
+udpin:, udpout:, udp:, tcp:, tcpin: and serial devices (/dev/...) are MAVLink; rccar:PORT (a serial device
+or a pyserial URL such as socket://HOST:PORT) is an RC car. The other vehicles' tests then run against
+their simulations. Fallbacks: EDGECTL_CF_URI, EDGECTL_MAVLINK_URL (and the rc car's
 EDGECTL_RCCAR_PORT). Tests that spin motors on real hardware also need EDGECTL_HIL_ALLOW_FLIGHT=1 (a
 Crazyflie flashed with the hover bundle's app, `edgectl export --target crazyflie`, room to fly).
 """
@@ -25,20 +27,23 @@ def pytest_addoption(parser):
 
 
 def kind_of(uri: str) -> str:
+    if uri.startswith("rccar:"):
+        return "rccar"
     if "://" in uri and uri.split("://", 1)[0] in CRAZYFLIE_SCHEMES:
         return "crazyflie"
     if uri.split(":", 1)[0] in ("udpin", "udpout", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
         return "mavlink"
     raise pytest.UsageError(f"--hil {uri}: not a Crazyflie URI (radio://, usb://, udp://) or a MAVLink URL "
-                            "(udpin:HOST:PORT, udpout:..., tcp:..., /dev/ttyACM0)")
+                            "(udpin:HOST:PORT, udpout:..., tcp:..., /dev/ttyACM0) or an RC car (rccar:/dev/ttyACM0)")
 
 
 def hil_uri(config, kind: str) -> str | None:
     """The real vehicle of this kind to test, or None for its simulation."""
     uri = config.getoption("--hil")
     if uri and kind_of(uri) == kind:
-        return uri
-    return os.environ.get({"crazyflie": "EDGECTL_CF_URI", "mavlink": "EDGECTL_MAVLINK_URL"}[kind]) or None
+        return uri[len("rccar:"):] if kind == "rccar" else uri
+    return os.environ.get({"crazyflie": "EDGECTL_CF_URI", "mavlink": "EDGECTL_MAVLINK_URL",
+                           "rccar": "EDGECTL_RCCAR_PORT"}[kind]) or None
 
 
 def flight_allowed() -> bool:
@@ -53,3 +58,8 @@ def cf_uri(pytestconfig):
 @pytest.fixture(scope="session")
 def mavlink_url(pytestconfig):
     return hil_uri(pytestconfig, "mavlink")
+
+
+@pytest.fixture(scope="session")
+def rccar_port(pytestconfig):
+    return hil_uri(pytestconfig, "rccar")

@@ -26,6 +26,26 @@ from .links import Link
 NOMINAL, BACKUP, STOPPED = "nominal", "backup", "stopped"
 
 
+def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
+    """(loop time, scheduled, actual start) of each tick at `rate_hz` for `seconds`; sleeps to each tick when
+    `realtime`. The clock starts at the first tick."""
+    period = 1.0 / rate_hz
+    t0 = time.perf_counter()
+    for k in range(int(round(seconds * rate_hz))):
+        scheduled = t0 + k * period
+        if realtime:
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        start = time.perf_counter()
+        if start - scheduled > period:
+            # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
+            # send several commands within one motor time constant)
+            t0 += start - scheduled
+            scheduled = start
+        yield k * period, scheduled, start
+
+
 @dataclass
 class LoopConfig:
     rate_hz: float
@@ -166,24 +186,7 @@ class ControlLoop:
         return old
 
     def _ticks(self):
-        """(loop time, scheduled, actual start) of each tick at cfg.rate_hz for cfg.seconds; sleeps to each
-        tick when cfg.realtime. The clock starts at the first tick."""
-        cfg = self.cfg
-        period = 1.0 / cfg.rate_hz
-        t0 = time.perf_counter()
-        for k in range(int(round(cfg.seconds * cfg.rate_hz))):
-            scheduled = t0 + k * period
-            if cfg.realtime:
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            start = time.perf_counter()
-            if start - scheduled > period:
-                # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
-                # send several commands within one motor time constant)
-                t0 += start - scheduled
-                scheduled = start
-            yield k * period, scheduled, start
+        return fixed_rate_ticks(self.cfg.rate_hz, self.cfg.seconds, self.cfg.realtime)
 
     def _run(self) -> RunReport:
         cfg, rep = self.cfg, self.report

@@ -256,16 +256,19 @@ class RcCarLink:
             if not data:
                 continue
             t = time.monotonic()
+            fresh = []
             with self._cond:
                 self._rx_bytes += len(data)
                 for item in self._dec.feed(data):
-                    if not isinstance(item, FrameError):
-                        self._handle(item, t)
+                    if not isinstance(item, FrameError) and self._handle(item, t):
+                        fresh.append(self._state)
                 self._cond.notify_all()
-            if self.on_telemetry is not None and self._state is not None and self._state.t == t:
-                self.on_telemetry(self._state)
+            if self.on_telemetry is not None:
+                for st in fresh:  # every frame, not just the last of a chunk: odometry integrates each one
+                    self.on_telemetry(st)
 
-    def _handle(self, pkt: P.Packet, t: float) -> None:
+    def _handle(self, pkt: P.Packet, t: float) -> bool:
+        """Book one frame; True if it was telemetry."""
         msg = pkt.msg
         if isinstance(msg, P.Heartbeat):
             if self._car_uptime is not None and msg.uptime_ms < self._car_uptime:
@@ -280,19 +283,21 @@ class RcCarLink:
                     t_sent = self._pending_hb.pop(msg.echo_seq, None)
                 if t_sent is not None:  # the car repeats its last echo in periodic heartbeats: count once
                     self._rtt.append((t - t_sent) * 1000.0)
-            return
+            return False
         self._seq_rx.update(pkt.seq)
         if isinstance(msg, P.Telemetry):
             self._stats.telemetry += 1
             self._car_flags = msg.flags
             self._tel_times.append(t)
             self._state = CarState.from_telemetry(msg, t, self._stats.telemetry)
+            return True
         elif isinstance(msg, P.Error):
             name = P.ErrorCode(msg.code).name
             self._stats.car_errors[name] = self._stats.car_errors.get(name, 0) + 1
             self.errors.append((t, msg))
         else:
             self._stats.unexpected += 1
+        return False
 
 
 # ------------------------------------------------------------------------------------------------
