@@ -51,6 +51,22 @@ def test_a_full_period_of_delay_applies_the_previous_command():
     assert env.critic_size == qt.make_env(qt.hover_config(), PLAT).critic_size + 1  # the critic sees the delay
 
 
+def test_velocity_and_position_exponents_change_training_starts_only():
+    cfg = qt.hover_config(train_velocity_exponent=0.5, train_position_exponent=0.5)
+    keys = jax.random.split(jax.random.PRNGKey(3), 4000)
+    draw = lambda env: jax.vmap(qt.reset, in_axes=(0, None))(keys, env)  # noqa: E731
+    ev, tr = draw(qt.make_env(cfg, PLAT)), draw(qt.make_env(cfg, PLAT, training=True))
+    base = draw(qt.make_env(dataclasses.replace(cfg, train_velocity_exponent=1.0, train_position_exponent=1.0), PLAT,
+                            training=True))
+    for name, r in (("vel", cfg.init_velocity), ("pos", cfg.init_position)):
+        e, t, b = (np.asarray(getattr(x.sim, name)) for x in (ev, tr, base))
+        np.testing.assert_array_equal(e, b)  # evaluation and exponent 1: the uniform draw, bit for bit
+        assert np.abs(t).max() <= r + 1e-6
+        assert np.mean(np.abs(t) > 0.75 * r) > np.mean(np.abs(e) > 0.75 * r) + 0.15  # pushed toward the edge
+        np.testing.assert_array_equal(np.sign(t), np.sign(e))  # same directions, larger magnitudes
+    np.testing.assert_array_equal(np.asarray(tr.sim.quat), np.asarray(base.sim.quat))  # nothing else moved
+
+
 def test_delay_is_drawn_per_episode_within_bounds_without_moving_the_other_draws():
     keys = jax.random.split(jax.random.PRNGKey(1), 500)
     e0 = qt.make_env(qt.hover_config(), PLAT)
