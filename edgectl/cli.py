@@ -1040,8 +1040,10 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
                "log": str(log_path), **rep.summary()}
     pe = summary["period_error_ms"]
     laps = ", ".join(f"{v:.2f} s" for v in rep.lap_times_s) or "none finished"
-    console.print(f"{summary['ticks']} ticks at {rep.rate_hz:g} Hz, period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / "
-                  f"max {pe['max']:.3f} ms; {summary['checkpoints_passed']} checkpoints, laps: {laps}")
+    timing = (f"period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / max {pe['max']:.3f} ms" if pe else
+              "as fast as possible")
+    console.print(f"{summary['ticks']} ticks at {rep.rate_hz:g} Hz, {timing}; {summary['checkpoints_passed']} "
+                  f"checkpoints, edge contacts {summary['edge_contacts']}, laps: {laps}")
     ex = summary["max_corridor_excess_m"]
     if ex is not None:
         console.print(f"closest to the corridor edge: {-100 * ex:.1f} cm to spare" if ex <= 0 else

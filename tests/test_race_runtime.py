@@ -186,6 +186,7 @@ def test_cli_run_race_in_process(tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["laps"] >= 2 and s["edge_contacts"] == 0 and s["car"] == "in-process simulator"
+    assert s["period_error_ms"] is None  # back to back: no timing to report
     lines = (tmp_path / "race.csv").read_text().splitlines()
     assert lines[0] == "t,x,y,yaw,speed,steer,throttle,mode" and len(lines) == 16 * 50 + 1
     bad = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", "udp://127.0.0.1:1"])

@@ -263,10 +263,10 @@ class DriveReport:
     path: list = field(default_factory=list)  # (t, x, y, yaw, speed, steer, throttle, mode) per tick
 
     def summary(self) -> dict:
-        pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
-        return {"ticks": self.ticks, "rate_hz": self.rate_hz,
-                "period_error_ms": {"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)),
-                                    "max": float(pe.max())},
+        pe = np.abs(np.asarray(self.period_error_ms))
+        timing = ({"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)), "max": float(pe.max())}
+                  if pe.size else None)  # None: ticks ran back to back (as fast as possible)
+        return {"ticks": self.ticks, "rate_hz": self.rate_hz, "period_error_ms": timing,
                 "nominal_fraction": self.nominal_ticks / max(self.ticks, 1), "laps": len(self.lap_times_s),
                 "lap_times_s": self.lap_times_s, "checkpoints_passed": self.checkpoints,
                 "edge_contacts": self.edge_contacts,
