@@ -77,3 +77,40 @@ def test_delay_is_drawn_per_episode_within_bounds_without_moving_the_other_draws
     assert d.min() >= 0 and d.max() <= 0.7 and d.std() > 0.1
     assert np.all(np.asarray(s0.delay) == 0)
     np.testing.assert_array_equal(np.asarray(s0.sim.pos), np.asarray(s1.sim.pos))
+
+
+def test_position_error_integral_is_the_leaky_sum_the_contract_describes():
+    cfg = qt.hover_config(integral_tau=2.0, integral_limit=0.1)
+    env = qt.make_env(cfg, PLAT)
+    c = qt.contract(cfg, PLAT)
+    names = [f["name"] for f in c["observation"]["fields"]]
+    assert names[-1] == "position_error_integral" and c["observation"]["size"] == env.obs_size == 37
+    assert "exp(-dt/2 s)" in c["observation"]["fields"][-1]["description"]
+    s = qt.reset(jax.random.PRNGKey(4), env)
+    assert np.all(np.asarray(s.integral) == 0.0)
+    step = jax.jit(lambda s, a: qt.step(jax.random.PRNGKey(0), s, a, env))
+    dt, ref, integral = float(env.nominal.dt), np.zeros(3), np.zeros(3)
+    for k in range(150):  # a constant, slightly unbalanced command drifts the vehicle: the integral must follow
+        s, _, term, _ = step(s, jnp.full(4, -0.2).at[0].set(-0.15))
+        if bool(term):
+            break
+        err = np.asarray(s.sim.pos) - ref
+        integral = np.clip(integral * np.exp(-dt / 2.0) + err * dt, -0.1, 0.1)
+        np.testing.assert_allclose(np.asarray(s.integral), integral, atol=1e-6)
+        obs = np.asarray(qt._fields(env, s))
+        np.testing.assert_allclose(obs[-3:], integral, atol=1e-6)
+    assert k > 20 and np.abs(integral).max() > 0.005
+    # off by default: the default hover contract has no such field
+    assert "position_error_integral" not in [f["name"] for f in qt.contract(qt.hover_config(), PLAT)["observation"]["fields"]]
+
+
+def test_runtime_refuses_the_integral_field_by_name_until_it_builds_it():
+    from edgectl.safety.shield import observation
+
+    c = qt.contract(qt.hover_config(integral_tau=2.0), PLAT)
+    try:
+        observation(c, np.zeros(3), np.array([1.0, 0, 0, 0]), np.zeros(3), np.zeros(3), np.zeros(16))
+    except ValueError as e:
+        assert "position_error_integral" in str(e)
+    else:
+        raise AssertionError("a contract with position_error_integral was accepted")

@@ -166,6 +166,7 @@ def check_contract(contract: dict) -> None:
 
 def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None) -> np.ndarray:
     """Raw (unnormalized, noise-free) observation (..., size) in the contract's field order."""
+    check_contract(contract)
     pos, quat, vel, omega = (np.asarray(v, np.float64) for v in (pos, quat, vel, omega))
     z3 = np.zeros(3)
     ref_pos = z3 if ref_pos is None else np.asarray(ref_pos, np.float64)

@@ -9,6 +9,7 @@ bundle, the exported C and the runtime are all generated from the same names, or
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
@@ -47,6 +48,12 @@ class TaskConfig:
     # Actuation delay, per episode uniform in [0, action_delay] control periods (<= 1): for policies
     # flown from a host over a link (MAVLink: 1-7 ms between the state and the motors), not on board.
     action_delay: float = 0.0
+    # > 0: the actor also sees a leaky integral of the position error (field position_error_integral). Measured
+    # (hover, 18 s, 3 seeds, 4000 fresh episodes): tau 2 s took the median final error from 3.4-3.9 cm to 1.7-1.9 cm
+    # (the disturbance's steady offset) at 99.6-99.7 % survival. Off by default until the runtime, the shield and the
+    # exporters build the field too (today they refuse a contract with it, naming the field).
+    integral_tau: float = 0.0  # s
+    integral_limit: float = 0.1  # m s, per axis
     # Reward: bonus - sum of weighted costs, per step.
     w_position: float = 20.0
     w_orientation: float = 2.0
@@ -113,6 +120,11 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
         f.append(dict(name="previous_actions", size=4 * cfg.action_history, unit="1", frame="motor M1..M4",
                       description="the last actions sent, newest first, 4 per step, after clipping to [-1, 1]",
                       offset="hover", scale=0.5))
+    if cfg.integral_tau > 0:
+        f.append(dict(name="position_error_integral", size=3, unit="m s", frame="world",
+                      description=f"leaky integral of position_error: 0 in the first control period, then every "
+                                  f"period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
+                                  f"position_error dt, +-{cfg.integral_limit:g})", offset=0.0, scale=cfg.integral_limit))
     return f
 
 
@@ -222,6 +234,7 @@ class EnvState:
     phase: jax.Array  # s, figure-eight time offset
     prev_actions: jax.Array  # (4 * history,), newest first
     delay: jax.Array  # actuation delay of this episode, fraction of a control period
+    integral: jax.Array  # (3,) m s, leaky integral of the position error (zero unless cfg.integral_tau > 0)
 
 
 def reference(cfg: TaskConfig, time):
@@ -269,7 +282,7 @@ def reset(key, env: QuadEnv) -> EnvState:
     # fold_in, not another split: the other draws (and so every earlier evaluation's starts) stay as they were
     delay = jax.random.uniform(jax.random.fold_in(kph, 1), (), minval=0.0, maxval=cfg.action_delay)
     return EnvState(sim=sim, params=params, factors=factors, t=jnp.zeros((), jnp.int32), phase=phase, prev_actions=prev,
-                    delay=delay)
+                    delay=delay, integral=jnp.zeros(3))
 
 
 def _fields(env: QuadEnv, s: EnvState) -> jax.Array:
@@ -279,6 +292,8 @@ def _fields(env: QuadEnv, s: EnvState) -> jax.Array:
         parts.append(a_ref)
     if env.cfg.action_history > 0:
         parts.append(s.prev_actions)
+    if env.cfg.integral_tau > 0:
+        parts.append(s.integral)
     return jnp.concatenate(parts)
 
 
@@ -314,9 +329,15 @@ def step(key, s: EnvState, action, env: QuadEnv):
         applied = action
     sim = quad.dynamics_step(s.sim, applied, s.params)
     prev = jnp.concatenate([action, s.prev_actions[:-4]]) if cfg.action_history > 0 else s.prev_actions
-    s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev, delay=s.delay)
+    s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev, delay=s.delay,
+                  integral=s.integral)
     p_ref, v_ref, _ = _ref_now(env, s2)
     e_p = sim.pos - p_ref
+    if cfg.integral_tau > 0:
+        # the next observation's integral already holds the error observed with it, as a runtime computes it
+        dt = float(env.nominal.dt)
+        s2 = dataclasses.replace(s2, integral=jnp.clip(s.integral * math.exp(-dt / cfg.integral_tau) + e_p * dt,
+                                                       -cfg.integral_limit, cfg.integral_limit))
     e_v = sim.vel - v_ref
     dist2 = jnp.sum(e_p * e_p)
     hover_a = quad.motor_to_action(quad.hover_motor(env.nominal), env.nominal)
