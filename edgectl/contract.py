@@ -166,3 +166,27 @@ def normalize(contract: dict, obs: np.ndarray) -> np.ndarray:
         raise ValueError(f"observation has shape {x.shape}, expected last dimension observation.size = {size}")
     norm = contract["observation"]["normalization"]
     return ((x - np.asarray(norm["offset"], dtype=np.float64)) / np.asarray(norm["scale"], dtype=np.float64)).astype(np.float32)
+
+
+INTEGRAL_FIELD = "position_error_integral"
+
+
+def integral_spec(contract: dict) -> tuple[float, float, float] | None:
+    """(decay per period, limit, dt) of the contract's position_error_integral field, or None without one.
+
+    The rule every implementation follows (JAX task, runtime, shield, C app): 0 in the first control period,
+    then every period, before the policy runs, I <- clip(I * decay + position_error * dt, -limit, limit)."""
+    for i, f in enumerate(contract["observation"]["fields"]):
+        if f["name"] == INTEGRAL_FIELD:
+            where = f"contract.observation.fields[{i}]"
+            tau, limit = f.get("tau_s"), f.get("limit")
+            if not (isinstance(tau, (int, float)) and tau > 0 and isinstance(limit, (int, float)) and limit > 0):
+                raise ContractError(f"{where}: {INTEGRAL_FIELD} needs positive tau_s and limit, got {tau!r}, {limit!r}")
+            dt = 1.0 / float(contract["rate_hz"])
+            return math.exp(-dt / float(tau)), float(limit), dt
+    return None
+
+
+def integral_update(integral: np.ndarray, position_error, spec: tuple[float, float, float]) -> np.ndarray:
+    decay, limit, dt = spec
+    return np.clip(integral * decay + np.asarray(position_error, np.float64) * dt, -limit, limit)

@@ -100,6 +100,10 @@ def _angular_velocity(o: int, size: int) -> list[str]:
     return [f"  obs[{o + i}] = vehicle->gyro_deg_s[{i}] * EDGECTL_DEG_TO_RAD; /* deg/s -> rad/s */" for i in range(3)]
 
 
+def _integral(o: int, size: int) -> list[str]:
+    return [f"  obs[{o + i}] = history->integral[{i}]; /* advanced by edgectl_obs_integrate */" for i in range(3)]
+
+
 def _previous_actions(o: int, size: int) -> list[str]:
     return [f"  for (i = 0; i < {size}; i++) {{", f"    obs[{o} + i] = history->actions[i];", "  }"]
 
@@ -112,6 +116,7 @@ FIELD_BUILDERS = {
     "angular_velocity": (_angular_velocity, 3, "rad/s"),
     "reference_acceleration": (_vec("ref_acceleration"), 3, "m/s^2"),
     "previous_actions": (_previous_actions, None, "1"),
+    "position_error_integral": (_integral, 3, "m s"),
 }
 
 
@@ -182,7 +187,15 @@ def generate_observation_c(contract: dict, *, description: str = "an edgectl bun
     if steps and "hover_action" not in act:
         raise ExportError("contract.action.hover_action: missing; the action history starts at the hover action")
     hover = act.get("hover_action", 0.0)
-    values = dict(BUNDLE_DESC=description, OBS_SIZE=contract["observation"]["size"], HISTORY_STEPS=steps,
+    from edgectl.contract import ContractError, integral_spec
+    try:
+        ispec = integral_spec(contract)
+    except ContractError as e:
+        raise ExportError(str(e)) from None
+    decay, limit, dt = ispec if ispec is not None else (1.0, 0.0, 0.0)
+    values = dict(HAS_INTEGRAL=int(ispec is not None), INTEGRAL_DECAY=f"({_cfloat(decay, 'contract.observation')})",
+                  INTEGRAL_LIMIT=f"({_cfloat(limit, 'contract.observation')})",
+                  INTEGRAL_DT=f"({_cfloat(dt, 'contract.rate_hz')})", BUNDLE_DESC=description, OBS_SIZE=contract["observation"]["size"], HISTORY_STEPS=steps,
                   HISTORY_LEN=max(4 * steps, 1), THRUST_MAX_N=_cfloat(thrust_max, "contract.action.mapping"),
                   ACTION_LOW=f"({_cfloat(act['low'], 'contract.action.low')})",
                   ACTION_HIGH=f"({_cfloat(act['high'], 'contract.action.high')})",

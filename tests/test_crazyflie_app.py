@@ -67,7 +67,8 @@ def load_obs_lib(contract: dict, d: Path):
                     ("ref_position", f3), ("ref_velocity", f3), ("ref_acceleration", f3)]
 
     class History(ctypes.Structure):
-        _fields_ = [("actions", ctypes.c_float * _define(files["edgectl_obs.h"], "EDGECTL_HISTORY_LEN"))]
+        _fields_ = [("actions", ctypes.c_float * _define(files["edgectl_obs.h"], "EDGECTL_HISTORY_LEN")),
+                    ("integral", f3), ("integrated", ctypes.c_int)]
 
     assert _define(files["edgectl_obs.h"], "EDGECTL_OBS_SIZE") == contract["observation"]["size"]
     return lib, Vehicle, History
@@ -76,6 +77,7 @@ def load_obs_lib(contract: dict, d: Path):
 def c_obs(lib, Vehicle, vehicle: dict, history, size: int) -> np.ndarray:
     v = Vehicle(**{k: (ctypes.c_float * len(x))(*map(float, x)) for k, x in vehicle.items()})
     out = (ctypes.c_float * size)()
+    lib.edgectl_obs_integrate(ctypes.byref(v), ctypes.byref(history))  # as the app does before every build
     lib.edgectl_obs_build(ctypes.byref(v), ctypes.byref(history), out)
     return np.frombuffer(out, dtype=np.float32).copy()
 
@@ -86,17 +88,18 @@ def c_push(lib, history, action) -> None:
 
 # --- (a) the C observation equals the simulator's, field by field ------------------------------
 @needs_gcc
-@pytest.mark.parametrize("task, history", [("hover", 1), ("figure8", 3)])
-def test_observation_matches_simulator(task, history, platform, tmp_path):
+@pytest.mark.parametrize("task, history, integral_tau", [("hover", 1, 0.0), ("figure8", 3, 0.0), ("hover", 4, 0.05)])
+def test_observation_matches_simulator(task, history, integral_tau, platform, tmp_path):
     jax = pytest.importorskip("jax")
     import train_fast.tasks.quadrotor_tasks as qt
 
-    cfg = qt.TASKS[task](action_history=history)
+    # integral_tau 0.05 s with the 0.1 m s limit: both the leak and (after a few steps) nothing clipped are exercised
+    cfg = qt.TASKS[task](action_history=history, integral_tau=integral_tau)
     # randomize=False: reset then fills the history with the nominal hover action, as the contract says.
     env = qt.make_env(cfg, platform, randomize=False)
     contract = qt.contract(cfg, platform)
     lib, Vehicle, History = load_obs_lib(contract, tmp_path)
-    n_env, n_steps = 12, 5
+    n_env, n_steps = 12, 5 if not integral_tau else 40
 
     def rollout(key, actions):
         s = qt.reset(key, env)
@@ -132,7 +135,11 @@ def test_observation_matches_simulator(task, history, platform, tmp_path):
                                        err_msg=f"{task}: env {e}, step {t}")
             c_push(lib, hist, actions[e, t])
     # The rollout must have left hover for this to mean anything.
-    assert np.abs(omega).max() > 0.5 and np.abs(sim_obs[:, -1, -4:]).max() == 1.0
+    assert np.abs(omega).max() > 0.5
+    if integral_tau:
+        assert np.abs(sim_obs[:, -1, -3:]).max() > 1e-3 and np.all(sim_obs[:, 0, -3:] == 0.0)
+    else:
+        assert np.abs(sim_obs[:, -1, -4:]).max() == 1.0
 
 
 @needs_gcc

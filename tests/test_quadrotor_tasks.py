@@ -4,6 +4,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from edgectl.platforms import load_platform
 from train_fast.sims import quadrotor as quad
@@ -104,13 +105,61 @@ def test_position_error_integral_is_the_leaky_sum_the_contract_describes():
     assert "position_error_integral" not in [f["name"] for f in qt.contract(qt.hover_config(), PLAT)["observation"]["fields"]]
 
 
-def test_runtime_refuses_the_integral_field_by_name_until_it_builds_it():
+def test_runtime_shield_and_onboard_mirror_carry_the_integral_like_the_task():
+    """The host loop's and the shield's observation builders (edgectl.contract.integral_update) follow the JAX task
+    along a trajectory, and the shield's Numba prediction (the MLP kernel) equals its per-step path."""
+    from edgectl.contract import integral_spec, integral_update
     from edgectl.safety.shield import observation
 
-    c = qt.contract(qt.hover_config(integral_tau=2.0), PLAT)
-    try:
-        observation(c, np.zeros(3), np.array([1.0, 0, 0, 0]), np.zeros(3), np.zeros(3), np.zeros(16))
-    except ValueError as e:
-        assert "position_error_integral" in str(e)
-    else:
-        raise AssertionError("a contract with position_error_integral was accepted")
+    cfg = qt.hover_config(integral_tau=2.0)
+    env = qt.make_env(cfg, PLAT, randomize=False)
+    c = qt.contract(cfg, PLAT)
+    spec = integral_spec(c)
+    assert spec[1] == 0.1 and spec[2] == pytest.approx(0.01)
+    step = jax.jit(lambda s, a: qt.step(jax.random.PRNGKey(0), s, a, env)[0])
+    s = qt.reset(jax.random.PRNGKey(7), env)
+    integral, first = np.zeros(3), True
+    for k in range(60):
+        if not first:
+            integral = integral_update(integral, np.asarray(s.sim.pos), spec)
+        first = False
+        q = np.asarray(s.sim.quat)
+        got = observation(c, np.asarray(s.sim.pos), q, np.asarray(s.sim.vel), np.asarray(s.sim.omega),
+                          np.asarray(s.prev_actions), integral=integral)
+        np.testing.assert_allclose(got, np.asarray(qt._fields(env, s)), atol=2e-6)
+        s = step(s, jnp.asarray(np.asarray(s.prev_actions[:4]) + 0.05 * np.sin(k + np.arange(4))))
+    assert np.abs(integral).max() > 1e-3
+
+
+def test_shield_prediction_carries_the_integral_in_its_kernel_as_step_by_step():
+    from edgectl.safety.shield import Shield
+
+    cfg = qt.hover_config(integral_tau=2.0)
+    c = qt.contract(cfg, PLAT)
+    rng = np.random.default_rng(0)
+    sizes = [c["observation"]["size"], 16, 16, 4]
+    layers = [(rng.normal(0, 0.5, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    off = np.asarray(c["observation"]["normalization"]["offset"], float)
+    scale = np.asarray(c["observation"]["normalization"]["scale"], float)
+
+    class Tiny:  # duck-types a Bundle: the shield runs its MLP inside the Numba kernel
+        manifest = {"policy": {"activation": "tanh"}}
+
+        def __init__(self):
+            self.layers = layers
+
+        def act(self, obs):
+            x = (np.asarray(obs, float) - off) / scale
+            for w, b in self.layers[:-1]:
+                x = np.tanh(x @ w + b)
+            return x @ self.layers[-1][0] + self.layers[-1][1]
+
+    tiny = Tiny()
+    fused, stepped = Shield(tiny.act, c, PLAT), Shield(lambda o: tiny.act(o), c, PLAT)
+    assert fused.mlp is not None and stepped.mlp is None
+    state = (np.array([0.05, -0.03, 0.02]), np.array([0.99, 0.05, -0.05, 0.0]), np.array([0.2, 0.0, -0.1]), np.zeros(3))
+    for sh in (fused, stepped):
+        sh.integral = np.array([0.04, -0.02, 0.01])
+    np.testing.assert_allclose(fused.predict(*state, np.zeros(3)), stepped.predict(*state, np.zeros(3)), atol=1e-9)
+    without = Shield(tiny.act, c, PLAT)
+    assert not np.allclose(fused.predict(*state, np.zeros(3)), without.predict(*state, np.zeros(3)))  # it is fed

@@ -43,7 +43,7 @@ UNDERTRAINED_MIX = 0.33
 # Raw observation noise std per contract field (hover: position_error, rotation_matrix,
 # velocity_error, angular_velocity, previous_actions).
 NOISE_OBS = {"position_error": 0.075, "rotation_matrix": 0.125, "velocity_error": 0.375, "angular_velocity": 1.25,
-             "previous_actions": 0.0, "reference_acceleration": 0.0}
+             "previous_actions": 0.0, "reference_acceleration": 0.0, "position_error_integral": 0.0}
 NOISE_ACTION = 0.25
 WEAK_MOTOR, WEAK_FACTOR = 0, 0.7
 DEMO_START = {"init_tilt": 0.5, "init_velocity": 0.5}

@@ -153,7 +153,7 @@ def reason_text(config: ShieldConfig, spec: int, rob: float, safe: bool) -> str:
 
 # --- the policy's observation from a state, numpy (the contract's fields, by name) ----------------
 _SUPPORTED_FIELDS = ("position_error", "rotation_matrix", "velocity_error", "angular_velocity", "previous_actions",
-                     "reference_acceleration")
+                     "reference_acceleration", "position_error_integral")
 
 
 def check_contract(contract: dict) -> None:
@@ -164,8 +164,10 @@ def check_contract(contract: dict) -> None:
                          f"(known: {list(_SUPPORTED_FIELDS)})")
 
 
-def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None) -> np.ndarray:
-    """Raw (unnormalized, noise-free) observation (..., size) in the contract's field order."""
+def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None,
+                integral=None) -> np.ndarray:
+    """Raw (unnormalized, noise-free) observation (..., size) in the contract's field order. `integral`: the
+    position_error_integral the caller keeps (edgectl.contract.integral_update), zeros if None."""
     check_contract(contract)
     pos, quat, vel, omega = (np.asarray(v, np.float64) for v in (pos, quat, vel, omega))
     z3 = np.zeros(3)
@@ -184,6 +186,8 @@ def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=Non
             v = np.asarray(prev_actions, np.float64)
         elif name == "reference_acceleration":
             v = np.broadcast_to(z3 if ref_acc is None else np.asarray(ref_acc, np.float64), pos.shape)
+        elif name == "position_error_integral":
+            v = np.broadcast_to(z3 if integral is None else np.asarray(integral, np.float64), pos.shape)
         else:
             v = parts[name]
         if v.shape[-1] != fd["size"]:
@@ -208,7 +212,7 @@ def _kernels():
     from train_fast.sims.numba.quadrotor import step_into
 
     @nb.njit(cache=True)
-    def obs_into(x, prev, ref, codes, sizes, out):
+    def obs_into(x, prev, integ, ref, codes, sizes, out):
         w, qx, qy, qz = x[3], x[4], x[5], x[6]
         j = 0
         for f in range(codes.shape[0]):
@@ -235,13 +239,16 @@ def _kernels():
             elif c == 4:
                 for i in range(sizes[f]):
                     out[j + i] = prev[i]
+            elif c == 6:
+                for i in range(3):
+                    out[j + i] = integ[i]
             else:
                 for i in range(sizes[f]):
                     out[j + i] = 0.0
             j += sizes[f]
 
     @nb.njit(cache=True)
-    def predict_mlp(x0, prev0, params, ref, codes, sizes, offset, scale, weights, biases, relu, H, traj):
+    def predict_mlp(x0, prev0, integ0, ispec, params, ref, codes, sizes, offset, scale, weights, biases, relu, H, traj):
         K, n = x0.shape[0], offset.shape[0]
         pstride = 1 if params.shape[0] > 1 else 0
         obs = np.empty(n)
@@ -254,11 +261,12 @@ def _kernels():
         for k in range(K):
             x = x0[k].copy()
             prev = prev0.copy()
+            integ = integ0.copy()
             p = params[k * pstride]
             for i in range(13):
                 traj[k, 0, i] = x[i]
             for t in range(H):
-                obs_into(x, prev, ref, codes, sizes, obs)
+                obs_into(x, prev, integ, ref, codes, sizes, obs)
                 m = n
                 for i in range(n):
                     h_in[i] = (obs[i] - offset[i]) / scale[i]
@@ -282,13 +290,15 @@ def _kernels():
                 for i in range(min(4, prev.shape[0])):
                     prev[i] = a[i]
                 step_into(x, a, p, x)
+                for i in range(3):  # ispec = (decay, limit, dt); the next observation holds the new error
+                    integ[i] = min(max(integ[i] * ispec[0] + (x[i] - ref[i]) * ispec[2], -ispec[1]), ispec[1])
                 for i in range(13):
                     traj[k, t + 1, i] = x[i]
 
     @nb.njit(cache=True)
-    def obs_batch(x, prev, ref, codes, sizes, out):
+    def obs_batch(x, prev, integ, ref, codes, sizes, out):
         for k in range(x.shape[0]):
-            obs_into(x[k], prev[k], ref, codes, sizes, out[k])
+            obs_into(x[k], prev[k], integ[k], ref, codes, sizes, out[k])
 
     _KERNELS = {"obs_into": obs_into, "predict_mlp": predict_mlp, "obs_batch": obs_batch}
     return _KERNELS
@@ -346,6 +356,8 @@ class Shield:
         # allow_short: only for timing at horizons shorter than the specs' (shield_cost).
         self.formulas = self.config.formulas(platform.kind, allow_short=allow_short)
         self.history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions") // 4
+        from edgectl.contract import integral_spec
+        self.ispec = integral_spec(contract)  # None: no position_error_integral field
         self.params = nq.params_from_platform(platform)
         idx = {name: i for i, name in enumerate(nq.PARAM_NAMES)}
         self.p_mass = idx["mass"]
@@ -365,6 +377,7 @@ class Shield:
         self.tick, self.switch_tick = 0, 0 if self.mode == BACKUP else -10**9
         self.log: list[SwitchEvent] = []
         self.prev = np.full(4 * self.history, self.hover_action)
+        self.integral = np.zeros(3)
         self.backup.engage(np.zeros(3))
         self.last_robustness = np.full(len(self.formulas), np.nan)
 
@@ -387,19 +400,23 @@ class Shield:
             params[:, self.p_torque] += params[:, self.p_inertia] * st["dist"]
         traj = np.empty((K, H + 1, 13))
         ref = np.asarray(ref_pos, np.float64)
+        ispec = np.array(self.ispec if self.ispec is not None else (1.0, np.inf, 0.0))
         if self.mlp is not None:
             off, scale, ws, bs, relu = self.mlp
-            self.kern["predict_mlp"](x, self.prev, params, ref, self.codes, self.sizes, off, scale, ws, bs, relu, H, traj)
+            self.kern["predict_mlp"](x, self.prev, self.integral, ispec, params, ref, self.codes, self.sizes, off, scale,
+                                     ws, bs, relu, H, traj)
         else:
             traj[:, 0] = x[:, :13]
             prev = np.broadcast_to(self.prev, (K, self.prev.size)).copy()
+            integ = np.broadcast_to(self.integral, (K, 3)).copy()
             obs = np.empty((K, int(self.sizes.sum())))
             for h in range(H):
-                self.kern["obs_batch"](x, prev, ref, self.codes, self.sizes, obs)
+                self.kern["obs_batch"](x, prev, integ, ref, self.codes, self.sizes, obs)
                 a = np.clip(np.asarray(self.policy(obs), np.float64).reshape(K, 4), -1.0, 1.0)
                 if self.history:
                     prev = np.concatenate([a, prev[:, :-4]], axis=1)
                 self.nq.step_batch(x, a, params, x)
+                integ = np.clip(integ * ispec[0] + (x[:, :3] - ref) * ispec[2], -ispec[1], ispec[1])
                 traj[:, h + 1] = x[:, :13]
         sig = signals_from_state(traj[..., 0:3], traj[..., 3:7], traj[..., 7:10], traj[..., 10:13], np.asarray(ref_pos)[None, None])
         rob = np.array([np.min(f.robustness(sig, self.config.dt)[..., 0]) for f in self.formulas])
@@ -408,6 +425,10 @@ class Shield:
     def step(self, pos, quat, vel, omega, ref_pos=(0.0, 0.0, 0.0)) -> np.ndarray:
         cfg = self.config
         bad = _finite_state(pos, quat, vel, omega)
+        if self.ispec is not None and self.tick > 0 and bad is None:  # contract rule: 0 in the first period
+            from edgectl.contract import integral_update
+            self.integral = integral_update(self.integral, np.asarray(pos, np.float64) - np.asarray(ref_pos, np.float64),
+                                            self.ispec)
         if self.tick == 0 and self.mode == BACKUP:  # started under the backup: engage it where we are
             self.backup.engage(np.zeros(3) if bad else np.asarray(pos, np.float64), target=np.asarray(ref_pos, np.float64))
         if bad is None:
@@ -426,7 +447,7 @@ class Shield:
             self._switch(NOMINAL, worst, rob, None)
 
         if self.mode == NOMINAL:
-            obs = observation(self.contract, pos, quat, vel, omega, self.prev, ref_pos)
+            obs = observation(self.contract, pos, quat, vel, omega, self.prev, ref_pos, integral=self.integral)
             a = np.clip(np.asarray(self.policy(obs[None]), np.float64).reshape(4), -1.0, 1.0)
             self.backup.observe(quat, vel, omega, a)
         else:

@@ -124,7 +124,8 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
         f.append(dict(name="position_error_integral", size=3, unit="m s", frame="world",
                       description=f"leaky integral of position_error: 0 in the first control period, then every "
                                   f"period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
-                                  f"position_error dt, +-{cfg.integral_limit:g})", offset=0.0, scale=cfg.integral_limit))
+                                  f"position_error dt, +-{cfg.integral_limit:g})", offset=0.0, scale=cfg.integral_limit,
+                      tau_s=cfg.integral_tau, limit=cfg.integral_limit))
     return f
 
 
@@ -152,7 +153,8 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
         "frames": "world z up; body x forward, y left, z up (Crazyflie firmware convention)",
         "observation": {
             "size": sum(fd["size"] for fd in fs),
-            "fields": [{k: fd[k] for k in ("name", "size", "unit", "frame", "description")} for fd in fs],
+            "fields": [{k: fd[k] for k in ("name", "size", "unit", "frame", "description", "tau_s", "limit") if k in fd}
+                       for fd in fs],
             "noise_std": noise,
             "normalization": {"offset": offset, "scale": scale, "formula": "x_norm = (x - offset) / scale"},
         },
