@@ -101,8 +101,9 @@ def test_position_error_integral_is_the_leaky_sum_the_contract_describes():
         obs = np.asarray(qt._fields(env, s))
         np.testing.assert_allclose(obs[-3:], integral, atol=1e-6)
     assert k > 20 and np.abs(integral).max() > 0.005
-    # off by default: the default hover contract has no such field
-    assert "position_error_integral" not in [f["name"] for f in qt.contract(qt.hover_config(), PLAT)["observation"]["fields"]]
+    # on for hover (tau 2 s), off for figure8
+    assert qt.hover_config().integral_tau == 2.0 and qt.figure8_config().integral_tau == 0.0
+    assert "position_error_integral" not in [f["name"] for f in qt.contract(qt.figure8_config(), PLAT)["observation"]["fields"]]
 
 
 def test_runtime_shield_and_onboard_mirror_carry_the_integral_like_the_task():
