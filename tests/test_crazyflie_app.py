@@ -146,7 +146,8 @@ def test_observation_matches_simulator(task, history, integral_tau, platform, tm
 def test_observation_without_history_compiles(platform, tmp_path):
     import train_fast.tasks.quadrotor_tasks as qt
 
-    contract = qt.contract(qt.hover_config(action_history=0), platform)
+    contract = qt.contract(qt.hover_config(action_history=0, integral_tau=0.0), platform)
+    assert contract["observation"]["size"] == 18
     lib, Vehicle, History = load_obs_lib(contract, tmp_path)
     hist = History()
     lib.edgectl_obs_reset(ctypes.byref(hist))
