@@ -28,7 +28,7 @@ def _env() -> dict:
 
 
 def make_result(seed: int = 0, task: str = "hover"):
-    """A TrainResult as train() returns it, with random 34-64-64-4 weights (hover) instead of training."""
+    """A TrainResult as train() returns it, with random 37-64-64-4 weights (hover) instead of training."""
     from edgectl.platforms import load_platform
     from train_fast.tasks.quadrotor_tasks import TASKS, contract
     from train_fast.train import TrainResult
@@ -38,7 +38,7 @@ def make_result(seed: int = 0, task: str = "hover"):
     c = contract(cfg, plat)
     rng = np.random.default_rng(seed)
     sizes = [c["observation"]["size"], 64, 64, 4]
-    assert task != "hover" or sizes[0] == 18 + 4 * 4  # state + a 4-step action history
+    assert task != "hover" or sizes[0] == 18 + 4 * 4 + 3  # state + a 4-step action history + the position integral
     layers = [((rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32), np.zeros(n_out, np.float32))
               for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     layers[-1] = (0.1 * layers[-1][0], np.full(4, c["action"]["hover_action"], np.float32))
