@@ -932,7 +932,13 @@ def run_cmd(
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
     flog = FlightLog(log_path)
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
-    loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz, monitors=monitors)
+    try:
+        loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz,
+                           monitors=monitors)
+    except ValueError as e:  # a contract field the host cannot build
+        flog.close()
+        link.close()
+        _fail(str(e))
     console = _console(stderr=json_out)
     try:
         with console.status(f"flying {b.path.name} on {uri} for {seconds:g} s ({backend}, shield {'on' if shield else 'off'})"):

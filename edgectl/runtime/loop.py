@@ -92,7 +92,8 @@ class ControlLoop:
 
     def __init__(self, link: Link, policy: Callable, contract: dict, backup, config: LoopConfig, *,
                  shield=None, log: FlightLog | None = None, ref=(0.0, 0.0, 0.0), monitors=()):
-        from edgectl.safety.shield import observation
+        from edgectl.safety.shield import check_contract, observation
+        check_contract(contract)  # a field the host cannot build fails here, naming it, not on the first tick
         self.observation = observation
         self.link, self.policy, self.contract, self.backup = link, policy, contract, backup
         self.cfg, self.shield, self.log = config, shield, log

@@ -167,8 +167,8 @@ def check_contract(contract: dict) -> None:
 def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None,
                 integral=None) -> np.ndarray:
     """Raw (unnormalized, noise-free) observation (..., size) in the contract's field order. `integral`: the
-    position_error_integral the caller keeps (edgectl.contract.integral_update), zeros if None."""
-    check_contract(contract)
+    position_error_integral the caller keeps (edgectl.contract.integral_update), zeros if None. Callers check the
+    contract once (check_contract), not every tick."""
     pos, quat, vel, omega = (np.asarray(v, np.float64) for v in (pos, quat, vel, omega))
     z3 = np.zeros(3)
     ref_pos = z3 if ref_pos is None else np.asarray(ref_pos, np.float64)

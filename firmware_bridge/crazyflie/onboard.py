@@ -215,9 +215,10 @@ class BundlePolicy:
 
     def __init__(self, bundle_path, impl: str = "c"):
         from edgectl.bundle import load_bundle
-        from edgectl.safety.shield import observation
+        from edgectl.safety.shield import check_contract, observation
         self.bundle = load_bundle(Path(bundle_path))
         c = self.contract = self.bundle.contract
+        check_contract(c)
         self._observation = observation
         m = c["action"]["mapping"]
         if m.get("kind") != "rpm_linear":
