@@ -962,9 +962,14 @@ def run_cmd(
     if pos_err["max"] is not None:
         console.print(f"distance to the reference {', '.join(f'{v:g}' for v in ref_xyz)}: max {100 * pos_err['max']:.1f} cm, "
                       f"RMS {100 * pos_err['rms']:.1f} cm over {pos_err['samples']} states")
+    _print_run_end(console, summary, f"log: {log_path}  (edgectl plot {log_path})", json_out)
+
+
+def _print_run_end(console, summary: dict, log_line: str, json_out: bool) -> None:
+    """What every `edgectl run` ends with: the controller switches, where the log is, the JSON summary."""
     for sw in summary["switches"]:
         console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
-    console.print(f"log: {log_path}  (edgectl plot {log_path})")
+    console.print(log_line)
     if json_out:
         _print_json(summary)
 
@@ -1054,11 +1059,7 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
     if ex is not None:
         console.print(f"closest to the corridor edge: {-100 * ex:.1f} cm to spare" if ex <= 0 else
                       f"left the corridor by {100 * ex:.1f} cm")
-    for sw in summary["switches"]:
-        console.print(f"  t={sw['t']:.2f} s  {sw['from']} -> {sw['to']}: {sw['reason']}")
-    console.print(f"log: {log_path}")
-    if json_out:
-        _print_json(summary)
+    _print_run_end(console, summary, f"log: {log_path}", json_out)
 
 
 @app.command("plot")

@@ -190,3 +190,22 @@ def integral_spec(contract: dict) -> tuple[float, float, float] | None:
 def integral_update(integral: np.ndarray, position_error, spec: tuple[float, float, float]) -> np.ndarray:
     decay, limit, dt = spec
     return np.clip(integral * decay + np.asarray(position_error, np.float64) * dt, -limit, limit)
+
+
+class PositionIntegral:
+    """The position_error_integral a runtime keeps, by the rule above: `update(position_error)` once per control
+    period before the policy runs returns the value to observe (zeros, and never updated, without the field)."""
+
+    def __init__(self, contract: dict):
+        self.spec = integral_spec(contract)
+        self.reset()
+
+    def reset(self) -> None:
+        self.value, self._started = np.zeros(3), False
+
+    def update(self, position_error) -> np.ndarray:
+        if self.spec is not None:
+            if self._started:  # 0 in the first period
+                self.value = integral_update(self.value, position_error, self.spec)
+            self._started = True
+        return self.value

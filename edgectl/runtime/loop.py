@@ -100,8 +100,8 @@ class ControlLoop:
         self.ref = np.asarray(ref, np.float64)
         history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions")
         self.prev = np.full(history, float(contract["action"].get("hover_action", 0.0)))
-        from edgectl.contract import integral_spec
-        self.ispec, self.integral, self.integrated = integral_spec(contract), np.zeros(3), False
+        from edgectl.contract import PositionIntegral
+        self.integral = PositionIntegral(contract)
         self.mode, self.latched = NOMINAL, False
         self.monitors = list(monitors)  # edgectl.safety.monitor.OnlineMonitor: the host's view when it cannot shield
         self.report = RunReport()
@@ -124,12 +124,8 @@ class ControlLoop:
         for name, v in (("pos", s.pos), ("quat", s.quat), ("vel", s.vel), ("omega", s.omega)):
             if not np.all(np.isfinite(v)):
                 return np.zeros(4), float("nan"), f"state not finite: {name} = {np.asarray(v).tolist()}"
-        if self.ispec is not None:  # the contract's rule: 0 in the first period, then updated before the policy runs
-            from edgectl.contract import integral_update
-            if self.integrated:
-                self.integral = integral_update(self.integral, np.asarray(s.pos, np.float64) - self.ref, self.ispec)
-            self.integrated = True
-        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, integral=self.integral)
+        integral = self.integral.update(np.asarray(s.pos, np.float64) - self.ref)
+        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, integral=integral)
         try:
             a = np.asarray(self.policy(obs[None]), np.float64).reshape(4)
         except Exception as e:  # a backend failure must not leave the motors without a command

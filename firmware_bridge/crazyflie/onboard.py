@@ -226,8 +226,8 @@ class BundlePolicy:
         self.min_frac = float(m["min_rpm"]) / float(m["max_rpm"])
         self.hover = float(c["action"].get("hover_action", 0.0))
         self.history = sum(f["size"] for f in c["observation"]["fields"] if f["name"] == "previous_actions")
-        from edgectl.contract import integral_spec
-        self.ispec = integral_spec(c)
+        from edgectl.contract import PositionIntegral
+        self.integral = PositionIntegral(c)  # as edgectl_obs_integrate in the C app
         self.rate_hz = float(c["rate_hz"])
         if impl == "numpy":
             self.impl = "numpy (bundle)"
@@ -261,20 +261,15 @@ class BundlePolicy:
 
     def reset(self):
         self.prev = np.full(self.history, self.hover)
-        self.integral, self.integrated = np.zeros(3), False
+        self.integral.reset()
         self.last_action = None
 
     def __call__(self, v: dict) -> np.ndarray:
         q = v["quaternion_xyzw"]
-        if self.ispec is not None:  # as edgectl_obs_integrate in the C app: 0 in the first period after a reset
-            from edgectl.contract import integral_update
-            if self.integrated:
-                self.integral = integral_update(self.integral, np.asarray(v["position"], float) -
-                                                np.asarray(v["ref_position"], float), self.ispec)
-            self.integrated = True
+        integral = self.integral.update(np.asarray(v["position"], float) - np.asarray(v["ref_position"], float))
         obs = self._observation(self.contract, v["position"], np.array([q[3], q[0], q[1], q[2]]), v["velocity"],
                                 np.radians(v["gyro_deg_s"]), self.prev, v["ref_position"], v["ref_velocity"],
-                                v["ref_acceleration"], integral=self.integral)
+                                v["ref_acceleration"], integral=integral)
         a = self._act(np.asarray(obs, float))
         if not np.all(np.isfinite(a)):
             return np.full(4, np.nan)
