@@ -164,3 +164,25 @@ def test_shield_prediction_carries_the_integral_in_its_kernel_as_step_by_step():
     np.testing.assert_allclose(fused.predict(*state, np.zeros(3)), stepped.predict(*state, np.zeros(3)), atol=1e-9)
     without = Shield(tiny.act, c, PLAT)
     assert not np.allclose(fused.predict(*state, np.zeros(3)), without.predict(*state, np.zeros(3)))  # it is fed
+
+
+def test_integral_restarts_when_the_reference_moves_in_the_shield_and_the_runtime():
+    """The contract's rule (edgectl.contract.integral_spec): a period whose reference position changed starts
+    the integral again at 0, in the shield's own copy as in PositionIntegral (host loop, on-board mirror), so
+    a take-off ramp does not wind it up. The JAX task's references are fixed, where the rule changes nothing."""
+    from edgectl.contract import PositionIntegral
+    from edgectl.safety.shield import Shield
+
+    c = qt.contract(qt.hover_config(integral_tau=2.0), PLAT)
+    sh = Shield(lambda o: np.zeros((1, 4)), c, PLAT)
+    mirror = PositionIntegral(c)
+    quat, zero = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+    refs = [np.array([0.0, 0.0, 0.01 * k]) for k in range(20)] + [np.array([0.0, 0.0, 0.19])] * 20
+    for k, ref in enumerate(refs):
+        pos = ref - np.array([0.01, 0.0, 0.05])
+        sh.step(pos, quat, zero, zero, ref)
+        want = mirror.update(pos - ref, ref)
+        np.testing.assert_allclose(sh.integral, want, atol=1e-12)
+        if k < 20:
+            assert np.all(sh.integral == 0.0), k  # the ramp, then the first period at the final reference
+    assert sh.integral[2] < -0.005  # 19 periods of a 5 cm lag

@@ -378,6 +378,7 @@ class Shield:
         self.log: list[SwitchEvent] = []
         self.prev = np.full(4 * self.history, self.hover_action)
         self.integral = np.zeros(3)
+        self._iref = None  # the last period's reference, for the integral rule
         self.backup.engage(np.zeros(3))
         self.last_robustness = np.full(len(self.formulas), np.nan)
 
@@ -425,10 +426,14 @@ class Shield:
     def step(self, pos, quat, vel, omega, ref_pos=(0.0, 0.0, 0.0)) -> np.ndarray:
         cfg = self.config
         bad = _finite_state(pos, quat, vel, omega)
-        if self.ispec is not None and self.tick > 0 and bad is None:  # contract rule: 0 in the first period
-            from edgectl.contract import integral_update
-            self.integral = integral_update(self.integral, np.asarray(pos, np.float64) - np.asarray(ref_pos, np.float64),
-                                            self.ispec)
+        if self.ispec is not None and bad is None:  # contract rule: 0 in the first period of a reference
+            from edgectl.contract import integral_update, same_reference
+            iref, self._iref = self._iref, np.float32(ref_pos).copy()
+            if self.tick > 0 and (iref is None or same_reference(iref, ref_pos)):
+                self.integral = integral_update(self.integral, np.asarray(pos, np.float64) - np.asarray(ref_pos, np.float64),
+                                                self.ispec)
+            else:
+                self.integral = np.zeros(3)
         if self.tick == 0 and self.mode == BACKUP:  # started under the backup: engage it where we are
             self.backup.engage(np.zeros(3) if bad else np.asarray(pos, np.float64), target=np.asarray(ref_pos, np.float64))
         if bad is None:

@@ -123,8 +123,8 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
                       offset="hover", scale=0.5))
     if cfg.integral_tau > 0:
         f.append(dict(name="position_error_integral", size=3, unit="m s", frame="world",
-                      description=f"leaky integral of position_error: 0 in the first control period, then every "
-                                  f"period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
+                      description=f"leaky integral of position_error: 0 in the first control period and whenever the "
+                                  f"reference position changed since the last period, otherwise every period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
                                   f"position_error dt, +-{cfg.integral_limit:g})", offset=0.0, scale=cfg.integral_limit,
                       tau_s=cfg.integral_tau, limit=cfg.integral_limit))
     return f
