@@ -962,6 +962,9 @@ def run_cmd(
     if pos_err["max"] is not None:
         console.print(f"distance to the reference {', '.join(f'{v:g}' for v in ref_xyz)}: max {100 * pos_err['max']:.1f} cm, "
                       f"RMS {100 * pos_err['rms']:.1f} cm over {pos_err['samples']} states")
+    if summary.get("vehicle_link_drops"):
+        console.print(f"the vehicle's link watchdog flew its backup through {summary['vehicle_link_drops']} short "
+                      "silence(s) of the host and handed back (edgectl.linkdrops)")
     _print_run_end(console, summary, f"log: {log_path}  (edgectl plot {log_path})", json_out)
 
 

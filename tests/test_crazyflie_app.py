@@ -68,7 +68,7 @@ def load_obs_lib(contract: dict, d: Path):
 
     class History(ctypes.Structure):
         _fields_ = [("actions", ctypes.c_float * _define(files["edgectl_obs.h"], "EDGECTL_HISTORY_LEN")),
-                    ("integral", f3), ("integrated", ctypes.c_int)]
+                    ("integral", f3), ("integral_ref", f3), ("integrated", ctypes.c_int)]
 
     assert _define(files["edgectl_obs.h"], "EDGECTL_OBS_SIZE") == contract["observation"]["size"]
     return lib, Vehicle, History
@@ -140,6 +140,38 @@ def test_observation_matches_simulator(task, history, integral_tau, platform, tm
         assert np.abs(sim_obs[:, -1, -3:]).max() > 1e-3 and np.all(sim_obs[:, 0, -3:] == 0.0)
     else:
         assert np.abs(sim_obs[:, -1, -4:]).max() == 1.0
+
+
+@needs_gcc
+def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
+    """A take-off ramp (the reference climbs every period) keeps the integral at 0, in C as in
+    edgectl.contract.PositionIntegral (host loop, on-board mirror); from the first period of a fixed
+    reference on it integrates again, and a hop of the reference restarts it."""
+    import train_fast.tasks.quadrotor_tasks as qt
+    from edgectl.contract import PositionIntegral
+
+    contract = qt.contract(qt.TASKS["hover"](), platform)
+    lib, Vehicle, History = load_obs_lib(contract, tmp_path)
+    size = contract["observation"]["size"]
+    hist = History()
+    lib.edgectl_obs_reset(ctypes.byref(hist))
+    mirror = PositionIntegral(contract)
+    rng = np.random.default_rng(5)
+    refs = [np.array([0.0, 0.0, 0.004 * (k + 1)]) for k in range(25)]  # 0.4 m/s at 100 Hz
+    refs += [refs[-1]] * 30 + [refs[-1] + np.array([0.2, 0.0, 0.0])] * 10  # hold, then a waypoint hop
+    got_c, got_py = [], []
+    for k, ref in enumerate(refs):
+        pos = ref + np.array([0.0, 0.0, -0.06]) + rng.normal(0.0, 0.01, 3)  # lagging the reference, as on a climb
+        vehicle = dict(position=pos, velocity=np.zeros(3), quaternion_xyzw=np.array([0.0, 0.0, 0.0, 1.0]),
+                       gyro_deg_s=np.zeros(3), ref_position=ref, ref_velocity=np.zeros(3), ref_acceleration=np.zeros(3))
+        got_c.append(c_obs(lib, Vehicle, vehicle, hist, size)[-3:])
+        got_py.append(mirror.update(np.float32(pos) - np.float32(ref), ref))
+    got_c, got_py = np.array(got_c), np.array(got_py)
+    np.testing.assert_allclose(got_c, got_py, atol=2e-6)
+    assert np.all(got_c[:25] == 0.0)  # the ramp, whose last period is the first of the hold
+    assert np.all(got_c[25] != 0.0)
+    assert got_c[54, 2] < -0.01  # 30 periods of a 6 cm lag integrated
+    assert np.all(got_c[55] == 0.0) and np.abs(got_c[-1]).max() > 1e-3  # the hop restarts it
 
 
 @needs_gcc
@@ -423,15 +455,38 @@ int main(void) {
   run(20);
   CHECK(fault == 2 && backupFlying());
   /* Link cut: the host stops writing setpoints. Flying on until the newest host setpoint is
-   * EDGECTL_LINK_TIMEOUT_MS old, then on the first policy period after that the backup (fault 4), and
-   * the app feeds the commander a hold setpoint at the last reference so the supervisor keeps the
-   * motors running; it does not count its own setpoints as the host's. */
+   * EDGECTL_LINK_TIMEOUT_MS old, then on that very tick the backup (fault 4), and the app feeds the
+   * commander a hold setpoint at the last reference so the supervisor keeps the motors running; it
+   * does not count its own setpoints as the host's. */
   standin_action[1] = h; sp.thrust = 0.0f;
   run(1);
   sp.mode.x = modeAbs; sp.mode.y = modeAbs; sp.mode.z = modeAbs;
   sp.position.x = 0.5f; sp.position.y = 0.25f; sp.position.z = 1.0f;
   run(100);
   CHECK(engaged && fault == 0);
+  {
+    /* A gap shorter than EDGECTL_LINK_LATCH_MS (host jitter): the backup flies from the tick the gap
+     * passes the threshold, and the policy flies again on its first period after the host is back. */
+    const uint32_t drops = linkDrops, gap = nowTick;
+    uint32_t took = 0, back = 0;
+    hostStreams = 0;
+    while (nowTick - gap < 20) {
+      run(1);
+      if (fault == EDGECTL_FAULT_LINK && took == 0) took = nowTick;
+    }
+    CHECK(took == gap + EDGECTL_LINK_TIMEOUT_MS + 1 && backupFlying() && linkDrops == drops + 1);
+    hostStreams = 1;
+    calls = standin_calls;
+    run(1);
+    CHECK(fault == 0 && !linkLatched);
+    while (standin_calls == calls && nowTick - gap < 100) {
+      run(1);
+      back = nowTick;
+    }
+    CHECK(standin_calls == calls + 1 && back - gap <= 20 + 1000 / EDGECTL_RATE_HZ);
+    run(100);
+    CHECK(fault == 0 && engaged && linkDrops == drops + 1);
+  }
   {
     const uint32_t cut = nowTick;
     uint32_t took = 0;
@@ -443,12 +498,16 @@ int main(void) {
       if (took == 0) CHECK(forcesZero() == 0);
     }
     CHECK(fault == EDGECTL_FAULT_LINK && backupFlying());
-    /* first policy tick (every 1000 / rate) after the 50 ms threshold */
-    CHECK(took > cut + EDGECTL_LINK_TIMEOUT_MS && took <= cut + EDGECTL_LINK_TIMEOUT_MS + 1000 / EDGECTL_RATE_HZ);
+    /* the first tick past the threshold: within one control period of the cut; latched since */
+    CHECK(took == cut + EDGECTL_LINK_TIMEOUT_MS + 1 && took - cut < 1000 / EDGECTL_RATE_HZ && linkLatched);
     CHECK(fedCount == 2 && commanderSp.mode.z == modeAbs && NEAR(commanderSp.position.x, 0.5f) &&
           NEAR(commanderSp.position.z, 1.0f) && commanderSp.timestamp == ownStamp);
     run(3000);
     CHECK(fault == EDGECTL_FAULT_LINK && backupFlying() && fedCount >= 30);
+    /* heard again after the latch: the backup keeps flying (it is landing the vehicle) */
+    hostStreams = 1;
+    run(100);
+    CHECK(fault == EDGECTL_FAULT_LINK && backupFlying());
     /* the host comes back and asks for zero thrust: disengaged, the fault cleared */
     hostStreams = 1; sp.thrust = 0.0f;
     sp.mode.x = modeDisable; sp.mode.y = modeDisable; sp.mode.z = modeDisable;

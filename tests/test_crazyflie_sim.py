@@ -233,7 +233,9 @@ def test_onboard_policy_runs_as_the_out_of_tree_controller():
     link = sim.open_link(lambda raw: None)
     assert "edgectl.engaged" in sim.log_names()
     sim.set_param("stabilizer.controller", 6)
-    fly(sim, link, crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, 0, 0, 1, 0)), 0.6)
+    # 500 Hz: the host's keep-alive rate (the app's link watchdog acts on 6 ms of silence)
+    fly(sim, link, crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, 0, 0, 1, 0)), 0.6,
+        rate_hz=500.0)
     v = sim.variables()
     assert v["edgectl.engaged"] == 1 and v["edgectl.steps"] >= 45 and v["edgectl.f1"] == pytest.approx(0.55)
     assert sim.state()[2] > 0.0 and calls[-1]["ref_position"].tolist() == [0.0, 0.0, 1.0]

@@ -18,9 +18,12 @@ import time
 
 import numpy as np
 
+from .keepalive import KeepAlive
 from .links import State
 
-APP_LOG = ("edgectl.engaged", "edgectl.fault", "edgectl.steps", "edgectl.f1", "edgectl.f2", "edgectl.f3", "edgectl.f4")
+# 26 bytes: a full log block (CRTP log data carries at most 26 bytes of variables)
+APP_LOG = ("edgectl.engaged", "edgectl.fault", "edgectl.steps", "edgectl.linkdrops", "edgectl.f1", "edgectl.f2",
+           "edgectl.f3", "edgectl.f4")
 CONTROLLER_OOT = 6
 FAULT_NAMES = {1: "non-finite observation", 2: "non-finite action", 3: "on-board safety monitor", 4: "link watchdog"}
 NOT_OUR_APP = "flash an app built with edgectl export --target crazyflie"
@@ -45,6 +48,8 @@ class CrazyflieOnboardLink:
         self._status: dict | None = None
         self._lock = threading.Lock()
         self._flying = False
+        # The app's link watchdog acts on 6 ms of silence: repeat the newest reference every 2 ms.
+        self._keepalive = KeepAlive(self._repeat_reference, name="edgectl-cf-keepalive")
         try:
             toc = self.link.cf.log.toc
             missing = [n for n in APP_LOG if toc.get_element_by_complete_name(n) is None]
@@ -57,6 +62,7 @@ class CrazyflieOnboardLink:
             self._wait_param("stabilizer.controller", CONTROLLER_OOT)
             self.link.arm(True)
         except BaseException:
+            self._keepalive.close()
             self.link.close()
             raise
 
@@ -75,6 +81,7 @@ class CrazyflieOnboardLink:
         with self._lock:
             self._status = {"t": time.monotonic(), "engaged": int(data["edgectl.engaged"]),
                             "fault": int(data["edgectl.fault"]), "steps": int(data["edgectl.steps"]),
+                            "link_drops": int(data["edgectl.linkdrops"]),
                             "forces": np.array([data[f"edgectl.f{i}"] for i in range(1, 5)], float)}
 
     def _wait_param(self, name: str, want, timeout: float = 2.0):
@@ -128,10 +135,15 @@ class CrazyflieOnboardLink:
 
     def send_reference(self, ref) -> None:
         from firmware_bridge.crazyflie.bridge import LinkError
+        ref = tuple(float(v) for v in ref)
         try:
-            self.link.send_position(*(float(v) for v in ref))
+            self.link.send_position(*ref)
         except LinkError:
-            pass  # cflib gave the link up: the app's watchdog is flying; the loop notices the silence
+            return  # cflib gave the link up: the app's watchdog is flying; the loop notices the silence
+        self._keepalive.update(ref)
+
+    def _repeat_reference(self, ref) -> None:
+        self.link.send_position(*ref)
 
     def send_action(self, action) -> None:
         raise RuntimeError(f"{self.name}: the policy runs on the vehicle; the host sends references, not motor commands")
@@ -154,6 +166,7 @@ class CrazyflieOnboardLink:
 
     def stop(self) -> None:
         self._flying = False
+        self._keepalive.pause()
         self.link.stop()
 
     def close(self) -> None:
@@ -164,4 +177,5 @@ class CrazyflieOnboardLink:
             if self._flying and heard:
                 self.land()
         finally:
+            self._keepalive.close()
             self.link.close(stop_motors=heard)

@@ -67,6 +67,8 @@ class RunReport:
     events: list = field(default_factory=list)  # (t, from, to, reason)
     final_mode: str = NOMINAL
     position_error_m: list = field(default_factory=list)  # |pos - ref| per tick with a state
+    # on-board policy: the app's link backup episodes during the run (edgectl.linkdrops), as last heard
+    vehicle_link_drops: int | None = None
 
     def summary(self) -> dict:
         pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
@@ -76,7 +78,8 @@ class RunReport:
                 "compute_ms": {"p50": float(np.percentile(ce, 50)), "p99": float(np.percentile(ce, 99)), "max": float(ce.max())},
                 "nominal_fraction": self.nominal_ticks / max(self.ticks, 1),
                 "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
-                "final_mode": self.final_mode, "position_error_m": self._error_summary()}
+                "final_mode": self.final_mode, "position_error_m": self._error_summary(),
+                **({} if self.vehicle_link_drops is None else {"vehicle_link_drops": self.vehicle_link_drops})}
 
     def _error_summary(self) -> dict:
         e = np.asarray(self.position_error_m, float)
@@ -124,7 +127,7 @@ class ControlLoop:
         for name, v in (("pos", s.pos), ("quat", s.quat), ("vel", s.vel), ("omega", s.omega)):
             if not np.all(np.isfinite(v)):
                 return np.zeros(4), float("nan"), f"state not finite: {name} = {np.asarray(v).tolist()}"
-        integral = self.integral.update(np.asarray(s.pos, np.float64) - self.ref)
+        integral = self.integral.update(np.asarray(s.pos, np.float64) - self.ref, self.ref)
         obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, integral=integral)
         try:
             a = np.asarray(self.policy(obs[None]), np.float64).reshape(4)
@@ -279,7 +282,7 @@ class ControlLoop:
         cfg, rep, link = self.cfg, self.report, self.link
         if hasattr(link, "start"):
             link.start(self.ref)
-        last_good, fault_seen, silent_logged = 0.0, 0, False
+        last_good, fault_seen, silent_logged, drops0 = 0.0, 0, False, None
         for t, scheduled, start in self._ticks():
             link.send_reference(self.ref)
             s = link.read_state()
@@ -309,6 +312,9 @@ class ControlLoop:
                 rob = self._monitor(s)
                 rep.position_error_m.append(float(np.linalg.norm(np.asarray(s.pos) - self.ref)))
                 if st is not None:
+                    if "link_drops" in st:
+                        drops0 = st["link_drops"] if drops0 is None else drops0
+                        rep.vehicle_link_drops = st["link_drops"] - drops0
                     a = link.forces_to_action(st["forces"])
                     fault = st["fault"]
                     if fault and fault != fault_seen:  # logged even when a host watchdog event set backup already

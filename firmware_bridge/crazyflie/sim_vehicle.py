@@ -295,11 +295,11 @@ class CrazyflieSim:
 
     def _run(self):
         wall0, sim0 = time.monotonic(), self.t
-        # More than 20 ms behind (the process was descheduled): slip, do not race. A burst advances
-        # vehicle time with no packet taken in, and the on-board app's 50 ms link watchdog would read a
-        # 50 ms burst plus a host period as a lost link (it did, on a loaded 2-core host). For the same
-        # reason the lock is taken per tick, so the transport threads get in between.
-        max_burst = max(1, int(0.02 / self.dt))
+        # More than 4 ms behind (the process was descheduled): slip, do not race. A burst advances
+        # vehicle time with no packet taken in (the host's were all read before its first tick), and the
+        # on-board app's 6 ms link watchdog reads a burst longer than that as a silent host. For the
+        # same reason the lock is taken per tick, so the transport threads get in between.
+        max_burst = max(1, int(0.004 / self.dt))
         while not self._stop.is_set():
             target = sim0 + (time.monotonic() - wall0) * self.speed
             n = int((target - self.t) / self.dt)
