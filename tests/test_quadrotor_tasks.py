@@ -186,3 +186,15 @@ def test_integral_restarts_when_the_reference_moves_in_the_shield_and_the_runtim
         if k < 20:
             assert np.all(sh.integral == 0.0), k  # the ramp, then the first period at the final reference
     assert sh.integral[2] < -0.005  # 19 periods of a 5 cm lag
+
+
+def test_task_integral_follows_the_restart_rule_on_a_moving_reference():
+    """figure8 with the integral on: its reference moves every period, so the task's integral stays 0, as every
+    runtime's would (edgectl.contract.PositionIntegral); hover's fixed reference integrates."""
+    for cfg, moving in ((qt.figure8_config(integral_tau=2.0), True), (qt.hover_config(integral_tau=2.0), False)):
+        env = qt.make_env(cfg, PLAT, randomize=False)
+        step = jax.jit(lambda s, a, env=env: qt.step(jax.random.PRNGKey(0), s, a, env)[0])
+        s = qt.reset(jax.random.PRNGKey(3), env)
+        for _ in range(20):
+            s = step(s, jnp.asarray(np.asarray(s.prev_actions[:4])))
+        assert (np.abs(np.asarray(s.integral)).max() == 0.0) == moving, cfg.name

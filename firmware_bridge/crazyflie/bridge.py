@@ -18,12 +18,17 @@ cflib's pitch sign, firmware thrust 0..65535), since that is what Crazyflie user
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+# Without a cache_dir cflib warns "Could not save cache, no writable directory" on every connect, on
+# stderr, in the middle of `edgectl run`'s output; having no TOC cache is a choice, not a fault.
+logging.getLogger("cflib.crazyflie.toccache").setLevel(logging.ERROR)
 
 STATE_VARIABLES = ("stateEstimateZ.x", "stateEstimateZ.y", "stateEstimateZ.z", "stateEstimateZ.vx",
                    "stateEstimateZ.vy", "stateEstimateZ.vz", "stateEstimateZ.quat", "stateEstimateZ.rateRoll",

@@ -337,10 +337,13 @@ def step(key, s: EnvState, action, env: QuadEnv):
     p_ref, v_ref, _ = _ref_now(env, s2)
     e_p = sim.pos - p_ref
     if cfg.integral_tau > 0:
-        # the next observation's integral already holds the error observed with it, as a runtime computes it
+        # the next observation's integral already holds the error observed with it, as a runtime computes it;
+        # a reference that moved since the last period starts it again at 0 (the contract's rule; fixed
+        # references, as hover's, never do)
         dt = float(env.nominal.dt)
-        s2 = dataclasses.replace(s2, integral=jnp.clip(s.integral * math.exp(-dt / cfg.integral_tau) + e_p * dt,
-                                                       -cfg.integral_limit, cfg.integral_limit))
+        moved = jnp.any(p_ref.astype(jnp.float32) != _ref_now(env, s)[0].astype(jnp.float32))
+        leaky = jnp.clip(s.integral * math.exp(-dt / cfg.integral_tau) + e_p * dt, -cfg.integral_limit, cfg.integral_limit)
+        s2 = dataclasses.replace(s2, integral=jnp.where(moved, jnp.zeros(3), leaky))
     e_v = sim.vel - v_ref
     dist2 = jnp.sum(e_p * e_p)
     hover_a = quad.motor_to_action(quad.hover_motor(env.nominal), env.nominal)
