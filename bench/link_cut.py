@@ -47,7 +47,8 @@ BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
 REF = np.array([0.0, 0.0, 1.0])
 RATE_HZ = 100.0
 HOVER_S = 10.0  # the host loop's flight; the cut falls in [0.5, HOVER_S - 0.5]
-AFTER_S = 12.0  # vehicle alone after the host gave up: backup hold 5 s + 1 m at 0.3 m/s + margin
+AFTER_S = 12.0
+from edgectl.runtime.keepalive import PERIOD_S as KEEPALIVE_PERIOD_S  # noqa: E402  # vehicle alone after the host gave up: backup hold 5 s + 1 m at 0.3 m/s + margin
 
 
 def _platform(bundle):
@@ -96,8 +97,9 @@ class Trace:
 # --- Crazyflie: the app on the vehicle, the host streams references ------------------------------
 class LockstepCrazyflie:
     """The host's view of a CrazyflieSim in this process, one control period per tick: references go in
-    as CRTP position setpoints through the vehicle's receive path (where the injected cut drops them);
-    state and app status come back only while the link is up, as the log stream would."""
+    as CRTP position setpoints through the vehicle's receive path (where the injected cut drops them),
+    repeated before every 2 ms physics step as CrazyflieOnboardLink's keep-alive repeats them; state and
+    app status come back only while the link is up, as the log stream would."""
     onboard = True
 
     def __init__(self, sim, trace: Trace, cut_in_hover_s: float):
@@ -109,6 +111,8 @@ class LockstepCrazyflie:
         self.host_ref = REF
         self.took = self.threshold = None
         self.vehicle_logged = False
+        self._packet_now = None  # the newest setpoint packet, which the keep-alive repeats
+        self._repeats = max(1, round(KEEPALIVE_PERIOD_S / sim.dt))
 
     def _packet(self, ref):
         import struct
@@ -116,13 +120,23 @@ class LockstepCrazyflie:
         from firmware_bridge.crazyflie import crtp
         return crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, *(float(v) for v in ref), 0.0))
 
-    def tick(self):
+    def _period(self, keepalive: bool):
+        """One control period of vehicle time, physics step by physics step, the keep-alive repeating
+        the newest packet every KEEPALIVE_PERIOD_S (a host that stopped streaming repeats nothing)."""
         from firmware_bridge.crazyflie.onboard import FAULT_LINK
-        self.sim.advance(1.0 / RATE_HZ)
+        sim, app = self.sim, self.sim.onboard
+        n = max(1, round(1.0 / RATE_HZ / sim.dt))
+        for k in range(n):
+            if keepalive and k > 0 and k % self._repeats == 0 and self._packet_now is not None:
+                self.link.send(self._packet_now)
+            sim.advance(sim.dt)
+            if self.took is None and app.fault == FAULT_LINK:
+                self.took, self.threshold = app.fault_at, app._host_stamp + app.link_timeout_s
+                self.vehicle_logged = sim.variables()["edgectl.fault"] == FAULT_LINK  # what its log block sends
+
+    def tick(self, keepalive: bool = True):
+        self._period(keepalive)
         app = self.sim.onboard
-        if self.took is None and app.fault == FAULT_LINK:
-            self.took, self.threshold = app.fault_at, app._host_stamp + app.link_timeout_s
-            self.vehicle_logged = self.sim.variables()["edgectl.fault"] == FAULT_LINK  # what its log block sends
         # after the takeover the backup's target, even once landed and disengaged
         ref = self.host_ref if self.took is None else _backup_target(app.backup, self.host_ref)
         self.trace.add(self.sim.x, ref)
@@ -133,14 +147,16 @@ class LockstepCrazyflie:
         start = self.sim.x[0:3].copy()
         n = int(np.ceil(np.linalg.norm(ref - start) / 0.4 * RATE_HZ))
         for k in range(n + int(RATE_HZ)):
-            self.link.send(self._packet(start + min(1.0, (k + 1) / n) * (ref - start)))
-            self.sim.advance(1.0 / RATE_HZ)
+            self._packet_now = self._packet(start + min(1.0, (k + 1) / n) * (ref - start))
+            self.link.send(self._packet_now)
+            self._period(keepalive=True)
         self.t_loop0 = self.sim.t
         self.sim.cut_at = self.t_loop0 + self.cut_in_hover_s
 
     def send_reference(self, ref):
         self.host_ref = np.asarray(ref, float)
-        self.link.send(self._packet(ref))
+        self._packet_now = self._packet(ref)
+        self.link.send(self._packet_now)
         self.tick()
 
     def read_state(self):
@@ -183,31 +199,50 @@ def run_crazyflie(cut_in_hover_s: float, *, bundle=None, policy=None, seed: int 
     loop.run()
     flog.close()
     while sim.t < sim.cut_at + AFTER_S:  # nobody streams: the app lands the vehicle
-        link.tick()
+        link.tick(keepalive=False)
     app = sim.onboard
     took, threshold = link.took, link.threshold if link.threshold is not None else app._host_stamp + LINK_TIMEOUT_S
     # the host reads the state after the tick's setpoint went out and the vehicle moved one period
     return _result("crazyflie", sim.cut_at, took, threshold, trace, _specs(platform), log_path, link.t_loop0 + 1.0 / RATE_HZ,
-                   vehicle_logged=link.vehicle_logged, landed=app.backup.phase == "landed",
+                   vehicle_logged=link.vehicle_logged, landed=app.backup.phase == "landed", link_drops=app.link_drops,
                    z_end=float(sim.x[2]))
 
 
 # --- MAVLink: the host flies the motors, the vehicle's failsafe runs the backup -------------------
 class LockstepMavlink:
-    """The host's view of a SimVehicle in this process, one vehicle tick (= one control period) per tick:
-    motor commands go in as SET_ACTUATOR_CONTROL_TARGET messages through the vehicle's message handler
-    (dropped while the injected cut is on, as its receive path drops them); state comes back while the
-    link is up."""
+    """The host's view of a SimVehicle in this process, one control period per tick: motor commands go in
+    as SET_ACTUATOR_CONTROL_TARGET messages through the vehicle's message handler (dropped while the
+    injected cut is on, as its receive path drops them); state comes back while the link is up. The
+    host's keep-alive (MavlinkMotorLink's KeepAlive) is modelled: the newest message goes out again
+    before each 2 ms physics tick of the period, while it is younger than the keep-alive's max age."""
 
     def __init__(self, v, trace: Trace):
+        from edgectl.runtime.keepalive import MAX_AGE_S, PERIOD_S
         from firmware_bridge.mavlink.sim_vehicle import MAIN_OFFBOARD
+        if abs(v.phys.dt - PERIOD_S) > 1e-9:
+            raise ValueError(f"LockstepMavlink repeats the host's command at each physics tick, as the keep-alive "
+                             f"every {1e3 * PERIOD_S:g} ms: needs physics_hz={1 / PERIOD_S:g}, got {1 / v.phys.dt:g}")
         self.v, self.trace, self.name = v, trace, "mavlink (lockstep)"
         self._offboard = MAIN_OFFBOARD
+        self.per_period = round(1.0 / (RATE_HZ * v.phys.dt))
+        self.max_age_s = MAX_AGE_S
         self.sent = 0
+        self.msg, self.sent_at = None, 0.0
 
-    def tick(self):
+    def _deliver(self, msg):
         v = self.v
-        v.tick()
+        if v._lost():  # as the vehicle's receive path: nothing passes the cut
+            v.counters["dropped_in"] += 1
+        else:
+            v._handle(msg)
+
+    def tick(self, sent: bool = False):
+        """One control period; `sent`: the host's own message went out at its start (no repeat then)."""
+        v = self.v
+        for k in range(self.per_period):
+            if (k or not sent) and self.msg is not None and v.phys.t - self.sent_at <= self.max_age_s + 1e-9:
+                self._deliver(self.msg)
+            v.tick()
         ref = _backup_target(v.backup, REF) if v.backup_active else REF
         self.trace.add(v.phys.state, ref)
 
@@ -219,16 +254,16 @@ class LockstepMavlink:
 
     def send_action(self, a):
         v = self.v
-        if not v.link_cut():
-            u = (np.clip(np.asarray(a, float), -1.0, 1.0) + 1.0) / 2.0
-            msg = v.conn.mav.set_actuator_control_target_encode(int(v.phys.t * 1e6), 0, v.system_id, v.component_id,
-                                                                 [float(c) for c in u] + [0.0] * 4)
-            v._handle(msg)
-            self.sent += 1
-            if self.sent == 5:  # as MavlinkMotorLink: a stream first, then offboard and arm
-                v._set_mode(self._offboard, 0)
-                v._arm(True, False)
-        self.tick()
+        u = (np.clip(np.asarray(a, float), -1.0, 1.0) + 1.0) / 2.0
+        self.msg = v.conn.mav.set_actuator_control_target_encode(int(v.phys.t * 1e6), 0, v.system_id, v.component_id,
+                                                                  [float(c) for c in u] + [0.0] * 4)
+        self.sent_at = v.phys.t
+        self._deliver(self.msg)
+        self.sent += 1
+        if self.sent == 5 and not v.link_cut():  # as MavlinkMotorLink: a stream first, then offboard and arm
+            v._set_mode(self._offboard, 0)
+            v._arm(True, False)
+        self.tick(sent=True)
 
     def stop(self):
         pass
@@ -263,11 +298,13 @@ def run_mavlink(cut_in_hover_s: float, *, bundle=None, shield: bool = True, seed
         flog.close()
         while v.phys.t < v.cut_at + AFTER_S:
             link.tick()
-        took = v.failsafe_at if v.backup_active or v.failsafe_at is not None else None
-        threshold = (v.last_setpoint_t or 0.0) + v.actuator_timeout
+        took = v.failsafe_at  # the backup's first motor command of the episode that latched
+        threshold = (v.last_setpoint_t or 0.0) + v.actuator_timeout  # the newest message (a repeat) + the threshold
+        # one pause of the motor stream (no spurious one: the lockstep host is never late), latched, said why
+        logged = v.failsafe_reason == "offboard setpoints lost" and v.counters["failsafes"] == 1 and v.counters["link_drops"] == 1
         return _result("mavlink", v.cut_at, took, threshold, trace, _specs(platform), log_path, t_loop0,
-                       vehicle_logged=v.failsafe_reason == "offboard setpoints lost" and v.counters["failsafes"] == 1,
-                       landed=v.backup.phase == "landed", z_end=float(v.phys.pos[2]))
+                       vehicle_logged=logged, landed=v.backup.phase == "landed", link_drops=v.counters["link_drops"],
+                       z_end=float(v.phys.pos[2]))
     finally:
         v.conn.close()
 
@@ -300,7 +337,10 @@ def summarize(results: list[dict]) -> dict:
 
 
 def jitter(seconds: float) -> dict:
-    """Inter-arrival of the host's setpoints at a simulated Crazyflie over udp://, real time, 100 Hz."""
+    """Inter-arrival of the host's setpoints (the loop's and the keep-alive's repeats) at a simulated
+    Crazyflie over udp://, real time, 100 Hz; gaps longer than the app's LINK_TIMEOUT_S, and the app's
+    link backup episodes (each such gap is flown by the backup and handed back)."""
+    from firmware_bridge.crazyflie.onboard import LINK_TIMEOUT_S
     from firmware_bridge.crazyflie import crtp
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
     from edgectl.runtime.crazyflie_link import CrazyflieOnboardLink
@@ -322,13 +362,16 @@ def jitter(seconds: float) -> dict:
         loop = ControlLoop(link, None, bundle.contract, BackupController(platform),
                            LoopConfig(rate_hz=RATE_HZ, seconds=seconds), ref=tuple(REF))
         rep = loop.run()  # take-off first, then `seconds` of hover: the gaps are the hover's
-        gaps = 1e3 * np.diff(np.asarray(arrivals[-int(seconds * RATE_HZ):]))
+        drops = sim.onboard.link_drops
+        arr = np.asarray(arrivals)
+        gaps = 1e3 * np.diff(arr[arr >= arr[-1] - seconds])
         link.close()
     finally:
         sim.close()
     s = rep.summary()
     return {"seconds": seconds, "setpoints": int(gaps.size + 1),
             "interarrival_ms": {q: float(np.percentile(gaps, float(q[1:]))) for q in ("p50", "p99", "p99.9")} | {"max": float(gaps.max())},
+            "gaps_over_link_timeout": int(np.sum(gaps > 1e3 * LINK_TIMEOUT_S)), "vehicle_link_drops": int(drops),
             "host_period_error_ms": s["period_error_ms"], "position_error_m": s["position_error_m"]}
 
 
@@ -347,8 +390,10 @@ def main() -> int:
         print(json.dumps(out) if args.json else
               f"host setpoints at the vehicle over udp://, {out['seconds']:g} s at {RATE_HZ:g} Hz: {out['setpoints']} setpoints; "
               f"inter-arrival p50 {out['interarrival_ms']['p50']:.2f} / p99 {out['interarrival_ms']['p99']:.2f} / "
-              f"p99.9 {out['interarrival_ms']['p99.9']:.2f} / max {out['interarrival_ms']['max']:.2f} ms; host period error "
-              f"p99 {out['host_period_error_ms']['p99']:.2f} ms")
+              f"p99.9 {out['interarrival_ms']['p99.9']:.2f} / max {out['interarrival_ms']['max']:.2f} ms; gaps over the app's "
+              f"link timeout: {out['gaps_over_link_timeout']}; link backup episodes on the vehicle (whole flight): "
+              f"{out['vehicle_link_drops']}; host period error p99 {out['host_period_error_ms']['p99']:.2f} ms; distance to "
+              f"the reference max {100 * out['position_error_m']['max']:.1f} cm")
         return 0
     cuts = np.random.default_rng(args.seed).uniform(0.5, HOVER_S - 0.5, args.runs)
     vehicles = ("crazyflie", "mavlink") if args.vehicle == "both" else (args.vehicle,)
@@ -368,7 +413,7 @@ def main() -> int:
             s = summarize(results) | {"wall_s": time.perf_counter() - t0}
             summaries[name] = s
             ok &= s["left_safe_set"] == 0 and s["took_over"] == s["runs"] and s["host_logged"] == s["runs"] \
-                and s["vehicle_logged"] == s["runs"]
+                and s["vehicle_logged"] == s["runs"] and s["latency_from_cut_ms"]["max"] <= 1e3 / RATE_HZ
             if not args.json:
                 lc, lt = s["latency_from_cut_ms"], s["latency_from_threshold_ms"]
                 print(f"{name}: {s['runs']} cuts (seed {args.seed}), backup took over in {s['took_over']}; latency from the cut "

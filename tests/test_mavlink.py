@@ -150,7 +150,7 @@ def test_body_rate_setpoints_keep_their_sign(vehicle):
 
 
 def test_actuator_setpoints_drive_motors_directly(vehicle):
-    v = vehicle()
+    v = vehicle(actuator_timeout=0.05)  # a bare 50 Hz stream, no keep-alive: 6 ms would fly the backup in between
     with link_to(v) as link:
         link.arm()
         end = time.monotonic() + 0.6
@@ -161,6 +161,7 @@ def test_actuator_setpoints_drive_motors_directly(vehicle):
             time.sleep(0.02)
         truth = v.snapshot()
         assert v.mode_name == "OFFBOARD" and truth["pos"][2] > 0.05  # 0.8 > hover speed 0.67
+        assert v.counters["failsafes"] == 0
         np.testing.assert_allclose(v.phys.motors, 0.8, atol=0.05)
 
 

@@ -64,7 +64,9 @@ class KeepAlive:
             if delay > 0 and self._stop.wait(delay):
                 break
             now = time.monotonic()
-            next_t = max(next_t + self.period_s, now)  # late (descheduled): repeat now, do not burst to catch up
+            next_t += self.period_s
+            if next_t <= now:  # late (descheduled): repeat now, and the next one a full period later, no burst
+                next_t = now + self.period_s
             with self._lock:
                 message = self._message if self._message is not None and now - self._at <= self.max_age_s else None
             if message is None:

@@ -91,7 +91,10 @@ class MavlinkMotorLink:
 
     `motor_scale`: "speed" sends (a + 1) / 2, the fraction of full rotor speed (the contract's rpm_linear
     mapping; what `edgectl sim-vehicle mavlink` takes); "force" sends ((a + 1) / 2)^2, the fraction of full
-    thrust, for autopilots configured with a linear thrust model (PX4 >= 1.14 with THR_MDL_FAC = 0)."""
+    thrust, for autopilots configured with a linear thrust model (PX4 >= 1.14 with THR_MDL_FAC = 0).
+
+    Between control periods a KeepAlive repeats the newest command every 2 ms (for 20 ms at most), so the
+    vehicle can tell a cut link from a quiet one within a period (the simulated vehicle's actuator_timeout)."""
 
     def __init__(self, url: str, *, signing_key: bytes | None = None, connect_timeout: float = 5.0,
                  motor_scale: str = "speed"):
@@ -100,7 +103,9 @@ class MavlinkMotorLink:
             raise ValueError(f"motor_scale: expected 'speed' or 'force', got {motor_scale!r}")
         self.name, self.motor_scale = f"mavlink {url}", motor_scale
         self.link = MavlinkLink(url, signing_key=signing_key, connect_timeout=connect_timeout)
-        self._armed, self._sent = False, 0
+        self._armed, self._sent, self._stopped = False, 0, False
+        from .keepalive import KeepAlive
+        self.keepalive = KeepAlive(self.link.send_actuator_controls, name=f"edgectl-keepalive {url}")
         # The policy was trained on a fresh state every 10 ms; autopilots stream attitude and position at
         # 30-50 Hz by default, and a 20 ms-old state made the hover policy oscillate (measured on the sim vehicle).
         for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED", "HIGHRES_IMU"):
@@ -117,10 +122,15 @@ class MavlinkMotorLink:
         return State(min(s.t_attitude, s.t_position), s.pos, s.quat_wxyz, s.vel, s.omega)
 
     def send_action(self, action: np.ndarray) -> None:
-        if getattr(self, "_stopped", False):
+        if self._stopped:
             return
         u = (np.clip(np.asarray(action, np.float64), -1.0, 1.0) + 1.0) / 2.0
-        self.link.send_actuator_controls(u if self.motor_scale == "speed" else u ** 2)
+        controls = u if self.motor_scale == "speed" else u ** 2
+        self.link.send_actuator_controls(controls)
+        self.keepalive.update(controls)
+        if self._stopped:  # stop() ran meanwhile (another thread): no repeats after it
+            self.keepalive.pause()
+            return
         self._sent += 1
         if not self._armed and self._sent >= 5:  # PX4 wants a setpoint stream before offboard, then arming
             self.link.start_offboard()
@@ -131,10 +141,12 @@ class MavlinkMotorLink:
         """Stop streaming motor commands and leave the vehicle to its offboard-loss failsafe (on the
         simulated vehicle: the backup controller, which lands it). Zero motors and a forced disarm, sent
         after the host lost the state, would drop a vehicle whose command link still works."""
+        self.keepalive.pause()
         self._stopped = True
-
+        self.keepalive.pause()  # again: a send_action in another thread may have updated it in between
 
     def close(self) -> None:
+        self.keepalive.close()
         self.link.close()
 
 

@@ -17,11 +17,12 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
                      signing_key: str | bytes | None = None, platform: str = "crazyflie_2_1",
                      offboard_timeout: float = 1.0, failsafe: str = "land",
                      echo: Callable[[str], None] = print, duration: float | None = None,
-                     faults: dict | None = None, physics_hz: float | None = None) -> None:
+                     faults: dict | None = None, physics_hz: float | None = 500.0) -> None:
     """Run a PX4-like simulated vehicle on ``uri``. Connect the bridge with the mirror URL
     (vehicle ``udpin:H:P`` <-> link ``udpout:H:P``; vehicle ``tcpin:H:P`` <-> link ``tcp:H:P``).
     ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy); ``faults``: SimVehicle's
-    fault-injection arguments."""
+    fault-injection arguments; ``physics_hz``: physics ticks per sim second (the motor-stream watchdog,
+    6 ms, is checked once a tick: None, the platform's 100 Hz, makes it 10 ms coarse)."""
     from .sim_vehicle import SimVehicle
 
     vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,

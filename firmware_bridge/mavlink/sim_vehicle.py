@@ -17,11 +17,25 @@ What it does, PX4-style:
   the platform's motors M1..M4, 0..1 of full speed (this vehicle's convention: on real PX4 the
   meaning depends on the version, ArduPilot ignores the message).
 - A direct-motor stream (actuator controls) is stale much sooner than an attitude one: a held motor
-  command diverges within ~0.1 s. Its loss after ``actuator_timeout`` (50 ms, five 100 Hz periods)
-  is a failsafe that hands the motors to edgectl's backup controller (edgectl.safety.backup: level,
-  hold, descend, land; the law the host's shield and the Crazyflie app fall back to), on the vehicle,
-  since a lost link carries nothing; its observers follow the motor stream while the host flies, so
-  a weak rotor is known at the switch. Mode AUTO.LAND; ``failsafe_at`` / ``last_setpoint_t`` (sim s).
+  command diverges within ~0.1 s. Its watchdog, checked every physics tick, has two stages:
+  - ``actuator_timeout`` (6 ms): while the newest actuator setpoint is older than this, edgectl's backup
+    controller (edgectl.safety.backup: level, hold, descend, land; the law the host's shield and the
+    Crazyflie app fall back to) flies the motors, on the vehicle, since a lost link carries nothing.
+    Not latched: setpoints back within ``actuator_latch`` fly again (the mode stays OFFBOARD). Each
+    episode counts in ``counters["link_drops"]`` (and its ticks in ``"link_drop_ticks"``); the newest
+    began at ``link_drop_at``. Why 6 ms: the host (runtime.links.MavlinkMotorLink) repeats its newest
+    command every 2 ms between its 10 ms control periods (runtime.keepalive), so 6 ms of silence is
+    three repeats missed, leaving 4 ms for the host's jitter, and the backup flies within one control
+    period of a cut (the last repeat <= 2 ms before it, + 6 ms, + one 2 ms tick). A host late by more
+    than that starts a short episode: benign (the backup holds a few ms, then hands back) and counted.
+  - ``actuator_latch`` (0.1 s): silence this long is the failsafe: mode AUTO.LAND, the backup flying
+    on (latched: it holds, then lands), ``failsafe_reason``, ``counters["failsafes"]``, a STATUSTEXT.
+    ``failsafe_at`` is when the backup took over (the start of that episode), not when it latched.
+  The backup's first command comes at the takeover tick, then one per platform control period (10 ms);
+  while the host flies, its observers follow the motor stream, so a weak rotor is known at the switch.
+  ``failsafe_at`` / ``link_drop_at`` / ``last_setpoint_t`` are sim s. Real PX4 cannot do this: its
+  offboard-loss timeout (COM_OF_LOSS_T) is set in seconds and it carries no backup of ours; this
+  vehicle is what a firmware with an on-board backup would do.
 - Signing: with a key, unsigned and wrong-key messages are dropped (``counters``).
 - Faults, on request: ``loss`` (probability a message is lost, each direction), ``latency_s`` (one-way
   delay, each direction), ``cut_at`` / ``cut_for`` (sim time from which nothing passes either way, for
@@ -32,7 +46,11 @@ What it does, PX4-style:
   which is counted and ignored.
 
 Time: everything (setpoint timeouts, stream rates, message timestamps) runs on sim time; ``speed``
-is sim seconds per wall second (``speed <= 0``: as fast as the host allows).
+is sim seconds per wall second (``speed <= 0``: as fast as the host allows). The physics, the link
+reads and the watchdogs run at ``physics_hz`` (default 500 Hz), so a timeout is honoured to one
+physics tick: the 6 ms motor-stream threshold needs ticks of 2 ms (``physics_hz=None``, the
+platform's 100 Hz, would take the backup up to 10 ms later). A tick costs ~0.2 ms (one core of a
+small host, flying or on the backup): 500 Hz is a tenth of a core in real time.
 """
 from __future__ import annotations
 
@@ -87,12 +105,18 @@ class SimVehicle:
                  signing_key: bytes | None = None, platform: str = "crazyflie_2_1",
                  params: np.ndarray | None = None, system_id: int = 1, component_id: int = 1,
                  offboard_timeout: float = 1.0, failsafe: str = "land", noise: bool = True,
-                 seed: int = 0, battery: Battery | None = None, actuator_timeout: float = 0.05,
+                 seed: int = 0, battery: Battery | None = None, actuator_timeout: float = 0.006,
+                 actuator_latch: float = 0.1,
                  loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
                  stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
-                 weak_motor: tuple[int, float] | None = None, physics_hz: float | None = None):
+                 weak_motor: tuple[int, float] | None = None, physics_hz: float | None = 500.0):
         if failsafe not in ("land", "hold"):
             raise ValueError(f"failsafe must be 'land' or 'hold', got {failsafe!r}")
+        if not 0.0 < actuator_timeout <= actuator_latch:
+            raise ValueError(f"sim vehicle: need 0 < actuator_timeout <= actuator_latch, "
+                             f"got {actuator_timeout!r}, {actuator_latch!r}")
+        if physics_hz is not None and not (physics_hz > 0 and math.isfinite(physics_hz)):
+            raise ValueError(f"sim vehicle: physics_hz must be positive, got {physics_hz!r}")
         if signing_key is not None and len(signing_key) != 32:
             raise ValueError(f"{uri}: MAVLink 2 signing key must be 32 bytes, got {len(signing_key)}")
         self.uri, self.speed = uri, float(speed)
@@ -101,8 +125,11 @@ class SimVehicle:
         # physics_hz: step the physics (and read the link) faster than the platform's control period. At
         # 100 Hz a host loop that is not in step with the vehicle flies on states up to a period old and
         # its commands wait up to a period: the hover policy, trained without delay, wobbled.
-        self.phys = QuadPhysics(params if params is not None else
-                                platform_params(platform, dt=None if physics_hz is None else 1.0 / physics_hz), battery)
+        params = np.array(params if params is not None else platform_params(platform), dtype=np.float64)
+        control_dt = float(params[qd.PARAM_INDEX["dt"]])  # the platform's control period (its sim_rate)
+        if physics_hz is not None:
+            params[qd.PARAM_INDEX["dt"]] = 1.0 / physics_hz
+        self.phys = QuadPhysics(params, battery)
         self.ctl = AttitudeController(self.phys.params)
         QuadPhysics(self.phys.params).step(-np.ones(4))  # load the Numba kernel now, not on the first tick
         self.noise = noise
@@ -129,18 +156,17 @@ class SimVehicle:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        self.actuator_timeout = float(actuator_timeout)
+        self.actuator_timeout, self.actuator_latch = float(actuator_timeout), float(actuator_latch)
         from edgectl.safety.backup import BackupController, model_from_params
-        from train_fast.sims.numba import quadrotor as qd
         # the backup runs at the platform's control rate (its observers and motor model are tuned per 10 ms
         # period), holding its command in between, as a policy's is held
-        control_dt = 0.01 if physics_hz is not None else self.phys.dt
         self._backup_every = max(1, round(control_dt / self.phys.dt))
-        self._backup_tick = 0
+        self._backup_tick = 0  # ticks since the backup took over or handed back: it steps / observes on multiples
         self._backup_action = None
         self.backup = BackupController(model_from_params(qd.params_as_dict(self.phys.params), dt=self._backup_every * self.phys.dt))
-        self.backup_active = False
+        self.backup_active = False  # flying the motors: a paused motor stream (OFFBOARD) or the failsafe (AUTO.LAND)
         self.failsafe_at: float | None = None
+        self.link_drop_at: float | None = None
         self.last_setpoint_t: float | None = None
         self._faults(loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor)
 
@@ -256,10 +282,10 @@ class SimVehicle:
                 delay = next_wall - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                elif delay < -0.02:
+                elif delay < -min(0.02, 0.5 * self.actuator_timeout):
                     # Too far behind (descheduled): run late rather than in bursts. A burst advances sim
-                    # time with no new message from the host, and 50 ms of it trips the motor-stream
-                    # failsafe (it did, at 0.25 s, on a loaded 2-core host).
+                    # time with no new message from the host, and as much as the motor-stream threshold
+                    # of it starts the backup (50 ms of it latched the failsafe on a loaded 2-core host).
                     next_wall = time.monotonic()
 
     # ------------------------------------------------------------------ one step
@@ -369,10 +395,16 @@ class SimVehicle:
         self.last_setpoint_t = self.phys.t
         self.counters["setpoints"] += 1
 
+    def _motor_stream(self) -> bool:
+        return self._setpoint is not None and self._setpoint.kind == "actuators"
+
+    def _setpoint_age(self) -> float:
+        # sim time is a sum of ticks: a margin keeps "older than 6 ms" from flipping on rounding
+        return self.phys.t - self._setpoint_times[-1] - 1e-9 if self._setpoint_times else math.inf
+
     def _stream_fresh(self) -> bool:
-        times = self._setpoint_times
-        limit = self.actuator_timeout if self._setpoint is not None and self._setpoint.kind == "actuators" else self.offboard_timeout
-        return bool(times) and self.phys.t - times[-1] <= limit
+        """Not yet the failsafe (the motor stream's short pauses fly the backup, see _supervise)."""
+        return self._setpoint_age() <= (self.actuator_latch if self._motor_stream() else self.offboard_timeout)
 
     def _stream_alive(self) -> bool:
         """PX4's condition to enter OFFBOARD: a stream of more than 2 Hz, still arriving."""
@@ -434,16 +466,25 @@ class SimVehicle:
 
     # ------------------------------------------------------------------ behaviour
     def _supervise(self) -> None:
+        motors = self._motor_stream()
+        if self.main_mode == MAIN_OFFBOARD:  # here the backup flies only while the motor stream pauses
+            paused = motors and self._setpoint_age() > self.actuator_timeout
+            if paused and not self.backup_active:  # not latched yet: the stream may come back
+                self.counters["link_drops"] += 1
+                self.link_drop_at = self.phys.t
+                self.backup_active, self._backup_tick = True, 0  # its first command at this tick
+                self.backup.engage(self.measured()[0])  # hold where levelling ends
+            elif not paused and self.backup_active:
+                self.backup_active, self._backup_tick = False, 0  # the host flies again
+            self.counters["link_drop_ticks"] += self.backup_active
         if self.main_mode == MAIN_OFFBOARD and not self._stream_fresh():
             self.counters["failsafes"] += 1
-            motors = self._setpoint is not None and self._setpoint.kind == "actuators"
             self._set_mode(MAIN_AUTO, SUB_LAND if (motors or self.failsafe_action == "land") else SUB_LOITER)
             self.failsafe_reason = "offboard setpoints lost"
             self.failsafe_at = self.phys.t
             if motors:
-                self.backup_active = True
-                self._backup_action = None
-                self.backup.engage(self.measured()[0])  # hold where levelling ends
+                # the backup has flown since the pause began: it flies on, latched, from where it is
+                self.backup_active, self.failsafe_at = True, self.link_drop_at
                 self._statustext("Failsafe: motor setpoints lost, backup controller lands")
             else:
                 self._statustext(f"Failsafe: offboard setpoints lost, {'landing' if self.failsafe_action == 'land' else 'holding altitude'}")
@@ -458,6 +499,11 @@ class SimVehicle:
         if not self.armed:
             return -np.ones(4)
         pos, vel, quat, omega = self.measured()
+        if self.backup_active:  # one command per control period, the first at the takeover tick
+            if self._backup_tick % self._backup_every == 0:
+                self._backup_action = self.backup(pos, quat, vel, omega)
+            self._backup_tick += 1
+            return self._backup_action
         if self.main_mode == MAIN_OFFBOARD and self._setpoint is not None:
             sp = self._setpoint
             if sp.kind == "attitude":
@@ -465,15 +511,10 @@ class SimVehicle:
             if sp.kind == "rates":
                 return ctl.motor_actions(omega, sp.rates, sp.thrust)
             a = 2.0 * sp.controls - 1.0
-            self._backup_tick += 1
             if self._backup_tick % self._backup_every == 0:
                 self.backup.observe(quat, vel, omega, a)
-            return a
-        if self.main_mode == MAIN_AUTO and self.backup_active:
             self._backup_tick += 1
-            if self._backup_action is None or self._backup_tick % self._backup_every == 0:
-                self._backup_action = self.backup(pos, quat, vel, omega)
-            return self._backup_action
+            return a
         if self.main_mode == MAIN_AUTO:
             if self.sub_mode == SUB_LAND:
                 vz_des = -LAND_SPEED
