@@ -9,7 +9,10 @@ real time; the packets still go through the vehicle's real receive path and its 
   generated C, the Python mirror of the exported app around it); the host streams position setpoints
   as CRTP packets. The app's link watchdog (onboard.LINK_TIMEOUT_S) hands over to the backup.
 - mavlink: the PX4-like SimVehicle flown by the host's policy through SET_ACTUATOR_CONTROL_TARGET
-  messages (with the host's shield); its motor-stream failsafe (actuator_timeout) runs the backup.
+  messages (with the host's shield); its motor-stream watchdog (actuator_timeout) runs the backup.
+In both, the host's keep-alive (edgectl.runtime.keepalive) repeats the newest command before every
+2 ms physics step, as the real links' keep-alive threads do; the pass mark is a takeover within one
+control period (10 ms) of the cut in every flight.
 
 Per vehicle it prints the takeover latency from the cut instant and from the watchdog threshold
 crossing (p50/max), the minimum robustness of the platform's [safety] specs (hardware/
