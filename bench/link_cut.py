@@ -109,6 +109,8 @@ class LockstepCrazyflie:
         self.sim, self.trace, self.name = sim, trace, "crazyflie (lockstep)"
         self.cut_in_hover_s = cut_in_hover_s
         self.link = sim.open_link(lambda raw: None, "bench")
+        from firmware_bridge.crazyflie.onboard import LINK_PARAM, LINK_TIMEOUT_S
+        sim.set_param(LINK_PARAM, round(1000 * LINK_TIMEOUT_S))  # as CrazyflieOnboardLink does with its keep-alive
         g = sim.platform.get
         self.min_frac = g("rotors.min_rpm") / g("rotors.max_rpm")
         self.host_ref = REF

@@ -307,6 +307,12 @@ void controllerOutOfTree(control_t *control, const setpoint_t *setpoint, const s
     "task.h": "#include <stdint.h>\nvoid vTaskDelay(uint32_t ticks);\nuint32_t xTaskGetTickCount(void);\n",
     "debug.h": "void debugPrint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));\n"
                 "#define DEBUG_PRINT(...) debugPrint(__VA_ARGS__)\n",
+    "param.h": """enum { PARAM_UINT8 = 0x08, PARAM_UINT16 = 0x09, PARAM_UINT32 = 0x0A, PARAM_FLOAT = 0x06 };
+typedef struct { int type; const char *name; void *address; } param_entry_t;
+#define PARAM_GROUP_START(NAME) param_entry_t param_##NAME[] = {
+#define PARAM_ADD(TYPE, NAME, ADDRESS) {TYPE, #NAME, (void *)(ADDRESS)},
+#define PARAM_GROUP_STOP(NAME) {0, 0, 0}};
+""",
     "log.h": """enum { LOG_UINT8 = 1, LOG_UINT16, LOG_UINT32, LOG_INT8, LOG_INT16, LOG_INT32, LOG_FLOAT };
 typedef struct { int type; const char *name; const void *address; } log_entry_t;
 #define LOG_GROUP_START(NAME) const log_entry_t log_##NAME[] = {
@@ -455,7 +461,7 @@ int main(void) {
   run(20);
   CHECK(fault == 2 && backupFlying());
   /* Link cut: the host stops writing setpoints. Flying on until the newest host setpoint is
-   * EDGECTL_LINK_TIMEOUT_MS old, then on that very tick the backup (fault 4), and the app feeds the
+   * edgectl.linkMs old, then on that very tick the backup (fault 4), and the app feeds the
    * commander a hold setpoint at the last reference so the supervisor keeps the motors running; it
    * does not count its own setpoints as the host's. */
   standin_action[1] = h; sp.thrust = 0.0f;
@@ -464,6 +470,26 @@ int main(void) {
   sp.position.x = 0.5f; sp.position.y = 0.25f; sp.position.z = 1.0f;
   run(100);
   CHECK(engaged && fault == 0);
+  /* At boot the parameter is 50 ms: a 100 Hz setpoint source (a script, the high-level commander) flies
+   * the policy without a single link episode. */
+  CHECK(linkTimeoutMs == 50 && param_edgectl[0].address == (void *)&linkTimeoutMs);
+  {
+    const uint32_t drops = linkDrops;
+    int i;
+    /* a level hover command: the vehicle here never moves, and the backup's disturbance observer would
+     * read a lasting asymmetric command as a torque to cancel */
+    standin_action[2] = h; standin_action[3] = h;
+    calls = standin_calls;
+    hostStreams = 0;
+    for (i = 0; i < 500; i++) {
+      if (nowTick % 10 == 0) sp.timestamp = nowTick + 1;
+      run(1);
+    }
+    hostStreams = 1;
+    CHECK(fault == 0 && linkDrops == drops && standin_calls == calls + 50);
+    run(10);
+  }
+  linkTimeoutMs = 6; /* as `edgectl run` sets it, with its keep-alive (a setpoint every tick here) */
   {
     /* A gap shorter than EDGECTL_LINK_LATCH_MS (host jitter): the backup flies from the tick the gap
      * passes the threshold, and the policy flies again on its first period after the host is back. */
@@ -474,7 +500,7 @@ int main(void) {
       run(1);
       if (fault == EDGECTL_FAULT_LINK && took == 0) took = nowTick;
     }
-    CHECK(took == gap + EDGECTL_LINK_TIMEOUT_MS + 1 && backupFlying() && linkDrops == drops + 1);
+    CHECK(took == gap + linkTimeoutMs + 1 && backupFlying() && linkDrops == drops + 1);
     hostStreams = 1;
     calls = standin_calls;
     run(1);
@@ -499,7 +525,7 @@ int main(void) {
     }
     CHECK(fault == EDGECTL_FAULT_LINK && backupFlying());
     /* the first tick past the threshold: within one control period of the cut; latched since */
-    CHECK(took == cut + EDGECTL_LINK_TIMEOUT_MS + 1 && took - cut < 1000 / EDGECTL_RATE_HZ && linkLatched);
+    CHECK(took == cut + linkTimeoutMs + 1 && took - cut < 1000 / EDGECTL_RATE_HZ && linkLatched);
     CHECK(fedCount == 2 && commanderSp.mode.z == modeAbs && NEAR(commanderSp.position.x, 0.5f) &&
           NEAR(commanderSp.position.z, 1.0f) && commanderSp.timestamp == ownStamp);
     run(3000);

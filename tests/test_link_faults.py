@@ -17,7 +17,8 @@ pytest.importorskip("pymavlink")
 
 from firmware_bridge.crazyflie import crtp  # noqa: E402
 from edgectl.runtime.keepalive import PERIOD_S as KEEPALIVE_PERIOD_S  # noqa: E402
-from firmware_bridge.crazyflie.onboard import FAULT_LINK, FAULT_MONITOR, LINK_TIMEOUT_S, BundlePolicy  # noqa: E402
+from firmware_bridge.crazyflie.onboard import (FAULT_LINK, FAULT_MONITOR, LINK_PARAM, LINK_TIMEOUT_S,  # noqa: E402
+                                                BundlePolicy)
 from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,7 @@ def _hover(policy, seconds=4.0, **faults):
     got = []
     link = sim.open_link(got.append)
     sim.set_param("stabilizer.controller", 6)
+    sim.set_param(LINK_PARAM, round(1000 * LINK_TIMEOUT_S))  # as CrazyflieOnboardLink, which keeps it alive
     for k in range(round(seconds * 100)):
         packet = _position(0.0, 0.0, min(1.0, 0.4 * (k + 1) / 100))
         for _ in range(5):  # the host's keep-alive repeats its newest setpoint every 2 ms
@@ -121,6 +123,26 @@ def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule, monkeypat
         assert max(err) < 0.025, max(err)
     else:
         assert max(err) > 0.03, max(err)
+
+
+def test_crazyflie_app_link_timeout_is_a_parameter_50_ms_at_boot(policy):
+    """edgectl.linkMs: 50 at boot, so a 100 Hz setpoint source without a keep-alive (a script, the high-level
+    commander) flies the policy with no link episode; `edgectl run` sets 6 (with its 2 ms keep-alive), and a
+    bare 100 Hz stream then has one between every two setpoints."""
+    sim = CrazyflieSim(realtime=False, onboard_policy=policy, policy_hz=policy.rate_hz, seed=0)
+    assert sim.params_service.get(LINK_PARAM) == 50 and "edgectl.linkMs" in sim.param_names()
+    link = sim.open_link(lambda raw: None)
+    sim.set_param("stabilizer.controller", 6)
+    for k in range(300):
+        link.send(_position(0.0, 0.0, min(1.0, 0.4 * (k + 1) / 100)))
+        sim.advance(0.01)
+    app = sim.onboard
+    assert app.engaged and app.fault == 0 and app.link_drops == 0 and app.steps >= 290
+    sim.set_param(LINK_PARAM, 6)
+    for _ in range(20):
+        link.send(_position(0.0, 0.0, 1.0))
+        sim.advance(0.01)
+    assert app.link_drops >= 19 and not app.link_latched
 
 
 def test_crazyflie_app_keeps_the_supervisor_fed_until_landed(policy):

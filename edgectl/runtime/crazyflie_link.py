@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from firmware_bridge.crazyflie.onboard import DEFAULT_LINK_TIMEOUT_S, LINK_PARAM, LINK_TIMEOUT_S
+
 from .keepalive import KeepAlive
 from .links import State
 
@@ -60,6 +62,9 @@ class CrazyflieOnboardLink:
             self._start_app_log()
             self.link.set_param("stabilizer.controller", CONTROLLER_OOT)
             self._wait_param("stabilizer.controller", CONTROLLER_OOT)
+            # our keep-alive repeats every 2 ms: the app may call 6 ms of silence a cut (its default, 50 ms,
+            # is for slower setpoint sources); put back on close
+            self._set_link_timeout(LINK_TIMEOUT_S)
             self.link.arm(True)
         except BaseException:
             self._keepalive.close()
@@ -83,6 +88,15 @@ class CrazyflieOnboardLink:
                             "fault": int(data["edgectl.fault"]), "steps": int(data["edgectl.steps"]),
                             "link_drops": int(data["edgectl.linkdrops"]),
                             "forces": np.array([data[f"edgectl.f{i}"] for i in range(1, 5)], float)}
+
+    def _set_link_timeout(self, seconds: float) -> None:
+        ms = round(1000 * seconds)
+        try:
+            self.link.set_param(LINK_PARAM, ms)
+        except Exception as e:  # noqa: BLE001  cflib raises KeyError / plain Exceptions for unknown parameters
+            raise ValueError(f"--uri {self.uri}: the vehicle's edgectl app has no parameter {LINK_PARAM} ({e}): it was "
+                             f"built by an older edgectl; {NOT_OUR_APP}") from None
+        self._wait_param(LINK_PARAM, ms)
 
     def _wait_param(self, name: str, want, timeout: float = 2.0):
         deadline = time.monotonic() + timeout
@@ -178,4 +192,9 @@ class CrazyflieOnboardLink:
                 self.land()
         finally:
             self._keepalive.close()
+            if heard:
+                try:  # for whoever flies it next without a keep-alive
+                    self.link.set_param(LINK_PARAM, round(1000 * DEFAULT_LINK_TIMEOUT_S))
+                except Exception:  # noqa: BLE001  best effort: the link may be going
+                    pass
             self.link.close(stop_motors=heard)

@@ -90,6 +90,14 @@ def build_param_toc(sim) -> Toc:
         Param("firmware", "modified", u8p, 0, read_only=True, core=True),
     ]:
         params.add(p)
+    if sim.onboard_policy is not None:  # the edgectl app's parameter group (edgectl_controller.c)
+        from .onboard import DEFAULT_LINK_TIMEOUT_S
+        boot_ms = round(1000 * (sim._link_timeout_s or DEFAULT_LINK_TIMEOUT_S))
+
+        def link_ms(v):
+            if getattr(sim, "onboard", None) is not None:  # None before power-on
+                sim.onboard.link_timeout_s = v / 1000.0
+        params.add(Param("edgectl", "linkMs", u16p, boot_ms, on_change=link_ms))
     return params
 
 

@@ -11,9 +11,10 @@ stabilizer.controller = 6) step for step; keep the two equal:
   edgectl_backup.c, here edgectl.safety.backup) and latch edgectl.fault: 1 a non-finite
   observation, 2 a non-finite action, 3 a platform safety spec (past-time form) violated, 4 the link
   watchdog. The link check comes first, on every stabilizer tick: a cut link means no packets either
-  way, so the host can neither fly nor rescue the vehicle. The host repeats its newest setpoint every
-  2 ms (edgectl.runtime.keepalive), so a newest host setpoint older than LINK_TIMEOUT_S (6 ms) means a
-  cut, and the backup flies from that tick on: within one 10 ms control period of the cut. A silence
+  way, so the host can neither fly nor rescue the vehicle. The backup flies from the first tick the
+  newest host setpoint is older than the parameter edgectl.linkMs: DEFAULT_LINK_TIMEOUT_S at boot (any
+  100 Hz setpoint source), LINK_TIMEOUT_S (6 ms) once `edgectl run` has set it, which repeats its newest
+  setpoint every 2 ms (edgectl.runtime.keepalive): within one 10 ms control period of the cut. A silence
   that ends before LINK_LATCH_S (host jitter; the worst gap measured on a loaded host was 23 ms) hands
   back to the policy at its next period and is counted in edgectl.linkdrops; a longer one latches.
 - while the host is silent the app feeds the commander its own hold setpoint every KEEPALIVE_S, or
@@ -48,7 +49,9 @@ FAULT_NAMES = {0: "none", FAULT_OBSERVATION: "non-finite observation", FAULT_ACT
 # Host setpoint gaps measured at the simulated vehicle over udp:// on the loaded 2-core test machine
 # (bench/link_cut.py --jitter, 100 Hz, before the keep-alive): p99.9 15 ms, max 16 and 23 ms. Gaps like
 # those are flown by the backup and handed back; LINK_LATCH_S, four times the worst, latches.
-LINK_TIMEOUT_S = 0.006
+LINK_TIMEOUT_S = 0.006  # what `edgectl run` sets in LINK_PARAM while its keep-alive runs
+DEFAULT_LINK_TIMEOUT_S = 0.05  # the app's at boot: any 100 Hz setpoint source (a script, the high-level commander)
+LINK_PARAM = "edgectl.linkMs"
 LINK_LATCH_S = 0.1
 KEEPALIVE_S = 0.1  # well inside the supervisor's 0.5 s level-out watchdog
 
@@ -64,7 +67,7 @@ class OnboardApp:
     firmware's commanderSetSetpoint), for the keep-alive."""
 
     def __init__(self, policy, every: int, *, platform=None, policy_dt: float = 0.01, set_setpoint=None,
-                 link_timeout_s: float = LINK_TIMEOUT_S, monitor: bool = True):
+                 link_timeout_s: float = DEFAULT_LINK_TIMEOUT_S, monitor: bool = True):
         self.policy, self.every = policy, every
         self.link_timeout_s = float(link_timeout_s)
         self.set_setpoint = set_setpoint

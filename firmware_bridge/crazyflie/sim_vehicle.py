@@ -533,13 +533,13 @@ class CrazyflieSim:
 
     def onboard_reset(self):
         if self.onboard_policy is not None:
-            from .onboard import LINK_TIMEOUT_S, BundlePolicy
+            from .onboard import LINK_PARAM, BundlePolicy
             # The app as exported carries the backup and the monitors; a bare callable (tests of the
             # plumbing) gets the bare app.
             full = isinstance(self.onboard_policy, BundlePolicy)
             self.onboard = OnboardApp(self.onboard_policy, self._policy_every, platform=self.platform if full else None,
                                       policy_dt=self._policy_dt, set_setpoint=self._app_setpoint,
-                                      link_timeout_s=self._link_timeout_s or LINK_TIMEOUT_S)
+                                      link_timeout_s=self.params_service.get(LINK_PARAM) / 1000.0)
         else:
             self.onboard = None
 
