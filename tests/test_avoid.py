@@ -175,6 +175,40 @@ def test_opencv_frames_become_the_contracts_image():
     assert d[5, 5] == pytest.approx(0.8) and d[0, 0] == pytest.approx(6.0) and d[11, 15] == pytest.approx(3.0)
 
 
+def test_opencv_camera_reads_a_real_capture(tmp_path):
+    """OpenCVCamera through OpenCV's own VideoCapture (the path a V4L2 camera takes on a Jetson), fed a
+    recorded MJPG clip: each frame becomes the contract's image, the end of the stream and a camera that
+    cannot be opened are errors that say so."""
+    cv2 = pytest.importorskip("cv2")
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    assert writer.isOpened()
+    for k in range(3):
+        frame = np.full((48, 64, 3), 40, np.uint8)
+        frame[:, 32:] = (200, 120, 60)  # BGR: luminance 0.299 * 60 + 0.587 * 120 + 0.114 * 200 = 111.3
+        frame[:12 * (k + 1), :8] = 255  # a white block that grows frame by frame
+        writer.write(frame)
+    writer.release()
+    spec = rcam.ImageSpec(field="gray_image", kind="gray", height=12, width=16, hfov_deg=100, supersample=2,
+                          min_range=0.05, max_range=6.0)
+    camera = rcam.OpenCVCamera(spec, device=str(clip), depth=False)
+    try:
+        for k in range(3):
+            img = camera.read()
+            assert img.shape == (12, 16) and img.dtype == np.float32
+            np.testing.assert_allclose(img[:, 4:8], 40 / 255, atol=0.03)
+            np.testing.assert_allclose(img[:, 8:], 111.3 / 255, atol=0.03)
+            np.testing.assert_allclose(img[:3 * (k + 1), :2], 1.0, atol=0.03)
+            if k < 2:
+                np.testing.assert_allclose(img[3 * (k + 1):, :2], 40 / 255, atol=0.05)
+        with pytest.raises(RuntimeError, match="read failed"):
+            camera.read()
+    finally:
+        camera.close()
+    with pytest.raises(RuntimeError, match="could not open camera"):
+        rcam.OpenCVCamera(spec, device=str(tmp_path / "no-such-camera.avi"), depth=False)
+
+
 def test_opencv_camera_without_cv2_says_what_to_install(monkeypatch):
     import builtins
 
