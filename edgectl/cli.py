@@ -866,6 +866,10 @@ def run_cmd(
     rt_priority: Optional[int] = typer.Option(None, "--rt-priority", min=1, max=99, help="Linux: run the loop's thread "
                                               "SCHED_FIFO at this priority (root or CAP_SYS_NICE): steadier periods on a busy CPU."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the run summary as one JSON object."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Avoid (vision) bundles on a Crazyflie URI: field[:SEED] "
+                                         "renders a simulated obstacle field from the position the vehicle reports; a "
+                                         "device index or path (0, /dev/video0) reads a real camera through OpenCV.",
+                                         show_default="field:0"),
 ) -> None:
     """Fly a policy in a fixed-rate loop under the shield and watchdogs, on a simulated or real vehicle.
 
@@ -881,7 +885,7 @@ def run_cmd(
     except BundleError as e:
         _fail(str(e))
     if b.task_name == "avoid":
-        _run_avoid(b, uri, seconds, policy, log, as_fast, json_out)
+        _run_avoid(b, uri, seconds, policy, log, as_fast, json_out, camera)
         return
     if b.task_name == "race":
         _run_race(b, uri, seconds, policy, log, as_fast, json_out)
@@ -977,15 +981,21 @@ def _print_run_end(console, summary: dict, log_line: str, json_out: bool) -> Non
         _print_json(summary)
 
 
-def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool) -> None:
+def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool,
+               camera: Optional[str] = None) -> None:
     """`edgectl run` of an avoid (image) bundle: the in-process obstacle field, fed by the simulated camera.
 
     sim:// or sim://SEED picks the field (numpy-sampled, like training's distribution). The shield and the
     motor-level links do not apply: the policy commands velocity setpoints."""
-    if not uri.startswith("sim://"):
-        _fail(f"--uri {uri!r}: an avoid bundle commands velocity setpoints; here it flies in the in-process obstacle "
-              "field only (--uri sim:// or sim://SEED)")
-    rest = uri[len("sim://"):]
+    rest = uri[len("sim://"):] if uri.startswith("sim://") else None
+    if uri.split("://", 1)[0] in ("radio", "usb", "udp") or (rest and not rest.lstrip("-").isdigit()):
+        _run_avoid_crazyflie(b, uri, seconds, policy, log, json_out, camera)
+        return
+    if rest is None:
+        _fail(f"--uri {uri!r}: an avoid bundle commands velocity setpoints: fly it in the in-process obstacle field "
+              "(--uri sim:// or sim://SEED) or on a Crazyflie (radio://, usb://, udp://, sim://NAME)")
+    if camera is not None:
+        _fail(f"--camera: for a Crazyflie URI; --uri {uri} flies the in-process field with its own simulated camera")
     try:
         scene_seed = int(rest) if rest else 0
     except ValueError:
@@ -1014,6 +1024,62 @@ def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optiona
     if json_out:
         summary = {k: v for k, v in rep.items() if k != "path"}
         _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path), **summary})
+
+
+def _run_avoid_crazyflie(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], json_out: bool,
+                         camera: Optional[str]) -> None:
+    """`edgectl run` of an avoid bundle on a Crazyflie: camera frames in, velocity setpoints out
+    (edgectl/runtime/vision_link.py)."""
+    from edgectl.runtime.backends import load_policy
+    from edgectl.runtime.camera import AvoidSim, ImageSpec, OpenCVCamera, SimCamera
+    from edgectl.runtime.vision_link import fly_vision
+    from firmware_bridge.crazyflie.bridge import CrazyflieLink
+
+    cam_arg = camera or "field:0"
+    field, lateral = None, 0.0
+    try:
+        act, backend = load_policy(policy if policy is not None else b.path, b)
+        spec = ImageSpec.from_contract(b.contract)
+        if cam_arg == "field" or cam_arg.startswith("field:"):
+            try:
+                seed = int(cam_arg.split(":", 1)[1]) if ":" in cam_arg else 0
+            except ValueError:
+                _fail(f"--camera {cam_arg!r}: expected field, field:SEED (an integer), a device index or a path")
+            field = AvoidSim(b.manifest["task"], seed)
+            cam, lateral, cam_desc = SimCamera(field, spec), float(field.pos[1]), f"simulated field {seed}"
+        else:
+            cam = OpenCVCamera(spec, int(cam_arg) if cam_arg.isdigit() else cam_arg)
+            cam_desc = f"camera {cam_arg}"
+    except (ValueError, OSError, RuntimeError) as e:
+        _fail(str(e))
+    try:
+        link = CrazyflieLink(uri, connect_timeout=10.0)
+    except Exception as e:  # noqa: BLE001  cflib raises plain Exceptions for bad URIs
+        cam.close()
+        _fail(f"--uri {uri}: could not connect to a Crazyflie: {e}")
+    console = _console(stderr=json_out)
+    try:
+        with console.status(f"flying {b.path.name} on {uri} ({backend}, {cam_desc})"):
+            rep = fly_vision(act, b.contract, b.manifest["task"], link, cam, seconds=seconds, lateral=lateral, field=field)
+    except ValueError as e:
+        _fail(str(e))
+    finally:
+        link.close()
+    log_path = log if log is not None else RUNS / "flights" / f"avoid-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as f:
+        f.write("t,x,y,z,cmd_vy,cmd_vz\n")
+        for row in rep.path:
+            f.write(",".join(f"{v:.4f}" for v in row) + "\n")
+    summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "camera": cam_desc, "log": str(log_path),
+               **rep.summary()}
+    pe = summary["period_error_ms"]
+    clear = "" if rep.min_clearance_m is None else f", min clearance {rep.min_clearance_m:.3f} m"
+    console.print(f"{rep.ticks} ticks at {rep.rate_hz:g} Hz, period error p99 {pe['p99']:.2f} ms; {rep.ended}; "
+                  f"{rep.distance_m:.2f} m along the field{clear}; held and landed")
+    console.print(f"log: {log_path}")
+    if json_out:
+        _print_json(summary)
 
 
 def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool) -> None:

@@ -121,7 +121,8 @@ class FlightController:
             if sp.mode_y == MODE_ABS:
                 vyd = kp[1] * (sp.y - py)
             speed = math.hypot(vxd, vyd)
-            if speed > MAX_SPEED_XY:
+            # the firmware limits what its position loop asks for (xyVelMax), not a velocity setpoint
+            if speed > MAX_SPEED_XY and (sp.mode_x == MODE_ABS or sp.mode_y == MODE_ABS):
                 vxd, vyd = vxd * MAX_SPEED_XY / speed, vyd * MAX_SPEED_XY / speed
             vzd = _clip(kp[2] * (sp.z - pz), -MAX_SPEED_Z, MAX_SPEED_Z) if sp.mode_z == MODE_ABS else sp.vz
             if xy_on:
