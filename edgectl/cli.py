@@ -1026,6 +1026,17 @@ def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optiona
         _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path), **summary})
 
 
+def _write_run_csv(log: Optional[Path], kind: str, header: str, rows) -> Path:
+    """A run's CSV log (--log, or runs/flights/KIND-<time>.csv): floats to 4 decimals, anything else as text."""
+    path = log if log is not None else RUNS / "flights" / f"{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        for row in rows:
+            f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + "\n")
+    return path
+
+
 def _run_avoid_crazyflie(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], json_out: bool,
                          camera: Optional[str]) -> None:
     """`edgectl run` of an avoid bundle on a Crazyflie: camera frames in, velocity setpoints out
@@ -1065,12 +1076,7 @@ def _run_avoid_crazyflie(b, uri: str, seconds: float, policy: Optional[Path], lo
         _fail(str(e))
     finally:
         link.close()
-    log_path = log if log is not None else RUNS / "flights" / f"avoid-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as f:
-        f.write("t,x,y,z,cmd_vy,cmd_vz\n")
-        for row in rep.path:
-            f.write(",".join(f"{v:.4f}" for v in row) + "\n")
+    log_path = _write_run_csv(log, "avoid", "t,x,y,z,cmd_vy,cmd_vz", rep.path)
     summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "camera": cam_desc, "log": str(log_path),
                **rep.summary()}
     pe = summary["period_error_ms"]
@@ -1110,12 +1116,7 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
         _fail(str(e))
     finally:
         car.close()
-    log_path = log if log is not None else RUNS / "flights" / f"race-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as f:
-        f.write("t,x,y,yaw,speed,steer,throttle,mode\n")
-        for row in rep.path:
-            f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + "\n")
+    log_path = _write_run_csv(log, "race", "t,x,y,yaw,speed,steer,throttle,mode", rep.path)
     summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "car": car.kind, "track": track.name,
                "log": str(log_path), **rep.summary()}
     pe = summary["period_error_ms"]

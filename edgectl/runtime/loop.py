@@ -46,6 +46,12 @@ def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
         yield k * period, scheduled, start
 
 
+def timing_stats(values_ms) -> dict:
+    """p50 / p99 / max of per-tick timings in ms (NaN for none), as every run summary reports them."""
+    v = np.asarray(values_ms or [np.nan], float)
+    return {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+
+
 @dataclass
 class LoopConfig:
     rate_hz: float
@@ -71,11 +77,9 @@ class RunReport:
     vehicle_link_drops: int | None = None
 
     def summary(self) -> dict:
-        pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
-        ce = np.asarray(self.compute_ms or [np.nan])
         return {"ticks": self.ticks, "deadline_misses": self.misses,
-                "period_error_ms": {"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)), "max": float(pe.max())},
-                "compute_ms": {"p50": float(np.percentile(ce, 50)), "p99": float(np.percentile(ce, 99)), "max": float(ce.max())},
+                "period_error_ms": timing_stats(np.abs(self.period_error_ms).tolist()),
+                "compute_ms": timing_stats(self.compute_ms),
                 "nominal_fraction": self.nominal_ticks / max(self.ticks, 1),
                 "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
                 "final_mode": self.final_mode, "position_error_m": self._error_summary(),

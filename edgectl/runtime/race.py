@@ -263,9 +263,9 @@ class DriveReport:
     path: list = field(default_factory=list)  # (t, x, y, yaw, speed, steer, throttle, mode) per tick
 
     def summary(self) -> dict:
-        pe = np.abs(np.asarray(self.period_error_ms))
-        timing = ({"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)), "max": float(pe.max())}
-                  if pe.size else None)  # None: ticks ran back to back (as fast as possible)
+        from .loop import timing_stats
+        # None: ticks ran back to back (as fast as possible)
+        timing = timing_stats(np.abs(self.period_error_ms).tolist()) if self.period_error_ms else None
         return {"ticks": self.ticks, "rate_hz": self.rate_hz, "period_error_ms": timing,
                 "nominal_fraction": self.nominal_ticks / max(self.ticks, 1), "laps": len(self.lap_times_s),
                 "lap_times_s": self.lap_times_s, "checkpoints_passed": self.checkpoints,

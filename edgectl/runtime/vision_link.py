@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import AvoidSim, CameraSource, build_observation
-from .loop import fixed_rate_ticks
+from .loop import fixed_rate_ticks, timing_stats
 
 STABILIZER_PID = 1  # stabilizer.controller of the firmware's cascaded PID (position / velocity modes)
 
@@ -46,14 +46,10 @@ class VisionReport:
     path: list = field(default_factory=list)  # (t, x, y, z, cmd_vy, cmd_vz)
 
     def summary(self) -> dict:
-        pe = np.abs(np.asarray(self.period_error_ms or [np.nan]))
-        ce = np.asarray(self.compute_ms or [np.nan])
         return {"ticks": self.ticks, "rate_hz": self.rate_hz, "crossed": self.crossed, "collided": self.collided,
                 "distance_m": self.distance_m, "min_clearance_m": self.min_clearance_m, "ended": self.ended,
-                "period_error_ms": {"p50": float(np.percentile(pe, 50)), "p99": float(np.percentile(pe, 99)),
-                                    "max": float(pe.max())},
-                "compute_ms": {"p50": float(np.percentile(ce, 50)), "p99": float(np.percentile(ce, 99)),
-                               "max": float(ce.max())}}
+                "period_error_ms": timing_stats(np.abs(self.period_error_ms).tolist()),
+                "compute_ms": timing_stats(self.compute_ms)}
 
 
 def _ramp(link, start, goal, speed: float, rate_hz: float, settle_s: float) -> None:
