@@ -108,8 +108,8 @@ def _jax_policy(x, hover_a, t, seed):
     tf = t.astype(hover_a.dtype)
     ph = g["seed_phase"] * seed
     d = [g["dither"] * jnp.sin(g["dither_rate"] * tf + (ph + off)) for off in g["dither_offsets"]]
-    raw = (thr - roll - pitch + yaw + d[0], thr - roll + pitch - yaw + d[1],
-           thr + roll + pitch + yaw + d[2], thr + roll - pitch - yaw + d[3])
+    raw = (thr - roll - pitch - yaw + d[0], thr - roll + pitch + yaw + d[1],
+           thr + roll + pitch - yaw + d[2], thr + roll - pitch + yaw + d[3])
     return [jnp.clip(r, -1.0, 1.0) for r in raw]
 
 

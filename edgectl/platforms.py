@@ -194,6 +194,9 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
         raise PlatformError(f"{fname}: field body.cg_to_front ({values['body.cg_to_front']}) must lie between the axles (0, body.wheelbase = {values['body.wheelbase']})")
     if kind == "quadrotor" and values["rotors.min_rpm"] >= values["rotors.max_rpm"]:
         raise PlatformError(f"{fname}: field rotors.min_rpm ({values['rotors.min_rpm']}) must be below rotors.max_rpm ({values['rotors.max_rpm']})")
+    firmware = header.get("firmware")
+    if firmware is not None:
+        _check_mixer(fname, kind, firmware, values)
     if "safety.specs" in values:
         _check_safety(fname, kind, values)
     return Platform(name=name, kind=kind, path=path, raw=raw, values=values, units=units, sources=sources)
@@ -229,6 +232,16 @@ def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
         if spec.max is not None and x > spec.max:
             raise PlatformError(f"{where}: value {x!r} is above the maximum {spec.max}")
     return value if spec.kind == "int" or spec.shape else float(value)
+
+
+def _check_mixer(fname: str, kind: str, firmware: Any, values: dict[str, Any]) -> None:
+    # The firmware's mixer is the outside truth for motor order and spin (edgectl/mixers.py).
+    from edgectl.mixers import MIXERS, mismatch
+    if kind != "quadrotor" or firmware not in MIXERS:
+        raise PlatformError(f"{fname}: field platform.firmware: expected one of {sorted(MIXERS)} for a quadrotor, got {firmware!r}")
+    bad = mismatch(firmware, values["rotors.positions"], values["rotors.spin"])
+    if bad:
+        raise PlatformError(f"{fname}: field rotors.spin/rotors.positions disagree with the {firmware} firmware: {bad}")
 
 
 def _check_safety(fname: str, kind: str, values: dict[str, Any]) -> None:

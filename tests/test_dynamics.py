@@ -2,7 +2,9 @@
 
 Conventions under test (train_fast/sims/quadrotor.py, hardware/crazyflie_2_1.toml): world z up;
 body x forward, y left, z up; rotors M1 front-right (x+, y-), M2 back-right (x-, y-),
-M3 back-left (x-, y+), M4 front-left (x+, y+); spin +1 (M1, M3) gives +z yaw torque on the body.
+M3 back-left (x-, y+), M4 front-left (x+, y+); spin -1 on M1, M3 (counter-clockwise propellers,
+crazyflie-firmware powerDistributionForceTorque) gives -z yaw torque on the body; tests/test_conventions.py
+holds every implementation to the firmware's table.
 """
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ def test_params_to_array_matches_jax_nominal_and_platform(platform, nominal):
     d = nq.params_as_dict(nominal)
     assert d["mass"] == 0.027
     np.testing.assert_array_equal(d["rotor_y"], [-0.028, -0.028, 0.028, 0.028])
-    np.testing.assert_array_equal(d["spin"], [1, -1, 1, -1])
+    np.testing.assert_array_equal(d["spin"], [-1, 1, -1, 1])
     assert d["dt"] == 0.01
     # A dict with the Params field names works too, and field order is PARAM_FIELDS order.
     as_dict = {f.name: getattr(jp, f.name) for f in dataclasses.fields(jq.Params)}
@@ -252,11 +254,11 @@ def test_back_rotors_up_pitches_positive(nominal):
 
 
 def test_spin_plus_rotors_give_positive_yaw_torque(nominal):
-    """Spin +1 rotors (M1, M3) speeding up, spin -1 (M2, M4) slowing: +z yaw torque only."""
+    """Spin +1 rotors (M2, M4, clockwise) speeding up, spin -1 (M1, M3) slowing: +z yaw torque only."""
     d = nq.params_as_dict(nominal)
-    np.testing.assert_array_equal(d["spin"], [1, -1, 1, -1])
+    np.testing.assert_array_equal(d["spin"], [-1, 1, -1, 1])
     hm = nq.hover_motor(nominal)
-    motors = np.array([hm + 0.05, hm - 0.05, hm + 0.05, hm - 0.05])
+    motors = np.array([hm - 0.05, hm + 0.05, hm - 0.05, hm + 0.05])
     tau, _ = rotor_torques(nominal, motors)
     assert tau[2] > 0 and abs(tau[0]) < 1e-15 and abs(tau[1]) < 1e-15
     x, a = held_motors_state(nominal, motors)
@@ -480,8 +482,8 @@ def test_rollout_batch_is_step_batch_with_the_action_law(nominal):
         pitch = -(g["att_p"] * x[:, 5] + g["att_d"] * x[:, 11])
         yaw = -(g["yaw_p"] * x[:, 6] + g["yaw_d"] * x[:, 12])
         d = g["dither"] * np.sin(g["dither_rate"] * t + g["seed_phase"] * seed + np.array(g["dither_offsets"]))
-        actions = np.clip(np.stack([thr - roll - pitch + yaw, thr - roll + pitch - yaw,
-                                    thr + roll + pitch + yaw, thr + roll - pitch - yaw], axis=1) + d, -1, 1)
+        actions = np.clip(np.stack([thr - roll - pitch - yaw, thr - roll + pitch + yaw,
+                                    thr + roll + pitch - yaw, thr + roll - pitch + yaw], axis=1) + d, -1, 1)
         x = nq.step_batch(x, actions, params, np.empty_like(x))
     for order in ("step", "vehicle"):
         np.testing.assert_array_equal(nq.rollout_batch(states, n_steps, params, seed=seed, order=order), x)

@@ -255,7 +255,7 @@ def test_bool_instead_of_number(tmp_path):
 
 
 def test_bool_in_int_vector(tmp_path):
-    msg = refused(edited(tmp_path, "value = [1, -1, 1, -1]", "value = [true, -1, 1, -1]"))
+    msg = refused(edited(tmp_path, "value = [-1, 1, -1, 1]", "value = [true, 1, -1, 1]"))
     assert "rotors.spin" in msg
 
 
@@ -266,7 +266,7 @@ def test_float_in_int_field(tmp_path):
 
 
 def test_spin_out_of_range(tmp_path):
-    msg = refused(edited(tmp_path, "value = [1, -1, 1, -1]", "value = [2, -1, 1, -1]"))
+    msg = refused(edited(tmp_path, "value = [-1, 1, -1, 1]", "value = [-1, 2, -1, 1]"))
     assert "rotors.spin" in msg
     assert "maximum" in msg
 

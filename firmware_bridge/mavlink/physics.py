@@ -46,8 +46,9 @@ def generic_quad_params(dt: float = 0.004) -> np.ndarray:
 def quad_x_layout(params: np.ndarray) -> np.ndarray:
     """``params`` with its rotors moved to the PX4/ArduPilot Quad-X numbering and spin directions
     (see ``generic_quad_params``); arm lengths, mass and motor constants are kept. Needed because
-    the autopilot's mixer assumes its own numbering: the Crazyflie's M1 (front-right) spins CW,
-    Quad-X motor 1 (front-right) spins CCW, and a swapped yaw torque diverges in seconds."""
+    the autopilot's mixer assumes its own numbering: the Crazyflie's M1 (front-right) spins CCW like
+    Quad-X motor 1, but the Crazyflie's M2 is back-right where Quad-X motor 2 is back-left,
+    and a swapped yaw torque or motor diverges in seconds."""
     p = np.array(params, dtype=np.float64)
     ix, iy, isp = qd.PARAM_INDEX["rotor_x_0"], qd.PARAM_INDEX["rotor_y_0"], qd.PARAM_INDEX["spin_0"]
     ax, ay = float(np.mean(np.abs(p[ix:ix + 4]))), float(np.mean(np.abs(p[iy:iy + 4])))

@@ -357,12 +357,12 @@ BENCH_GAINS = {"z": _G_Z, "vz": _G_VZ, "att_p": _G_ATT_P, "att_d": _G_ATT_D, "ya
                "yaw_d": _G_YAW_D, "dither": _DITHER, "dither_rate": _DITHER_RATE,
                "seed_phase": _SEED_PHASE, "dither_offsets": _DITHER_OFFSETS}
 """The benchmark action law, per vehicle, for motors M1..M4 (front-right, back-right, back-left,
-front-left; spin +1 on M1, M3), then clipped to [-1, 1]:
+front-left; M1 and M3 counter-clockwise, the firmware's mixer signs), then clipped to [-1, 1]:
     thr = hover_action - z * pz - vz * vz_world;  roll = -(att_p * qx + att_d * wx)
     pitch = -(att_p * qy + att_d * wy);  yaw = -(yaw_p * qz + yaw_d * wz)
     d_m = dither * sin(dither_rate * t + seed_phase * seed + dither_offsets[m])
-    a = (thr - roll - pitch + yaw, thr - roll + pitch - yaw, thr + roll + pitch + yaw,
-         thr + roll - pitch - yaw) + d
+    a = (thr - roll - pitch - yaw, thr - roll + pitch + yaw, thr + roll + pitch - yaw,
+         thr + roll - pitch + yaw) + d
 """
 ROLLOUT_CHUNK = 256  # vehicles per work item in vehicle-major order
 
@@ -389,10 +389,10 @@ def _soa_vehicle(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14
     roll = -(T(_G_ATT_P) * x[4] + T(_G_ATT_D) * x[10])
     pitch = -(T(_G_ATT_P) * x[5] + T(_G_ATT_D) * x[11])
     yaw = -(T(_G_YAW_P) * x[6] + T(_G_YAW_D) * x[12])
-    a0 = min(max(thr - roll - pitch + yaw + d0, -one), one)
-    a1 = min(max(thr - roll + pitch - yaw + d1, -one), one)
-    a2 = min(max(thr + roll + pitch + yaw + d2, -one), one)
-    a3 = min(max(thr + roll - pitch - yaw + d3, -one), one)
+    a0 = min(max(thr - roll - pitch - yaw + d0, -one), one)
+    a1 = min(max(thr - roll + pitch + yaw + d1, -one), one)
+    a2 = min(max(thr + roll + pitch - yaw + d2, -one), one)
+    a3 = min(max(thr + roll - pitch + yaw + d3, -one), one)
     mmin, h = P[_MMIN, i], P[_DT, i]
     span = one - mmin
     u = (mmin + (a0 + one) * half * span, mmin + (a1 + one) * half * span,
