@@ -152,8 +152,9 @@ def make_jax_rollout(layout: str, n_steps: int, unroll: int, seed: int):
                     *(s.omega[i] for i in range(3)), *(s.motor[i] for i in range(4)))
 
         # Params component-major: vector leaves are (k, N), mapped over axis 1.
-        p_axes = jq.Params(mass=0, inertia=1, gravity=0, rotor_x=1, rotor_y=1, spin=1, thrust_max=0,
-                           torque_coefficient=0, motor_tau=0, motor_min=0, dt=0, force=1, torque=1)
+        p_axes = jq.Params(mass=0, inertia=1, gravity=0, rotor_x=1, rotor_y=1, spin=1, thrust_max=0, thrust_shape=1,
+                           torque_coefficient=0, motor_tau=0, motor_tau_down=0, drag=0, motor_min=0, dt=0,
+                           force=1, torque=1)
         vone = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, p_axes))
 
         def rollout(xs, params: jq.Params):

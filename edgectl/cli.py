@@ -508,8 +508,15 @@ def eval_cmd(
                                 "violations, survival, policy-in-control fraction and switches."),
     sabotage: Optional[str] = typer.Option(None, "--sabotage", help="With --shield: make the policy bad on purpose: "
                                            "weak-motor | noise | undertrained."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="quadrotor hover/figure8: fly the bundle on "
+                                           "another platform file (name or .toml path) than it was trained on, "
+                                           "e.g. crazyflie_2_1_flow or crazyflie_2_1_brushless."),
+    perturb: bool = typer.Option(False, "--perturb", help="quadrotor hover/figure8: draw every episode's mass, "
+                                 "inertia, thrust curve, yaw torque, motor lag, drag, actuation delay and gyro bias "
+                                 "from the platform's [randomization] ranges (default: its nominal vehicle)."),
 ) -> None:
-    """Evaluate a bundle in closed loop in the simulator, on randomized vehicles it was not trained on.
+    """Evaluate a bundle in closed loop in the simulator: the platform's nominal vehicle with random starts,
+    disturbances and sensor noise, or with --perturb every episode a vehicle drawn from its randomization ranges.
 
     Final error = mean |p - p_ref| over an episode's last second; a crashed episode counts as infinite, so a median (p95) is reported as null / n/a when more than 50% (5%) of episodes crashed.
     """
@@ -540,6 +547,18 @@ def eval_cmd(
     plot_path = plot if plot is not None else root.parent / f"{root.name}.eval.png"
     if root in plot_path.resolve().parents:
         _fail(f"--plot {plot_path}: inside the bundle directory, whose files are hashed; write it elsewhere")
+    if (platform is not None or perturb) and b.manifest["task"].get("name") not in ("hover", "figure8"):
+        _fail(f"--platform/--perturb fly motor-level quadrotor bundles (hover, figure8); {path} is a "
+              f"{b.manifest['task'].get('name')!r} bundle")
+    plat = None
+    if platform is not None:
+        from edgectl.platforms import PlatformError, load_platform
+        try:
+            plat = load_platform(platform)
+        except PlatformError as e:
+            _fail(f"--platform: {e}")
+        if plat.kind != "quadrotor":
+            _fail(f"--platform {platform}: a {plat.kind} platform; the bundle flies a quadrotor")
     if b.manifest["task"].get("name") == "race":
         _eval_race(b, root, plot_path, laps, seed, json_out)
         return
@@ -555,14 +574,16 @@ def eval_cmd(
     _setup_jax()  # the persistent compilation cache: a second eval of the same task skips most of the compile
     try:
         with console.status(f"evaluating {episodes} episodes (compiling first)..."):
-            summary, rec = evaluate_bundle(b, episodes=episodes, seed=seed, record=min(RECORD_EPISODES, episodes))
+            summary, rec = evaluate_bundle(b, episodes=episodes, seed=seed, record=min(RECORD_EPISODES, episodes),
+                                           platform=plat, perturb=perturb)
     except ValueError as e:  # the bundle's task does not rebuild (e.g. an observation size mismatch)
         _fail(str(e))
     eval_s = time.time() - t0
+    flown_on = (plat.name if plat is not None else b.platform_name) + (" (perturbed)" if perturb else " (nominal)")
 
     from edgectl import plots
 
-    title = f"{root.name}: {summary['task']} on {b.platform_name}, eval seed {seed}"
+    title = f"{root.name}: {summary['task']} on {flown_on}, eval seed {seed}"
     plots.eval_trajectories_png(rec, plot_path, title=title,
                                 termination_bound=b.manifest["task"].get("termination_bound"),
                                 hover_action=b.contract["action"].get("hover_action"))
@@ -572,7 +593,7 @@ def eval_cmd(
     t = Table(title=f"edgectl eval {root}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("task", f"{summary['task']} on {b.platform_name} (bundle seed {b.seed})")
+    t.add_row("task", f"{summary['task']} on {flown_on} (bundle seed {b.seed}, trained on {b.platform_name})")
     t.add_row("episodes", f"{summary['episodes']} x {summary.get('episode_seconds', '?')} s, eval seed {seed}")
     t.add_row("survival", _fmt_pct(summary["survival_rate"]))
     t.add_row("final error median", _fmt_m(summary["final_error_median_m"]) + _na_reason(summary["final_error_median_m"], 50))
@@ -584,7 +605,8 @@ def eval_cmd(
     t.add_row("trajectory plot", str(plot_path))
     console.print(t)
     if json_out:
-        out = {"bundle": str(root), "platform": b.platform_name, "bundle_seed": b.seed, "eval_seed": seed,
+        out = {"bundle": str(root), "platform": plat.name if plat is not None else b.platform_name,
+               "trained_on": b.platform_name, "perturb": perturb, "bundle_seed": b.seed, "eval_seed": seed,
                **summary, "eval_seconds": eval_s, "plot": str(plot_path)}
         _print_json(out)
 

@@ -224,3 +224,34 @@ class PositionIntegral:
                 self.value = np.zeros(3)
             self._started = True
         return self.value
+
+
+def thrust_curve(mapping: dict, where: str = "contract.action.mapping") -> tuple[float, float, float]:
+    """(thrust_max N, b0, b1) of an action mapping: per-rotor thrust = thrust_max * (b0 + b1 u + (1 - b0 - b1) u^2)
+    at u = (clip(a, -1, 1) + 1) / 2. Knows "thrust_curve" ([c0, c1, c2] N) and the older "rpm_linear"
+    (rpm = min_rpm + u (max_rpm - min_rpm), thrust = thrust_coefficient rpm^2), which is the same curve."""
+    kind = mapping.get("kind") if isinstance(mapping, dict) else None
+    if kind == "thrust_curve":
+        c = mapping.get("thrust_curve")
+        if not (isinstance(c, list) and len(c) == 3 and all(_is_num(x) for x in c) and sum(c) > 0):
+            _fail(f"{where}.thrust_curve", "a list [c0, c1, c2] of finite numbers (N) with c0 + c1 + c2 > 0", c)
+        t = float(sum(c))
+        return t, c[0] / t, c[1] / t
+    if kind == "rpm_linear":
+        try:
+            lo, hi, k = (float(mapping[n]) for n in ("min_rpm", "max_rpm", "thrust_coefficient"))
+        except (KeyError, TypeError, ValueError):
+            raise ContractError(f"{where}: rpm_linear needs min_rpm, max_rpm and thrust_coefficient") from None
+        if not (0.0 <= lo < hi and k > 0):
+            raise ContractError(f"{where}: expected 0 <= min_rpm < max_rpm and thrust_coefficient > 0, got {lo}, {hi}, {k}")
+        m0 = lo / hi
+        return k * hi * hi, m0 * m0, 2.0 * m0 * (1.0 - m0)
+    raise ContractError(f"{where}.kind: expected 'thrust_curve' or 'rpm_linear', got {_short(kind)}")
+
+
+def forces_to_action(forces, mapping: dict) -> np.ndarray:
+    """Per-rotor thrust as a fraction of the mapping's thrust_max -> the action that asks for it."""
+    from edgectl.platforms import motor_for_fraction
+    _, b0, b1 = thrust_curve(mapping)
+    u = motor_for_fraction(np.clip(np.asarray(forces, float), 0.0, 1.0), b0, b1)
+    return np.clip(2.0 * u - 1.0, -1.0, 1.0)

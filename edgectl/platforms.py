@@ -30,6 +30,8 @@ class Spec:
     min: float | None = None  # inclusive
     max: float | None = None
     positive: bool = False
+    optional: bool = False  # may be left out: then `default`, with source "edgectl default (not in the file)"
+    default: Any = None
 
 
 _QUADROTOR: dict[str, Spec] = {
@@ -38,11 +40,10 @@ _QUADROTOR: dict[str, Spec] = {
     "body.gravity": Spec("m/s^2", positive=True),
     "rotors.positions": Spec("m", (4, 3)),
     "rotors.spin": Spec("1", (4,), kind="int", min=-1, max=1),
-    "rotors.thrust_coefficient": Spec("N/rpm^2", positive=True),
     "rotors.torque_coefficient": Spec("N*m/N", positive=True),
-    "rotors.max_rpm": Spec("rpm", positive=True),
-    "rotors.min_rpm": Spec("rpm", min=0.0),
-    "rotors.motor_time_constant": Spec("s", positive=True),
+    # Linear rotor drag in the body x/y plane (Faessler et al. 2018 "Differential flatness of quadrotor
+    # dynamics subject to rotor drag"): force = -drag_coefficient * body velocity (x, y).
+    "rotors.drag_coefficient": Spec("N*s/m", min=0.0, optional=True, default=0.0),
     "control.sim_rate": Spec("Hz", positive=True),
     "control.policy_rate": Spec("Hz", positive=True),
     "control.action_min": Spec("1"),
@@ -56,17 +57,23 @@ _QUADROTOR: dict[str, Spec] = {
     "mcu.firmware_flash_offset": Spec("B", kind="int", min=0),
     "mcu.policy_flash_budget": Spec("B", kind="int", positive=True),
     "mcu.policy_ram_budget": Spec("B", kind="int", positive=True),
-    "randomization.mass": Spec("1", min=0.0, max=0.5),
-    "randomization.inertia": Spec("1", min=0.0, max=0.5),
-    "randomization.thrust_coefficient": Spec("1", min=0.0, max=0.5),
-    "randomization.torque_coefficient": Spec("1", min=0.0, max=0.5),
-    "randomization.motor_time_constant": Spec("1", min=0.0, max=0.5),
+    # Each a factor range [lo, hi] (drawn log-uniform per episode) or, as older files write it, r
+    # for [1 - r, 1 + r]; normalized to [lo, hi] on load.
+    "randomization.mass": Spec("1", kind="range"),
+    "randomization.inertia": Spec("1", kind="range"),
+    "randomization.torque_coefficient": Spec("1", kind="range"),
+    "randomization.motor_time_constant": Spec("1", kind="range"),
+    "randomization.drag_coefficient": Spec("1", kind="range", optional=True, default=[1.0, 1.0]),
+    # Actuation delay in control periods, uniform per episode (absolute, not a factor).
+    "randomization.action_delay": Spec("1", kind="interval", optional=True, default=[0.0, 0.0]),
     "disturbance.force_std": Spec("N", min=0.0),
     "disturbance.torque_std": Spec("N*m", min=0.0),
     "sensors.position_noise_std": Spec("m", min=0.0),
     "sensors.orientation_noise_std": Spec("1", min=0.0),
     "sensors.velocity_noise_std": Spec("m/s", min=0.0),
     "sensors.angular_velocity_noise_std": Spec("rad/s", min=0.0),
+    # A constant gyro bias per episode, N(0, std) per axis (what the rest calibration leaves).
+    "sensors.angular_velocity_bias_std": Spec("rad/s", min=0.0, optional=True, default=0.0),
     # Runtime assurance (edgectl/safety): specs over edgectl.safety.signals.QUADROTOR_SIGNALS.
     # The margin is in robustness units (those of the spec's predicates: m, rad, ...).
     "safety.specs": Spec("", (-1,), kind="stl"),
@@ -109,6 +116,25 @@ _RC_CAR: dict[str, Spec] = {
     "sensors.yaw_rate_noise_std": Spec("rad/s", min=0.0),
     "sensors.position_noise_std": Spec("m", min=0.0),
     "sensors.heading_noise_std": Spec("rad", min=0.0),
+}
+
+# The rotor model, in one of two forms. "curve" (system identification): thrust per rotor as a
+# polynomial of the normalized motor command u in [0, 1] (u = (a + 1) / 2 of the action), separate
+# rise and fall time constants of the first-order motor lag acting on u. "rpm" (the form of Learning to
+# Fly in Seconds, older files and bundles): rpm linear in the action between min_rpm and max_rpm,
+# thrust = k rpm^2, one time constant; the loader turns it into the curve form exactly.
+_QUAD_CURVE: dict[str, Spec] = {
+    "rotors.thrust_curve": Spec("N", (3,)),
+    "rotors.motor_time_constant_up": Spec("s", positive=True),
+    "rotors.motor_time_constant_down": Spec("s", positive=True),
+    "randomization.thrust_curve": Spec("1", kind="range"),
+}
+_QUAD_RPM: dict[str, Spec] = {
+    "rotors.thrust_coefficient": Spec("N/rpm^2", positive=True),
+    "rotors.max_rpm": Spec("rpm", positive=True),
+    "rotors.min_rpm": Spec("rpm", min=0.0),
+    "rotors.motor_time_constant": Spec("s", positive=True),
+    "randomization.thrust_coefficient": Spec("1", kind="range"),
 }
 
 SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR, "rc_car": _RC_CAR}
@@ -173,11 +199,18 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
     if kind not in SCHEMAS:
         raise PlatformError(f"{fname}: field platform.kind: expected one of {sorted(SCHEMAS)}, got {kind!r}")
     values, units, sources = {}, {}, {}
-    for key, spec in SCHEMAS[kind].items():
+    schema = dict(SCHEMAS[kind])
+    rotors = doc.get("rotors") if isinstance(doc.get("rotors"), dict) else {}
+    if kind == "quadrotor":
+        schema.update(_QUAD_RPM if "thrust_curve" not in rotors and "thrust_coefficient" in rotors else _QUAD_CURVE)
+    for key, spec in schema.items():
         section, fld = key.split(".")
         if section in OPTIONAL_SECTIONS and section not in doc:
             continue
         entry = doc.get(section, {}).get(fld) if isinstance(doc.get(section), dict) else None
+        if entry is None and spec.optional:
+            values[key], units[key], sources[key] = spec.default, spec.unit, "edgectl default (not in the file)"
+            continue
         if entry is None:
             raise PlatformError(f"{fname}: missing field {key} (expected {{ value = ..., unit = {spec.unit!r}, source = ... }})")
         if not isinstance(entry, dict) or "value" not in entry or "unit" not in entry:
@@ -192,8 +225,13 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
         raise PlatformError(f"{fname}: field control.action_min must be below control.action_max")
     if kind == "rc_car" and not 0.0 < values["body.cg_to_front"] < values["body.wheelbase"]:
         raise PlatformError(f"{fname}: field body.cg_to_front ({values['body.cg_to_front']}) must lie between the axles (0, body.wheelbase = {values['body.wheelbase']})")
-    if kind == "quadrotor" and values["rotors.min_rpm"] >= values["rotors.max_rpm"]:
-        raise PlatformError(f"{fname}: field rotors.min_rpm ({values['rotors.min_rpm']}) must be below rotors.max_rpm ({values['rotors.max_rpm']})")
+    if kind == "quadrotor" and "rotors.max_rpm" in values:
+        _rpm_to_curve(fname, values, units, sources)
+    if kind == "quadrotor":
+        c = values["rotors.thrust_curve"]
+        if not (c[0] >= 0 and sum(c) > 0 and all(c[0] + c[1] * u + c[2] * u * u < c[0] + c[1] * v + c[2] * v * v
+                                                   for u, v in zip(_GRID[:-1], _GRID[1:]))):
+            raise PlatformError(f"{fname}: field rotors.thrust_curve ({c}): expected thrust >= 0 at u = 0, rising over u in [0, 1]")
     firmware = header.get("firmware")
     if firmware is not None:
         _check_mixer(fname, kind, firmware, values)
@@ -208,6 +246,8 @@ def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise PlatformError(f"{where}: expected a non-empty list of STL specs (strings), got {value!r}")
         return list(value)
+    if spec.kind in ("range", "interval"):
+        return _check_range(where, spec.kind, value)
     if spec.kind == "str":
         if not isinstance(value, str) or not value:
             raise PlatformError(f"{where}: expected a non-empty string, got {value!r}")
@@ -232,6 +272,49 @@ def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
         if spec.max is not None and x > spec.max:
             raise PlatformError(f"{where}: value {x!r} is above the maximum {spec.max}")
     return value if spec.kind == "int" or spec.shape else float(value)
+
+
+_GRID = [i / 20 for i in range(21)]
+
+
+def _rpm_to_curve(fname: str, values: dict, units: dict, sources: dict) -> None:
+    """The rpm form as the curve form: rpm / max_rpm = m0 + u (1 - m0), thrust = k rpm^2."""
+    lo, hi = values["rotors.min_rpm"], values["rotors.max_rpm"]
+    if lo >= hi:
+        raise PlatformError(f"{fname}: field rotors.min_rpm ({lo}) must be below rotors.max_rpm ({hi})")
+    t, m0 = values["rotors.thrust_coefficient"] * hi * hi, lo / hi
+    why = "derived from rotors.thrust_coefficient, max_rpm, min_rpm (rpm linear in the command, thrust = k rpm^2)"
+    new = {"rotors.thrust_curve": ([t * m0 * m0, 2.0 * t * m0 * (1.0 - m0), t * (1.0 - m0) ** 2], "N", why),
+           "rotors.motor_time_constant_up": (values["rotors.motor_time_constant"], "s", "rotors.motor_time_constant"),
+           "rotors.motor_time_constant_down": (values["rotors.motor_time_constant"], "s", "rotors.motor_time_constant"),
+           "randomization.thrust_curve": (values["randomization.thrust_coefficient"], "1", "randomization.thrust_coefficient")}
+    for k, (v, unit, src) in new.items():
+        values[k], units[k], sources[k] = v, unit, src
+
+
+def rotor_model(platform: "Platform") -> dict[str, Any]:
+    """The rotor constants every twin uses (simulators, backup, C app): thrust(u) = thrust_max *
+    (b0 + b1 u + (1 - b0 - b1) u^2) per rotor for the motor state u in [0, 1]; lag time constants."""
+    c = [float(v) for v in platform.get("rotors.thrust_curve")]
+    t = sum(c)
+    return {"thrust_max": t, "thrust_shape": [c[0] / t, c[1] / t], "motor_tau": platform.get("rotors.motor_time_constant_up"),
+            "motor_tau_down": platform.get("rotors.motor_time_constant_down"), "drag": platform.get("rotors.drag_coefficient"),
+            "motor_min": 0.0}
+
+
+def thrust_fraction(u, b0, b1, xp=math):
+    """thrust / thrust_max at motor state u (numpy or jax arrays via plain arithmetic)."""
+    return b0 + u * (b1 + u * (1.0 - b0 - b1))
+
+
+def motor_for_fraction(f, b0, b1, xp=None):
+    """The motor state u in [0, 1] whose thrust is f * thrust_max (f clipped to the curve's range):
+    the stable root 2 (f - b0) / (b1 + sqrt(b1^2 + 4 b2 (f - b0))), valid for b2 = 0 and b1 = 0 too."""
+    import numpy as _np
+    xp = xp or _np
+    d = xp.clip(f - b0, 0.0, 1.0 - b0)
+    b2 = 1.0 - b0 - b1
+    return 2.0 * d / xp.maximum(b1 + xp.sqrt(b1 * b1 + 4.0 * b2 * d), 1e-12)
 
 
 def _check_mixer(fname: str, kind: str, firmware: Any, values: dict[str, Any]) -> None:
@@ -261,6 +344,23 @@ def _check_safety(fname: str, kind: str, values: dict[str, Any]) -> None:
             raise PlatformError(f"{fname}: field safety.specs[{i}]: {e}") from None
         if f.horizon > horizon + 1e-9:
             raise PlatformError(f"{fname}: field safety.specs[{i}] looks {f.horizon:g} s ahead, beyond safety.shield_horizon = {horizon:g} s")
+
+
+def _check_range(where: str, kind: str, value: Any) -> list[float]:
+    ok = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
+    if kind == "range" and ok(value):
+        if not 0.0 <= value <= 0.5:
+            raise PlatformError(f"{where}: r = {value!r} (the range [1 - r, 1 + r]) must lie in [0, 0.5]")
+        return [1.0 - float(value), 1.0 + float(value)]
+    if not (isinstance(value, list) and len(value) == 2 and all(ok(x) for x in value)):
+        want = "[lo, hi] factors (or one number r for [1 - r, 1 + r])" if kind == "range" else "[lo, hi]"
+        raise PlatformError(f"{where}: expected {want}, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if kind == "range" and not 0.0 < lo <= 1.0 <= hi <= 10.0:
+        raise PlatformError(f"{where}: factor range {value!r} must have 0 < lo <= 1 <= hi <= 10")
+    if kind == "interval" and not 0.0 <= lo <= hi <= 1.0:
+        raise PlatformError(f"{where}: interval {value!r} must have 0 <= lo <= hi <= 1 (control periods)")
+    return [lo, hi]
 
 
 def _shape(v: Any) -> tuple[int, ...]:

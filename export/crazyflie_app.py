@@ -152,30 +152,25 @@ def _obs_body(contract: dict) -> tuple[list[str], int]:
 
 def _force_body(contract: dict) -> tuple[list[str], float]:
     """C mapping an action to normalized forces; returns (lines, model thrust per rotor at full command in N)."""
-    mapping = contract["action"]["mapping"]
+    from edgectl.contract import ContractError, thrust_curve
     where = "contract.action.mapping"
-    kind = mapping["kind"]
-    if kind != "rpm_linear":
-        raise ExportError(f"{where}.kind: the Crazyflie exporter knows mapping 'rpm_linear', got {kind!r}")
-    lo_rpm, hi_rpm = _num(mapping, "min_rpm", where), _num(mapping, "max_rpm", where)
-    k = _num(mapping, "thrust_coefficient", where)
-    if not 0.0 <= lo_rpm < hi_rpm:
-        raise ExportError(f"{where}: expected 0 <= min_rpm < max_rpm, got min_rpm={lo_rpm}, max_rpm={hi_rpm}")
-    if k <= 0:
-        raise ExportError(f"{where}.thrust_coefficient: expected a positive number, got {k}")
-    lo = lo_rpm / hi_rpm
+    try:
+        tmax, b0, b1 = thrust_curve(contract["action"]["mapping"], where)
+    except ContractError as e:
+        raise ExportError(str(e)) from None
+    # The simulator's thrust curve, the same numbers: the policy asks for the force it was trained to ask for.
     lines = [
-        "  /* rpm_linear: rpm = min_rpm + (a + 1) / 2 * (max_rpm - min_rpm), thrust = k * rpm^2,",
-        "   * so the force as a fraction of k * max_rpm^2 is (rpm / max_rpm)^2. */",
-        f"  const float min_frac = {_cfloat(lo, where + '.min_rpm')}; /* min_rpm / max_rpm */",
+        "  /* u = (a + 1) / 2; thrust = THRUST_MAX_N * (b0 + b1 u + b2 u^2), the platform's thrust curve,",
+        "   * so the force as a fraction of THRUST_MAX_N is b0 + u (b1 + u b2). */",
+        f"  const float b0 = {_cfloat(b0, where)}, b1 = {_cfloat(b1, where)}, b2 = {_cfloat(1.0 - b0 - b1, where)};",
         "  int i;",
         "  for (i = 0; i < EDGECTL_ACTION_SIZE; i++) {",
         "    const float a = edgectl_clip(action[i], EDGECTL_ACTION_LOW, EDGECTL_ACTION_HIGH);",
-        "    const float u = min_frac + (a + 1.0f) * 0.5f * (1.0f - min_frac);",
-        "    forces[i] = u * u;",
+        "    const float u = (a + 1.0f) * 0.5f;",
+        "    forces[i] = b0 + u * (b1 + u * b2);",
         "  }",
     ]
-    return lines, k * hi_rpm * hi_rpm
+    return lines, tmax
 
 
 def generate_observation_c(contract: dict, *, description: str = "an edgectl bundle") -> dict[str, str]:

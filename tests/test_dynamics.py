@@ -76,7 +76,7 @@ def test_layout_constants():
     assert nq.STATE_SIZE == 17
     assert nq.STATE_NAMES[:3] == ("px", "py", "pz") and nq.STATE_NAMES[3:7] == ("qw", "qx", "qy", "qz")
     assert nq.STATE_NAMES[13:] == ("m0", "m1", "m2", "m3")
-    assert nq.PARAM_SIZE == len(nq.PARAM_NAMES) == sum(w for _, w in nq.PARAM_FIELDS) == 28
+    assert nq.PARAM_SIZE == len(nq.PARAM_NAMES) == sum(w for _, w in nq.PARAM_FIELDS) == 32
     assert len(set(nq.PARAM_NAMES)) == nq.PARAM_SIZE
 
 
@@ -89,7 +89,7 @@ def test_params_to_array_matches_jax_nominal_and_platform(platform, nominal):
     np.testing.assert_allclose(arr, nominal, rtol=1e-6, atol=0)
     d = nq.params_as_dict(nominal)
     assert d["mass"] == 0.027
-    np.testing.assert_array_equal(d["rotor_y"], [-0.028, -0.028, 0.028, 0.028])
+    np.testing.assert_array_equal(d["rotor_y"], [-0.0325, -0.0325, 0.0325, 0.0325])
     np.testing.assert_array_equal(d["spin"], [-1, 1, -1, 1])
     assert d["dt"] == 0.01
     # A dict with the Params field names works too, and field order is PARAM_FIELDS order.
@@ -209,7 +209,9 @@ def test_torque_free_spin_conserves_angular_momentum_and_energy(nominal):
 
 def rotor_torques(params, motors):
     d = nq.params_as_dict(params)
-    thrust = d["thrust_max"] * np.asarray(motors) ** 2
+    b0, b1 = d["thrust_shape"]
+    m = np.asarray(motors)
+    thrust = d["thrust_max"] * (b0 + b1 * m + (1 - b0 - b1) * m ** 2)
     tau = np.array([np.dot(d["rotor_y"], thrust), -np.dot(d["rotor_x"], thrust),
                     d["torque_coefficient"] * np.dot(d["spin"], thrust)])
     return tau, thrust
@@ -274,17 +276,50 @@ def test_spin_plus_rotors_give_positive_yaw_torque(nominal):
 def test_motor_lag_is_first_order(nominal):
     x = nq.hover_state(nominal)
     x[nq.MOTOR] = 0.0
-    a = np.ones(4)  # command max_rpm
+    a = np.ones(4)  # full command
     tau = nominal[nq.PARAM_INDEX["motor_tau"]]
     t = 0.0
     for _ in range(15):
         x = nq.step(x, a, nominal)
         t += nominal[nq.PARAM_INDEX["dt"]]
     np.testing.assert_allclose(x[nq.MOTOR], 1.0 - np.exp(-t / tau), rtol=1e-6)
+    # Falling, the motors follow the fall constant (Eschmann et al. 2024: slower, 0.249 s against 0.055 s).
+    x[nq.MOTOR] = 1.0
+    down = nominal[nq.PARAM_INDEX["motor_tau_down"]]
+    assert down > tau
+    for _ in range(15):
+        x = nq.step(x, -np.ones(4), nominal)
+    np.testing.assert_allclose(x[nq.MOTOR], np.exp(-t / down), rtol=1e-6)
     # Actions outside [-1, 1] are clipped, as in JAX.
     y = nq.step(nq.hover_state(nominal), np.full(4, 7.0), nominal)
     z = nq.step(nq.hover_state(nominal), np.ones(4), nominal)
     np.testing.assert_array_equal(y, z)
+
+
+def test_thrust_curve_sets_the_hover_command():
+    """thrust = c0 + c1 u + c2 u^2 (l2f's identified curve): the hover state carries the weight."""
+    from edgectl.platforms import rotor_model
+
+    p = nq.params_from_platform(load_platform(PLATFORM_FILE))
+    c = (0.0035, 0.0144, 0.0922)
+    p = set_param(set_param(p, "thrust_max", sum(c)), "thrust_shape", (c[0] / sum(c), c[1] / sum(c)))
+    x = nq.hover_state(p)
+    u = x[nq.MOTOR][0]
+    assert 4 * (c[0] + c[1] * u + c[2] * u * u) == pytest.approx(p[nq.PARAM_INDEX["mass"]] * 9.81, rel=1e-9)
+    x1 = run(x, np.full(4, nq.hover_action(p)), p, 50)
+    assert abs(x1[9]) < 1e-9 and abs(x1[2]) < 1e-9  # stays put
+    assert rotor_model(load_platform(PLATFORM_FILE))["thrust_max"] == pytest.approx(0.1125)
+
+
+def test_rotor_drag_opposes_body_velocity(nominal):
+    assert nominal[nq.PARAM_INDEX["drag"]] > 0
+    x = nq.hover_state(nominal)
+    x[7:10] = (1.0, -0.5, 0.0)
+    x1 = nq.step(x, np.full(4, nq.hover_action(nominal)), nominal)
+    dv = (x1[7:10] - x[7:10]) / nominal[nq.PARAM_INDEX["dt"]]
+    np.testing.assert_allclose(dv[:2], -nominal[nq.PARAM_INDEX["drag"]] * np.array([1.0, -0.5]) / nominal[nq.PARAM_INDEX["mass"]], rtol=1e-3)
+    none = set_param(nominal, "drag", 0.0)
+    assert np.allclose(nq.step(x, np.full(4, nq.hover_action(none)), none)[7:9], x[7:9], atol=1e-12)
 
 
 def test_disturbance_force_world_and_torque_body(nominal):

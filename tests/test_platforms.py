@@ -5,6 +5,7 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgectl import platforms
@@ -69,7 +70,9 @@ def test_shipped_spot_values():
     assert len(positions) == 4 and all(len(r) == 3 for r in positions)
     spin = p.get("rotors.spin")
     assert len(spin) == 4 and sorted(spin) == [-1, -1, 1, 1]
-    assert p.get("rotors.min_rpm") < p.get("rotors.max_rpm")
+    c = p.get("rotors.thrust_curve")
+    assert len(c) == 3 and c[0] >= 0 and sum(c) > 0
+    assert 0 < p.get("rotors.motor_time_constant_up") <= p.get("rotors.motor_time_constant_down")
     assert p.get("control.action_min") < p.get("control.action_max")
     assert p.get("mcu.core") == "cortex-m4"
     assert isinstance(p.get("mcu.flash"), int)
@@ -81,7 +84,7 @@ def test_shipped_can_hover():
     p = load_platform("crazyflie_2_1")
     n_rotors = len(p.get("rotors.positions"))
     assert n_rotors == 4
-    max_thrust = p.get("rotors.thrust_coefficient") * p.get("rotors.max_rpm") ** 2 * n_rotors
+    max_thrust = sum(p.get("rotors.thrust_curve")) * n_rotors
     weight = p.get("body.mass") * p.get("body.gravity")
     assert max_thrust > weight
     # and not absurdly so: a thrust-to-weight ratio a real Crazyflie has (about 2).
@@ -90,8 +93,10 @@ def test_shipped_can_hover():
 
 
 def test_shipped_units_and_sources_for_every_field():
+    from edgectl.platforms import _QUAD_CURVE
+
     p = load_platform("crazyflie_2_1")
-    schema = SCHEMAS["quadrotor"]
+    schema = SCHEMAS["quadrotor"] | _QUAD_CURVE
     assert set(p.values) == set(schema)
     assert set(p.units) == set(schema)
     assert set(p.sources) == set(schema)
@@ -100,7 +105,7 @@ def test_shipped_units_and_sources_for_every_field():
         assert isinstance(p.sources[key], str) and p.sources[key].strip(), key
     assert p.units["body.mass"] == "kg"
     assert p.units["body.inertia"] == "kg*m^2"
-    assert "Table I" in p.sources["body.mass"]
+    assert "datasheet" in p.sources["body.mass"]
 
 
 def test_shipped_sha256_stable(tmp_path):
@@ -131,7 +136,8 @@ def test_hardware_dir_not_empty():
 def test_every_hardware_file_loads(path):
     p = load_platform(path)
     assert p.kind in SCHEMAS
-    assert set(p.values) == set(SCHEMAS[p.kind])
+    from edgectl.platforms import _QUAD_CURVE
+    assert set(p.values) == set(SCHEMAS[p.kind]) | (set(_QUAD_CURVE) if p.kind == "quadrotor" else set())
     assert all(s.strip() for s in p.sources.values())
     # also loadable by its file stem
     assert load_platform(path.stem).sha256 == p.sha256
@@ -139,8 +145,8 @@ def test_every_hardware_file_loads(path):
 
 # --- refusals -------------------------------------------------------------------------------
 
-MASS_LINE = 'mass = { value = 0.027, unit = "kg", source = "Learning to Fly in Seconds, Table I (Crazyflie 2.x with battery)" }'
-MASS_SRC = 'source = "Learning to Fly in Seconds, Table I (Crazyflie 2.x with battery)"'
+MASS_LINE = next(line for line in SHIPPED_TEXT.splitlines() if line.startswith("mass = { value = 0.027,"))
+MASS_SRC = MASS_LINE[MASS_LINE.index("source = "):-2]
 
 
 def test_missing_field(tmp_path):
@@ -190,20 +196,20 @@ def test_blank_source(tmp_path):
 
 
 def test_wrong_shape_inertia(tmp_path):
-    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", "[3.85e-6, 3.85e-6]"))
+    msg = refused(edited(tmp_path, "value = [9.42e-6, 9.64e-6, 1.75e-5]", "value = [9.42e-6, 9.64e-6]"))
     assert "body.inertia" in msg
     assert "kg*m^2" in msg
     assert "[3]" in msg
 
 
 def test_scalar_where_vector_expected(tmp_path):
-    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", "3.85e-6"))
+    msg = refused(edited(tmp_path, "value = [9.42e-6, 9.64e-6, 1.75e-5]", "value = 9.42e-6"))
     assert "body.inertia" in msg
     assert "kg*m^2" in msg
 
 
 def test_ragged_positions(tmp_path):
-    msg = refused(edited(tmp_path, "[0.028, 0.028, 0.0]]", "[0.028, 0.028]]"))
+    msg = refused(edited(tmp_path, "[0.0325, 0.0325, 0.0]]", "[0.0325, 0.0325]]"))
     assert "rotors.positions" in msg
     assert "(m)" in msg
 
@@ -215,7 +221,7 @@ def test_non_numeric(tmp_path):
 
 
 def test_non_numeric_vector_entry(tmp_path):
-    msg = refused(edited(tmp_path, "[3.85e-6, 3.85e-6, 5.9675e-6]", '[3.85e-6, "x", 5.9675e-6]'))
+    msg = refused(edited(tmp_path, "value = [9.42e-6, 9.64e-6, 1.75e-5]", 'value = [9.42e-6, "x", 1.75e-5]'))
     assert "body.inertia" in msg
     assert "'x'" in msg
 
@@ -271,15 +277,58 @@ def test_spin_out_of_range(tmp_path):
     assert "maximum" in msg
 
 
+RAND_TAU = 'motor_time_constant = { value = [0.5, 2.0], unit = "1"'
+
+
 def test_randomization_above_half(tmp_path):
-    msg = refused(edited(tmp_path, 'motor_time_constant = { value = 0.1, unit = "1"', 'motor_time_constant = { value = 0.6, unit = "1"'))
+    # the older form, r for [1 - r, 1 + r], stays bounded by 0.5
+    msg = refused(edited(tmp_path, RAND_TAU, 'motor_time_constant = { value = 0.6, unit = "1"'))
     assert "randomization.motor_time_constant" in msg
     assert "0.5" in msg
 
 
 def test_randomization_at_half_accepted(tmp_path):
-    p = load_platform(edited(tmp_path, 'motor_time_constant = { value = 0.1, unit = "1"', 'motor_time_constant = { value = 0.5, unit = "1"'))
-    assert p.get("randomization.motor_time_constant") == 0.5
+    p = load_platform(edited(tmp_path, RAND_TAU, 'motor_time_constant = { value = 0.5, unit = "1"'))
+    assert p.get("randomization.motor_time_constant") == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("bad", ["[1.2, 2.0]", "[0.5, 0.9]", "[0.0, 2.0]", "[0.5]", "[0.5, 20.0]"])
+def test_randomization_range_must_hold_the_nominal(tmp_path, bad):
+    msg = refused(edited(tmp_path, RAND_TAU, f'motor_time_constant = {{ value = {bad}, unit = "1"'))
+    assert "randomization.motor_time_constant" in msg
+
+
+def test_action_delay_interval(tmp_path):
+    msg = refused(edited(tmp_path, 'action_delay = { value = [0.0, 1.0]', 'action_delay = { value = [0.0, 2.0]'))
+    assert "randomization.action_delay" in msg and "control periods" in msg
+
+
+def _legacy(tmp_path, min_rpm="0.0"):
+    """The shipped file with its rotor model written in the older rpm form (as bundles before issue 13 carry it)."""
+    import re
+    text = SHIPPED_TEXT
+    for key in ("thrust_curve", "motor_time_constant_up", "motor_time_constant_down"):
+        text = re.sub(rf"^{key} = {{.*}}$\n", "", text, count=1, flags=re.M)
+    text = text.replace("[rotors]\n", "[rotors]\n" + "\n".join([
+        'thrust_coefficient = { value = 3.16e-10, unit = "N/rpm^2", source = "paper" }',
+        'max_rpm = { value = 21702.0, unit = "rpm", source = "paper" }',
+        f'min_rpm = {{ value = {min_rpm}, unit = "rpm", source = "paper" }}',
+        'motor_time_constant = { value = 0.15, unit = "s", source = "paper" }']) + "\n", 1)
+    text = text.replace('thrust_curve = { value = [0.8, 1.2], unit = "1"', 'thrust_coefficient = { value = 0.05, unit = "1"')
+    path = tmp_path / BROKEN_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_legacy_rpm_form_loads_as_the_same_curve(tmp_path):
+    p = load_platform(_legacy(tmp_path))
+    np.testing.assert_allclose(p.get("rotors.thrust_curve"), [0.0, 0.0, 3.16e-10 * 21702.0 ** 2])
+    assert p.get("rotors.motor_time_constant_up") == p.get("rotors.motor_time_constant_down") == 0.15
+    assert p.get("randomization.thrust_curve") == [0.95, 1.05]
+    # with a minimum rpm the curve is (m0 + u (1 - m0))^2 expanded: thrust at u = 0 and u = 1 as the rpm form says
+    q = load_platform(_legacy(tmp_path, "5000.0"))
+    c = q.get("rotors.thrust_curve")
+    assert c[0] == pytest.approx(3.16e-10 * 5000.0 ** 2) and sum(c) == pytest.approx(3.16e-10 * 21702.0 ** 2)
 
 
 def test_negative_noise(tmp_path):
@@ -290,7 +339,7 @@ def test_negative_noise(tmp_path):
 
 @pytest.mark.parametrize("min_rpm", ["21702.0", "30000.0"])
 def test_min_rpm_not_below_max(tmp_path, min_rpm):
-    msg = refused(edited(tmp_path, "min_rpm = { value = 0.0,", f"min_rpm = {{ value = {min_rpm},"))
+    msg = refused(_legacy(tmp_path, min_rpm))
     assert "rotors.min_rpm" in msg
     assert "rotors.max_rpm" in msg
 
@@ -397,6 +446,8 @@ def test_values_are_finite_floats_or_expected_types():
         v = p.get(key)
         if spec.kind == "str":
             assert isinstance(v, str), key
+        elif spec.kind in ("range", "interval"):
+            assert len(v) == 2 and all(isinstance(x, float) and math.isfinite(x) for x in v), key
         elif not spec.shape:
             assert isinstance(v, int if spec.kind == "int" else float), key
             assert math.isfinite(v), key

@@ -77,16 +77,22 @@ def score(summary: dict) -> float:
     return summary["survival_rate"] - 2.0 * min(err, 1.0)
 
 
-def env_for_bundle(bundle):
-    """Rebuild the task environment a bundle was trained in, from the bundle alone."""
+def env_for_bundle(bundle, platform=None, perturb: bool = False):
+    """Rebuild the task environment a bundle was trained in, from the bundle alone.
+
+    ``platform``: fly on another platform (a Platform) instead of the bundle's own file. The vehicle is
+    the platform's nominal one, with its disturbance and sensor noise; ``perturb`` also draws every
+    episode's physical parameters, actuation delay and gyro bias from the platform's randomization
+    ranges, as training does ("what if my drone is heavier")."""
     import dataclasses
 
     from edgectl.platforms import parse_platform
 
-    plat = parse_platform((bundle.path / "platform.toml").read_bytes(), bundle.path / "platform.toml")
+    plat = platform if platform is not None else \
+        parse_platform((bundle.path / "platform.toml").read_bytes(), bundle.path / "platform.toml")
     known = {f.name for f in dataclasses.fields(qt.TaskConfig)}
     cfg = qt.TaskConfig(**{k: v for k, v in bundle.manifest["task"].items() if k in known})
-    env = qt.make_env(cfg, plat)
+    env = qt.make_env(cfg, plat, randomize=perturb)
     if env.obs_size != bundle.contract["observation"]["size"]:
         raise ValueError(f"{bundle.path}: task {cfg.name!r} builds {env.obs_size} observations, "
                          f"the bundle's contract has {bundle.contract['observation']['size']}")
@@ -120,12 +126,14 @@ def host_policy(fn: Callable[[np.ndarray], np.ndarray], action_size: int = 4):
     return (), apply
 
 
-def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int = 0, policy=None):
+def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int = 0, policy=None,
+                    platform=None, perturb: bool = False):
     """Returns (summary dict, recorded trajectories or None). Seeds differ from training's.
 
     `policy`: (params, apply) to fly instead of the bundle's own float actor (e.g. host_policy(...)).
+    `platform`, `perturb`: see env_for_bundle.
     """
-    env = env_for_bundle(bundle)
+    env = env_for_bundle(bundle, platform=platform, perturb=perturb)
     params, apply = policy if policy is not None else bundle_policy(bundle)
     run = make_rollout(env, apply, episodes, record=record)
     out, rec = run(params, jax.random.PRNGKey(seed))

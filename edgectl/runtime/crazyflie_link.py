@@ -41,8 +41,8 @@ class CrazyflieOnboardLink:
 
         self.uri, self.name = uri, f"crazyflie {uri} (policy on board)"
         self.takeoff_speed, self.settle_s, self.rate_hz = float(takeoff_speed), float(settle_s), float(rate_hz)
-        g = platform.get
-        self.min_frac = g("rotors.min_rpm") / g("rotors.max_rpm")
+        from edgectl.platforms import rotor_model
+        self.thrust_shape = tuple(rotor_model(platform)["thrust_shape"])
         try:
             self.link = CrazyflieLink(uri, connect_timeout=connect_timeout)
         except (LinkError, TimeoutError, OSError, Exception) as e:  # cflib raises plain Exceptions for bad URIs
@@ -143,9 +143,10 @@ class CrazyflieOnboardLink:
             return None if self._status is None else dict(self._status)
 
     def forces_to_action(self, forces) -> np.ndarray:
-        """Normalized forces back to the contract's action (rpm_linear), for the flight log."""
-        u = np.sqrt(np.clip(np.asarray(forces, float), 0.0, 1.0))
-        return np.clip(2.0 * (u - self.min_frac) / (1.0 - self.min_frac) - 1.0, -1.0, 1.0)
+        """Normalized forces back to the contract's action (the platform's thrust curve), for the flight log."""
+        from edgectl.platforms import motor_for_fraction
+        u = motor_for_fraction(np.clip(np.asarray(forces, float), 0.0, 1.0), *self.thrust_shape)
+        return np.clip(2.0 * u - 1.0, -1.0, 1.0)
 
     def send_reference(self, ref) -> None:
         from firmware_bridge.crazyflie.bridge import LinkError

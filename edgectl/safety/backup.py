@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from edgectl.platforms import motor_for_fraction, rotor_model, thrust_fraction
+
 PHASES = ("level", "hold", "descend", "landed")
 LEVEL, HOLD, DESCEND, LANDED = range(4)
 
@@ -96,16 +98,36 @@ class BackupModel:
     mass: float
     inertia: tuple[float, float, float]
     gravity: float
-    thrust_max: float  # N per rotor at max_rpm
-    motor_min: float  # min_rpm / max_rpm
-    motor_tau: float  # s
+    thrust_max: float  # N per rotor at full command
+    motor_min: float  # lowest motor command (0)
+    motor_tau: float  # s, rising
     dt: float  # s, control period
     alloc: tuple[tuple[float, float, float, float], ...]  # (T, tx, ty, tz) x (4 rotors)
     alloc_inv: tuple[tuple[float, float, float, float], ...]  # (4 rotors) x (T, tx, ty, tz)
+    thrust_shape: tuple[float, float] = (0.0, 0.0)  # b0, b1: thrust = thrust_max (b0 + b1 u + (1 - b0 - b1) u^2)
+    motor_tau_down: float = 0.0  # s, falling (0: same as motor_tau)
 
     @property
     def hover_motor(self) -> float:
-        return math.sqrt(self.mass * self.gravity / (4.0 * self.thrust_max))
+        return float(motor_for_fraction(self.mass * self.gravity / (4.0 * self.thrust_max), *self.thrust_shape))
+
+    def thrust(self, u):
+        """Per-rotor thrust (N) at motor state u (numpy or JAX)."""
+        return self.thrust_max * thrust_fraction(u, *self.thrust_shape)
+
+    def motor_for(self, t, xp=np):
+        """Motor state giving per-rotor thrust t (N)."""
+        return motor_for_fraction(t / self.thrust_max, *self.thrust_shape, xp=xp)
+
+    @property
+    def motor_k_up(self) -> float:
+        h = self.dt / self.motor_tau
+        return h * (1.0 - h * (0.5 - h * (1.0 / 6.0 - h / 24.0)))
+
+    @property
+    def motor_k_down(self) -> float:
+        h = self.dt / (self.motor_tau_down or self.motor_tau)
+        return h * (1.0 - h * (0.5 - h * (1.0 / 6.0 - h / 24.0)))
 
     @property
     def hover_action(self) -> float:
@@ -123,12 +145,12 @@ def model_from_platform(platform) -> BackupModel:
     if platform.kind != "quadrotor":
         raise ValueError(f"{platform.path.name}: platform.kind: the backup controller flies a quadrotor, got {platform.kind!r}")
     pos = np.asarray(g("rotors.positions"), np.float64)
-    max_rpm = g("rotors.max_rpm")
+    rm = rotor_model(platform)
     return _model(mass=g("body.mass"), inertia=g("body.inertia"), gravity=g("body.gravity"),
                   rotor_x=pos[:, 0], rotor_y=pos[:, 1], spin=g("rotors.spin"),
-                  thrust_max=g("rotors.thrust_coefficient") * max_rpm**2,
+                  thrust_max=rm["thrust_max"], thrust_shape=rm["thrust_shape"],
                   torque_coefficient=g("rotors.torque_coefficient"),
-                  motor_tau=g("rotors.motor_time_constant"), motor_min=g("rotors.min_rpm") / max_rpm,
+                  motor_tau=rm["motor_tau"], motor_tau_down=rm["motor_tau_down"], motor_min=rm["motor_min"],
                   dt=1.0 / g("control.policy_rate"))
 
 
@@ -140,12 +162,18 @@ def model_from_params(params, dt: float | None = None) -> BackupModel:
         raise ValueError(f"model_from_params: mass has shape {f('mass').shape}: pass one vehicle's (nominal) Params")
     return _model(mass=f("mass"), inertia=f("inertia"), gravity=f("gravity"), rotor_x=f("rotor_x"),
                   rotor_y=f("rotor_y"), spin=f("spin"), thrust_max=f("thrust_max"),
+                  thrust_shape=f("thrust_shape") if _has(params, "thrust_shape") else (0.0, 0.0),
                   torque_coefficient=f("torque_coefficient"), motor_tau=f("motor_tau"),
+                  motor_tau_down=f("motor_tau_down") if _has(params, "motor_tau_down") else f("motor_tau"),
                   motor_min=f("motor_min"), dt=float(f("dt")) if dt is None else dt)
 
 
+def _has(params, k) -> bool:
+    return k in params if isinstance(params, dict) else hasattr(params, k)
+
+
 def _model(*, mass, inertia, gravity, rotor_x, rotor_y, spin, thrust_max, torque_coefficient, motor_tau,
-           motor_min, dt) -> BackupModel:
+           motor_min, dt, thrust_shape=(0.0, 0.0), motor_tau_down=None) -> BackupModel:
     a = allocation_matrix(rotor_x, rotor_y, spin, float(torque_coefficient))
     if not np.isfinite(np.linalg.cond(a)) or np.linalg.cond(a) > 1e12:
         raise ValueError(f"rotors.positions/spin: the allocation matrix is singular ({a.tolist()}): "
@@ -153,6 +181,8 @@ def _model(*, mass, inertia, gravity, rotor_x, rotor_y, spin, thrust_max, torque
     inv = np.linalg.inv(a)
     return BackupModel(mass=float(mass), inertia=tuple(float(v) for v in np.asarray(inertia)), gravity=float(gravity),
                        thrust_max=float(thrust_max), motor_min=float(motor_min), motor_tau=float(motor_tau),
+                       thrust_shape=tuple(float(v) for v in np.asarray(thrust_shape)),
+                       motor_tau_down=float(motor_tau if motor_tau_down is None else motor_tau_down),
                        dt=float(dt), alloc=tuple(tuple(float(v) for v in row) for row in a),
                        alloc_inv=tuple(tuple(float(v) for v in row) for row in inv))
 
@@ -205,10 +235,10 @@ def motor_update(model: BackupModel, motor, action, xp=np):
     """Advance the rotor-speed estimate one period under ``action`` (..., 4): the simulator's
     first-order lag with its RK4 step, so the model and the simulator agree exactly."""
     u = model.motor_min + (xp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (1.0 - model.motor_min)
-    h = model.dt / model.motor_tau
-    # RK4 of m' = (u - m) / tau over dt with u held: m + (u - m) * (h - h^2/2 + h^3/6 - h^4/24).
-    k = h * (1.0 - h * (0.5 - h * (1.0 / 6.0 - h / 24.0)))
-    return motor + (u - motor) * k
+    # RK4 of m' = (u - m) / tau over dt with u held: m + (u - m) * (h - h^2/2 + h^3/6 - h^4/24), h = dt / tau;
+    # tau is the rise or the fall constant as in the simulator (m never crosses u within a step, so every
+    # RK4 stage picks the same one).
+    return motor + (u - motor) * xp.where(u > motor, model.motor_k_up, model.motor_k_down)
 
 
 def _c(v, i):
@@ -264,7 +294,7 @@ def _model_accel(M: BackupModel, motor, motor_next, r, w):
     """Angular (body) and linear (world) acceleration the model expects over the period in which
     the rotors go from ``motor`` to ``motor_next``: forces of the mean of the thrusts before and after."""
     F = M.alloc
-    tm = [0.5 * M.thrust_max * (_c(motor, i) * _c(motor, i) + _c(motor_next, i) * _c(motor_next, i)) for i in range(4)]
+    tm = [0.5 * (M.thrust(_c(motor, i)) + M.thrust(_c(motor_next, i))) for i in range(4)]
     gx, gy, gz = _gyro(M, w)
     jx, jy, jz = M.inertia
     am = (((F[1][0] * tm[0] + F[1][1] * tm[1] + F[1][2] * tm[2] + F[1][3] * tm[3]) - gx) / jx,
@@ -384,7 +414,7 @@ def step(model: BackupModel, gains: BackupGains, cs: dict, pos, quat, vel, omega
     motor = cs["motor"]
     over = M.motor_tau / G.motor_tf
     F = M.alloc
-    th = [M.thrust_max * _c(motor, i) * _c(motor, i) for i in range(4)]
+    th = [M.thrust(_c(motor, i)) for i in range(4)]
     w_hat = [F[j][0] * th[0] + F[j][1] * th[1] + F[j][2] * th[2] + F[j][3] * th[3] for j in range(4)]
     thrust = w_hat[0] + over * (thrust - w_hat[0])
     tx = w_hat[1] + over * (tx - w_hat[1])
@@ -397,7 +427,7 @@ def step(model: BackupModel, gains: BackupGains, cs: dict, pos, quat, vel, omega
     # no yaw authority at all a weak rotor spun the vehicle past 30 rad/s, where the tilt loop no
     # longer holds. So the two orders are blended by the yaw rate, between yaw_guard and 2 x it.
     A = M.alloc_inv
-    t_lo = M.thrust_max * M.motor_min * M.motor_min
+    t_lo = M.thrust(M.motor_min)
     t_hi = M.thrust_max
     rng = t_hi - t_lo
 
@@ -436,7 +466,7 @@ def step(model: BackupModel, gains: BackupGains, cs: dict, pos, quat, vel, omega
     acts = []
     for i in range(4):
         t_i = xp.clip(mixed[i], t_lo, t_hi)
-        u = xp.sqrt(t_i / M.thrust_max)
+        u = M.motor_for(t_i, xp=xp)
         a = 2.0 * (u - M.motor_min) / (1.0 - M.motor_min) - 1.0
         a = xp.where(landed, -1.0, a)
         acts.append(xp.where(ok, a, M.hover_action))

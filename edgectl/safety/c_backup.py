@@ -39,11 +39,12 @@ def constants(model: bk.BackupModel, gains: bk.BackupGains) -> dict[str, float]:
     """Every number the C code uses, computed the way ``backup.step`` computes it."""
     M, G = model, gains
     g = M.gravity
-    h = M.dt / M.motor_tau
     c = {
         "DT": M.dt, "G": g, "MASS": M.mass, "JX": M.inertia[0], "JY": M.inertia[1], "JZ": M.inertia[2],
         "TMAX": M.thrust_max, "MMIN": M.motor_min, "HOVER_ACTION": M.hover_action, "HOVER_MOTOR": M.hover_motor,
-        "MOTOR_SPAN": 1.0 - M.motor_min, "MOTOR_K": h * (1.0 - h * (0.5 - h * (1.0 / 6.0 - h / 24.0))),
+        "MOTOR_SPAN": 1.0 - M.motor_min, "MOTOR_K_UP": M.motor_k_up, "MOTOR_K_DOWN": M.motor_k_down,
+        "B0": M.thrust_shape[0], "B1": M.thrust_shape[1], "B2": 1.0 - M.thrust_shape[0] - M.thrust_shape[1],
+        "ONE_MINUS_B0": 1.0 - M.thrust_shape[0],
         "ATT_KP": G.att_kp, "ATT_KD": G.att_kd, "YAW_KD": G.yaw_kd, "YAW_GUARD": G.yaw_guard, "DOB_GAIN": G.dob_gain, "DOB_MAX": G.dob_max,
         "FDOB_GAIN": G.fdob_gain, "FDOB_LIM": G.fdob_max * M.gravity,
         "XY_KP": G.xy_kp, "XY_KD": G.xy_kd, "XY_KI": G.xy_ki, "Z_KP": G.z_kp, "Z_KD": G.z_kd, "Z_KI": G.z_ki,
@@ -55,8 +56,8 @@ def constants(model: bk.BackupModel, gains: bk.BackupGains) -> dict[str, float]:
         "DESCENT_RATE": G.descent_rate, "NEG_DESCENT_RATE": -G.descent_rate, "GROUND_Z": G.ground_z,
         "TOUCHDOWN": G.ground_z + G.touchdown_z,
         "OVER": M.motor_tau / G.motor_tf,
-        "T_LO": M.thrust_max * M.motor_min * M.motor_min, "T_HI": M.thrust_max,
-        "RNG": M.thrust_max - M.thrust_max * M.motor_min * M.motor_min,
+        "T_LO": M.thrust(M.motor_min), "T_HI": M.thrust_max,
+        "RNG": M.thrust_max - M.thrust(M.motor_min),
         "PI": math.pi,
     }
     for i in range(4):
@@ -207,8 +208,18 @@ static void motor_update(edgectl_real motor[4], const edgectl_real action[4]) {{
     int i;
     for (i = 0; i < 4; i++) {{
         edgectl_real u = MMIN + (clip(action[i], R(-1.0), R(1.0)) + R(1.0)) * R(0.5) * MOTOR_SPAN;
-        motor[i] = motor[i] + (u - motor[i]) * MOTOR_K;
+        motor[i] = motor[i] + (u - motor[i]) * (u > motor[i] ? MOTOR_K_UP : MOTOR_K_DOWN);
     }}
+}}
+
+/* The platform's thrust curve and its inverse (edgectl.platforms.thrust_fraction / motor_for_fraction). */
+static edgectl_real thrust_of(edgectl_real u) {{
+    return TMAX * (B0 + u * (B1 + u * B2));
+}}
+
+static edgectl_real motor_for(edgectl_real t) {{
+    edgectl_real d = clip(t / TMAX - B0, R(0.0), ONE_MINUS_B0);
+    return R(2.0) * d / mx(B1 + SQRT(B1 * B1 + R(4.0) * B2 * d), R(1e-12));
 }}
 
 /* Rotor model, measurements and model accelerations after a period's command. */
@@ -218,7 +229,7 @@ static void finish(edgectl_backup_t *s, int ok, const edgectl_real action[4], co
     int i;
     for (i = 0; i < 4; i++) next[i] = s->motor[i];
     motor_update(next, action);
-    for (i = 0; i < 4; i++) tm[i] = R(0.5) * TMAX * (s->motor[i] * s->motor[i] + next[i] * next[i]);
+    for (i = 0; i < 4; i++) tm[i] = R(0.5) * (thrust_of(s->motor[i]) + thrust_of(next[i]));
     gyro(w, g);
     am[0] = ((F10 * tm[0] + F11 * tm[1] + F12 * tm[2] + F13 * tm[3]) - g[0]) / JX;
     am[1] = ((F20 * tm[0] + F21 * tm[1] + F22 * tm[2] + F23 * tm[3]) - g[1]) / JY;
@@ -340,7 +351,7 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     thrust = clip(fx * r[2] + fy * r[5] + fz * r[8], T_MIN, T_MAX);
 
     /* rotor lag: over-drive thrust and torques from the rotor-speed model */
-    for (i = 0; i < 4; i++) th[i] = TMAX * s->motor[i] * s->motor[i];
+    for (i = 0; i < 4; i++) th[i] = thrust_of(s->motor[i]);
     w_hat[0] = F00 * th[0] + F01 * th[1] + F02 * th[2] + F03 * th[3];
     w_hat[1] = F10 * th[0] + F11 * th[1] + F12 * th[2] + F13 * th[3];
     w_hat[2] = F20 * th[0] + F21 * th[1] + F22 * th[2] + F23 * th[3];
@@ -379,7 +390,7 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     wy = clip((FABS(w[2]) - YAW_GUARD) / YAW_GUARD, R(0.0), R(1.0));
     for (i = 0; i < 4; i++) {{
         edgectl_real t_i = clip(wy * first[i] + (R(1.0) - wy) * (base[i] + yc * y[i]), T_LO, T_HI);
-        edgectl_real u = SQRT(t_i / TMAX);
+        edgectl_real u = motor_for(t_i);
         edgectl_real a = R(2.0) * (u - MMIN) / MOTOR_SPAN - R(1.0);
         if (phase == EDGECTL_BACKUP_LANDED) a = R(-1.0);
         action[i] = ok ? a : HOVER_ACTION;

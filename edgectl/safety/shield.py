@@ -477,14 +477,16 @@ def _random_params(platform, n: int, seed: int) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     base = nq.params_as_dict(nq.params_from_platform(platform))
-    keys = ("mass", "inertia", "thrust_coefficient", "torque_coefficient", "motor_time_constant")
-    fields_ = ("mass", "inertia", "thrust_max", "torque_coefficient", "motor_tau")
+    keys = ("mass", "inertia", "thrust_curve", "torque_coefficient", "motor_time_constant", "drag_coefficient")
+    fields_ = ("mass", "inertia", "thrust_max", "torque_coefficient", ("motor_tau", "motor_tau_down"), "drag")
     out = []
     for _ in range(n):
         d = {k: np.array(v, np.float64) for k, v in base.items()}
         for key, fld in zip(keys, fields_):
-            r = platform.get(f"randomization.{key}")
-            d[fld] = d[fld] * (1.0 + r * rng.uniform(-1.0, 1.0))
+            lo, hi = platform.get(f"randomization.{key}")  # factor range, drawn log-uniform as in training
+            f = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            for name in (fld if isinstance(fld, tuple) else (fld,)):
+                d[name] = d[name] * f
         d["force"] = platform.get("disturbance.force_std") * rng.standard_normal(3)
         d["torque"] = platform.get("disturbance.torque_std") * rng.standard_normal(3)
         out.append(nq.params_to_array(d))

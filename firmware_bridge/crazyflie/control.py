@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from edgectl.platforms import motor_for_fraction
+
 from .setpoints import MODE_ABS, MODE_DISABLE, MODE_VELOCITY, Setpoint
 
 MAX_TILT_DEG = 25.0
@@ -57,6 +59,7 @@ class FlightController:
         self.g = float(params["gravity"])
         self.inertia = [float(v) for v in params["inertia"]]
         self.tmax = float(params["thrust_max"])  # per rotor, N
+        self.shape = tuple(float(v) for v in params.get("thrust_shape", (0.0, 0.0)))  # the thrust curve's b0, b1
         self.motor_tau = float(params["motor_tau"])
         self.motor_min = float(params["motor_min"])
         rx, ry, spin = (np.asarray(params[k], dtype=float) for k in ("rotor_x", "rotor_y", "spin"))
@@ -170,7 +173,7 @@ class FlightController:
         tz = izz * kr[2] * (wzd - wz) + (iyy - ixx) * wx * wy
 
         forces = self._mix(thrust_n, tx, ty, tz)
-        u = self._lead([math.sqrt(f / self.tmax) for f in forces])
+        u = self._lead([float(motor_for_fraction(f / self.tmax, *self.shape)) for f in forces])
         self.last = {"roll": math.degrees(roll_d), "pitch": -math.degrees(pitch_d),
                      "yaw": self.yaw_desired, "thrust": self.newton_to_thrust(thrust_n)}
         return u
@@ -196,6 +199,6 @@ class FlightController:
     def forces_to_motors(self, forces) -> list[float]:
         """Normalized per-rotor forces (0..1 of the maximum) -> rotor speed commands, for a
         controller that drives the motors directly (the firmware's controlModeForce)."""
-        u = [math.sqrt(_clip(float(f), 0.0, 1.0)) for f in forces]
+        u = [float(motor_for_fraction(_clip(float(f), 0.0, 1.0), *self.shape)) for f in forces]
         self._advance_model(u)
         return u

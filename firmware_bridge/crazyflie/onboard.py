@@ -73,12 +73,12 @@ class OnboardApp:
         self.set_setpoint = set_setpoint
         self.backup = None
         self.monitors = []
-        self.min_frac = 0.0
+        self.b0 = self.b1 = 0.0  # thrust curve of the model (edgectl.contract.thrust_curve)
         if platform is not None:
             from edgectl.safety.backup import BackupController, model_from_platform
             model = model_from_platform(platform)
             self.backup = BackupController(model)
-            self.min_frac = model.motor_min
+            self.b0, self.b1 = model.thrust_shape
             if monitor:
                 from edgectl.safety.monitor import OnlineMonitor
                 from export.crazyflie_app import onboard_formulas
@@ -176,12 +176,12 @@ class OnboardApp:
         self.forces = self._action_to_forces(a)
 
     def _action_to_forces(self, a: np.ndarray) -> np.ndarray:
-        u = self.min_frac + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (1.0 - self.min_frac)
-        return np.clip(u * u, 0.0, 1.0)
+        from edgectl.platforms import thrust_fraction
+        return np.clip(thrust_fraction((np.clip(a, -1.0, 1.0) + 1.0) * 0.5, self.b0, self.b1), 0.0, 1.0)
 
     def _forces_to_action(self, f: np.ndarray) -> np.ndarray:
-        u = np.sqrt(np.clip(f, 0.0, 1.0))
-        return np.clip(2.0 * (u - self.min_frac) / (1.0 - self.min_frac) - 1.0, -1.0, 1.0)
+        from edgectl.platforms import motor_for_fraction
+        return np.clip(2.0 * motor_for_fraction(np.clip(f, 0.0, 1.0), self.b0, self.b1) - 1.0, -1.0, 1.0)
 
     def _keep_alive(self, now: float):
         if self.set_setpoint is None or (self.backup is not None and self.backup.phase == "landed"):
@@ -251,10 +251,9 @@ class BundlePolicy:
         c = self.contract = self.bundle.contract
         check_contract(c)
         self._observation = observation
-        m = c["action"]["mapping"]
-        if m.get("kind") != "rpm_linear":
-            raise ValueError(f"{bundle_path}: contract.action.mapping.kind {m.get('kind')!r}: the Crazyflie app maps rpm_linear")
-        self.min_frac = float(m["min_rpm"]) / float(m["max_rpm"])
+        from edgectl.contract import thrust_curve
+        self.mapping = c["action"]["mapping"]
+        _, self.b0, self.b1 = thrust_curve(self.mapping, f"{bundle_path}: contract.action.mapping")
         self.hover = float(c["action"].get("hover_action", 0.0))
         self.history = sum(f["size"] for f in c["observation"]["fields"] if f["name"] == "previous_actions")
         from edgectl.contract import PositionIntegral
@@ -309,5 +308,5 @@ class BundlePolicy:
         if self.history:
             self.prev = np.concatenate([a, self.prev[:-4]])
         self.last_action = a
-        u = self.min_frac + (a + 1.0) * 0.5 * (1.0 - self.min_frac)
-        return u * u
+        u = (a + 1.0) * 0.5
+        return self.b0 + u * (self.b1 + u * (1.0 - self.b0 - self.b1))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgectl.platforms import motor_for_fraction
+
 from train_fast.sims.numba import quadrotor as qd
 
 from .frames import quat_conj, quat_mul
@@ -40,6 +42,7 @@ class AttitudeController:
         self.inertia = self.params[i["inertia_x"]:i["inertia_x"] + 3]
         self.thrust_max = float(self.params[i["thrust_max"]])
         self.motor_min = float(self.params[i["motor_min"]])
+        self.shape = (float(self.params[i["thrust_shape_0"]]), float(self.params[i["thrust_shape_1"]]))
         self.mix = np.linalg.pinv(allocation_matrix(self.params))  # (4 rotors, 4 wrench)
 
     def rates_for_attitude(self, quat: np.ndarray, quat_des: np.ndarray) -> np.ndarray:
@@ -64,7 +67,7 @@ class AttitudeController:
             elif fq < -1e-12:
                 scale = min(scale, -ft / fq)
         f = np.clip(f_thrust + max(scale, 0.0) * f_torque, 0.0, self.thrust_max)
-        speed = np.sqrt(f / self.thrust_max)
+        speed = motor_for_fraction(f / self.thrust_max, *self.shape)
         return 2.0 * (speed - self.motor_min) / (1.0 - self.motor_min) - 1.0
 
     def attitude(self, quat, omega, quat_des, thrust: float) -> np.ndarray:

@@ -38,7 +38,8 @@ def generic_quad_params(dt: float = 0.004) -> np.ndarray:
     return qd.params_to_array({
         "mass": 1.52, "inertia": [0.029125, 0.029125, 0.055225], "gravity": 9.81,
         "rotor_x": [a, -a, a, -a], "rotor_y": [-a, a, a, -a], "spin": [-1, -1, 1, 1],
-        "thrust_max": 5.84, "torque_coefficient": 0.06, "motor_tau": 0.02, "motor_min": 0.0,
+        "thrust_max": 5.84, "thrust_shape": [0.0, 0.0], "torque_coefficient": 0.06, "motor_tau": 0.02,
+        "motor_tau_down": 0.02, "drag": 0.0, "motor_min": 0.0,
         "dt": dt, "force": np.zeros(3), "torque": np.zeros(3),
     })
 

@@ -4,8 +4,13 @@ Conventions (the bundle contract and the firmware app rely on them):
 - world frame z up; body frame x forward, y left, z up (the Crazyflie firmware's frames);
 - quaternion (w, x, y, z), rotating body vectors into the world frame;
 - angular velocity in the body frame, rad/s;
-- motor state = rotor speed / max_rpm, so thrust = thrust_max * motor**2 per rotor;
-- action a in [-1, 1] per motor, firmware order M1..M4: rpm command = min_rpm + (a + 1) / 2 * (max_rpm - min_rpm).
+- motor state u = the normalized motor command after the motor's lag, in [0, 1]; thrust per rotor =
+  thrust_max * (b0 + b1 u + (1 - b0 - b1) u^2), the platform's thrust curve (edgectl.platforms.rotor_model);
+- the lag is first order with one time constant while u rises and another while it falls (Eschmann et al.
+  2024, "Data-driven system identification of quadrotors subject to motor delays");
+- linear rotor drag on the body x/y velocity (optional, drag coefficient 0 turns it off);
+- action a in [-1, 1] per motor, firmware order M1..M4: u command = motor_min + (a + 1) / 2 * (1 - motor_min)
+  (motor_min is 0 for every platform form the loader knows; kept for the twins' layout).
 
 The derivative is written component by component rather than with 3x3 matrices and cross
 products: under vmap that measured 4-6x faster here (../shared/FIELD_NOTES.md, section 1).
@@ -19,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from edgectl.platforms import Platform
+from edgectl.platforms import Platform, motor_for_fraction, rotor_model
 
 
 def _pytree(cls):
@@ -46,23 +51,26 @@ class Params:
     rotor_x: jax.Array  # (4,) m
     rotor_y: jax.Array  # (4,) m
     spin: jax.Array  # (4,) +1 / -1
-    thrust_max: jax.Array  # N per rotor at max_rpm
+    thrust_max: jax.Array  # N per rotor at full command
+    thrust_shape: jax.Array  # (2,) b0, b1 of the thrust curve, fractions of thrust_max
     torque_coefficient: jax.Array  # N m of yaw torque per N of thrust
-    motor_tau: jax.Array  # s
-    motor_min: jax.Array  # min_rpm / max_rpm
+    motor_tau: jax.Array  # s, while the motor speeds up
+    motor_tau_down: jax.Array  # s, while it slows down
+    drag: jax.Array  # N s/m, body x/y rotor drag
+    motor_min: jax.Array  # lowest motor command (0)
     dt: jax.Array  # s
     force: jax.Array  # (3,) N, world, constant disturbance for the episode
     torque: jax.Array  # (3,) N m, body, constant disturbance for the episode
 
 
 # Names of the per-episode randomized factors, in the order the critic sees them.
-RANDOMIZED = ("mass", "inertia", "thrust_coefficient", "torque_coefficient", "motor_time_constant")
+RANDOMIZED = ("mass", "inertia", "thrust_curve", "torque_coefficient", "motor_time_constant", "drag_coefficient")
 
 
 def nominal_params(platform: Platform, dtype=jnp.float32) -> Params:
     g = platform.get
     pos = np.asarray(g("rotors.positions"), dtype=np.float64)
-    max_rpm = g("rotors.max_rpm")
+    rm = rotor_model(platform)
     f = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
     return Params(
         mass=f(g("body.mass")),
@@ -71,10 +79,13 @@ def nominal_params(platform: Platform, dtype=jnp.float32) -> Params:
         rotor_x=f(pos[:, 0]),
         rotor_y=f(pos[:, 1]),
         spin=f(g("rotors.spin")),
-        thrust_max=f(g("rotors.thrust_coefficient") * max_rpm**2),
+        thrust_max=f(rm["thrust_max"]),
+        thrust_shape=f(rm["thrust_shape"]),
         torque_coefficient=f(g("rotors.torque_coefficient")),
-        motor_tau=f(g("rotors.motor_time_constant")),
-        motor_min=f(g("rotors.min_rpm") / max_rpm),
+        motor_tau=f(rm["motor_tau"]),
+        motor_tau_down=f(rm["motor_tau_down"]),
+        drag=f(rm["drag"]),
+        motor_min=f(rm["motor_min"]),
         dt=f(1.0 / g("control.sim_rate")),
         force=jnp.zeros(3, dtype),
         torque=jnp.zeros(3, dtype),
@@ -82,14 +93,17 @@ def nominal_params(platform: Platform, dtype=jnp.float32) -> Params:
 
 
 def randomization_ranges(platform: Platform) -> np.ndarray:
+    """(len(RANDOMIZED), 2) factor ranges [lo, hi]."""
     return np.array([platform.get(f"randomization.{k}") for k in RANDOMIZED], dtype=np.float32)
 
 
 def sample_params(key, nominal: Params, ranges, force_std, torque_std):
-    """Domain randomization: scale each physical parameter by U[1-r, 1+r], draw the disturbance."""
+    """Domain randomization: scale each physical parameter by a factor drawn log-uniform in its
+    [lo, hi] (x0.5-2 is then as likely halved as doubled), draw the disturbance."""
     k1, k2, k3 = jax.random.split(key, 3)
     ranges = jnp.asarray(ranges)
-    factors = 1.0 + ranges * jax.random.uniform(k1, (len(RANDOMIZED),), minval=-1.0, maxval=1.0)
+    lo, hi = jnp.log(ranges[:, 0]), jnp.log(ranges[:, 1])
+    factors = jnp.exp(lo + (hi - lo) * jax.random.uniform(k1, (len(RANDOMIZED),)))
     params = Params(
         mass=nominal.mass * factors[0],
         inertia=nominal.inertia * factors[1],
@@ -98,8 +112,11 @@ def sample_params(key, nominal: Params, ranges, force_std, torque_std):
         rotor_y=nominal.rotor_y,
         spin=nominal.spin,
         thrust_max=nominal.thrust_max * factors[2],
+        thrust_shape=nominal.thrust_shape,
         torque_coefficient=nominal.torque_coefficient * factors[3],
         motor_tau=nominal.motor_tau * factors[4],
+        motor_tau_down=nominal.motor_tau_down * factors[4],
+        drag=nominal.drag * factors[5],
         motor_min=nominal.motor_min,
         dt=nominal.dt,
         force=force_std * jax.random.normal(k2, (3,)),
@@ -109,8 +126,9 @@ def sample_params(key, nominal: Params, ranges, force_std, torque_std):
 
 
 def hover_motor(params: Params) -> jax.Array:
-    """Motor speed (fraction of max_rpm) at which the four rotors carry the weight."""
-    return jnp.sqrt(params.mass * params.gravity / (4.0 * params.thrust_max))
+    """Motor state at which the four rotors carry the weight."""
+    return motor_for_fraction(params.mass * params.gravity / (4.0 * params.thrust_max),
+                              params.thrust_shape[0], params.thrust_shape[1], xp=jnp)
 
 
 def action_to_motor(action, params: Params):
@@ -124,15 +142,26 @@ def motor_to_action(motor, params: Params):
 def _deriv(x, u, p: Params):
     px, py, pz, qw, qx, qy, qz, vx, vy, vz, wx, wy, wz, m0, m1, m2, m3 = x
     del px, py, pz
-    t0, t1, t2, t3 = (p.thrust_max * m * m for m in (m0, m1, m2, m3))
+    b0, b1 = p.thrust_shape[0], p.thrust_shape[1]
+    b2 = 1.0 - b0 - b1
+    t0, t1, t2, t3 = (p.thrust_max * (b0 + m * (b1 + m * b2)) for m in (m0, m1, m2, m3))
     thrust = t0 + t1 + t2 + t3
-    # Third column of the body-to-world rotation: where the rotors push.
+    # Body-to-world rotation; its third column is where the rotors push.
+    r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
+    r01 = 2.0 * (qx * qy - qw * qz)
     r02 = 2.0 * (qx * qz + qw * qy)
+    r10 = 2.0 * (qx * qy + qw * qz)
+    r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
     r12 = 2.0 * (qy * qz - qw * qx)
+    r20 = 2.0 * (qx * qz - qw * qy)
+    r21 = 2.0 * (qy * qz + qw * qx)
     r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-    ax = (r02 * thrust + p.force[0]) / p.mass
-    ay = (r12 * thrust + p.force[1]) / p.mass
-    az = (r22 * thrust + p.force[2]) / p.mass - p.gravity
+    # Rotor drag: -drag * (body x, body y velocity), back in the world frame.
+    dbx = -p.drag * (r00 * vx + r10 * vy + r20 * vz)
+    dby = -p.drag * (r01 * vx + r11 * vy + r21 * vz)
+    ax = (r02 * thrust + r00 * dbx + r01 * dby + p.force[0]) / p.mass
+    ay = (r12 * thrust + r10 * dbx + r11 * dby + p.force[1]) / p.mass
+    az = (r22 * thrust + r20 * dbx + r21 * dby + p.force[2]) / p.mass - p.gravity
     rx, ry, s = p.rotor_x, p.rotor_y, p.spin
     tx = ry[0] * t0 + ry[1] * t1 + ry[2] * t2 + ry[3] * t3 + p.torque[0]
     ty = -(rx[0] * t0 + rx[1] * t1 + rx[2] * t2 + rx[3] * t3) + p.torque[1]
@@ -145,9 +174,10 @@ def _deriv(x, u, p: Params):
     dqx = 0.5 * (qw * wx + qy * wz - qz * wy)
     dqy = 0.5 * (qw * wy + qz * wx - qx * wz)
     dqz = 0.5 * (qw * wz + qx * wy - qy * wx)
-    inv_tau = 1.0 / p.motor_tau
+    up, down = 1.0 / p.motor_tau, 1.0 / p.motor_tau_down
+    lag = lambda c, m: (c - m) * jnp.where(c > m, up, down)  # noqa: E731
     return (vx, vy, vz, dqw, dqx, dqy, dqz, ax, ay, az, dwx, dwy, dwz,
-            (u[0] - m0) * inv_tau, (u[1] - m1) * inv_tau, (u[2] - m2) * inv_tau, (u[3] - m3) * inv_tau)
+            lag(u[0], m0), lag(u[1], m1), lag(u[2], m2), lag(u[3], m3))
 
 
 def _unpack(s: State):

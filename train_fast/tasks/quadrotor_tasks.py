@@ -166,13 +166,16 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
             "high": 1.0,
             "hover_action": hover,
             "mapping": {
-                "kind": "rpm_linear",
-                "formula": "rpm = min_rpm + (clip(a, -1, 1) + 1) / 2 * (max_rpm - min_rpm); thrust = thrust_coefficient * rpm^2",
-                "min_rpm": platform.get("rotors.min_rpm"),
-                "max_rpm": platform.get("rotors.max_rpm"),
-                "thrust_coefficient": platform.get("rotors.thrust_coefficient"),
+                "kind": "thrust_curve",
+                "formula": "u = (clip(a, -1, 1) + 1) / 2; thrust per rotor [N] = c0 + c1 u + c2 u^2",
+                "thrust_curve": [float(v) for v in platform.get("rotors.thrust_curve")],
                 "motor_order": "M1 front-right, M2 back-right, M3 back-left, M4 front-left",
-                "firmware_force_mode": "normalized force = thrust / (thrust_coefficient * max_rpm^2) = (rpm / max_rpm)^2",
+                # Where each rotor is and which way it turns, so another simulator can map motors by
+                # geometry, never by index (bench/transfer.py).
+                "rotor_positions": [[float(v) for v in r] for r in platform.get("rotors.positions")],
+                "spin": [int(v) for v in platform.get("rotors.spin")],
+                "spin_convention": "+1: propeller clockwise seen from above, +z (yaw left) torque on the body",
+                "firmware_force_mode": "normalized force = thrust / (c0 + c1 + c2); the app scales it by the firmware's THRUST_MAX",
             },
         },
     }
@@ -191,6 +194,11 @@ class QuadEnv:
     obs_noise: np.ndarray = field(default=None, hash=False, compare=False)
     randomize: bool = True
     training: bool = False  # True: the training start distribution (see TaskConfig.train_tilt_exponent)
+    # Actuation delay drawn per episode in [delay_lo, delay_hi] control periods: the task's own
+    # action_delay, widened by the platform's randomization.action_delay when randomizing.
+    delay_lo: float = 0.0
+    delay_hi: float = 0.0
+    gyro_bias_std: float = 0.0  # rad/s, a constant per-episode gyro bias (sensors.angular_velocity_bias_std)
 
     @property
     def episode_steps(self) -> int:
@@ -202,17 +210,22 @@ class QuadEnv:
 
     @property
     def critic_size(self) -> int:
-        return self.obs_size + 4 + 6 + len(quad.RANDOMIZED) + 1 + (self.cfg.action_delay > 0)
+        return self.obs_size + 4 + 6 + len(quad.RANDOMIZED) + 1 + (self.delay_hi > 0)
 
 
 def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, disturbances: bool = True,
              training: bool = False) -> QuadEnv:
     c = contract(cfg, platform)
     norm = c["observation"]["normalization"]
+    ranges = quad.randomization_ranges(platform)
+    d_lo, d_hi = platform.get("randomization.action_delay") if randomize else (0.0, 0.0)
     return QuadEnv(
         cfg=cfg,
         nominal=quad.nominal_params(platform),
-        ranges=quad.randomization_ranges(platform) * (1.0 if randomize else 0.0),
+        ranges=ranges if randomize else np.ones_like(ranges),
+        delay_lo=float(d_lo) if cfg.action_delay == 0 else 0.0,
+        delay_hi=float(max(cfg.action_delay, d_hi)),
+        gyro_bias_std=float(platform.get("sensors.angular_velocity_bias_std")) if randomize else 0.0,
         force_std=platform.get("disturbance.force_std") if disturbances else 0.0,
         torque_std=platform.get("disturbance.torque_std") if disturbances else 0.0,
         obs_offset=np.asarray(norm["offset"], np.float32),
@@ -238,6 +251,7 @@ class EnvState:
     prev_actions: jax.Array  # (4 * history,), newest first
     delay: jax.Array  # actuation delay of this episode, fraction of a control period
     integral: jax.Array  # (3,) m s, leaky integral of the position error (zero unless cfg.integral_tau > 0)
+    gyro_bias: jax.Array  # (3,) rad/s, this episode's constant gyro bias
 
 
 def reference(cfg: TaskConfig, time):
@@ -283,14 +297,15 @@ def reset(key, env: QuadEnv) -> EnvState:
     )
     prev = jnp.tile(quad.motor_to_action(hover, params), 4 * cfg.action_history)
     # fold_in, not another split: the other draws (and so every earlier evaluation's starts) stay as they were
-    delay = jax.random.uniform(jax.random.fold_in(kph, 1), (), minval=0.0, maxval=cfg.action_delay)
+    delay = jax.random.uniform(jax.random.fold_in(kph, 1), (), minval=env.delay_lo, maxval=env.delay_hi)
+    bias = env.gyro_bias_std * jax.random.normal(jax.random.fold_in(kph, 2), (3,))
     return EnvState(sim=sim, params=params, factors=factors, t=jnp.zeros((), jnp.int32), phase=phase, prev_actions=prev,
-                    delay=delay, integral=jnp.zeros(3))
+                    delay=delay, integral=jnp.zeros(3), gyro_bias=bias)
 
 
 def _fields(env: QuadEnv, s: EnvState) -> jax.Array:
     p_ref, v_ref, a_ref = _ref_now(env, s)
-    parts = [s.sim.pos - p_ref, quad.rotation_matrix(s.sim.quat), s.sim.vel - v_ref, s.sim.omega]
+    parts = [s.sim.pos - p_ref, quad.rotation_matrix(s.sim.quat), s.sim.vel - v_ref, s.sim.omega + s.gyro_bias]
     if env.cfg.name == "figure8":
         parts.append(a_ref)
     if env.cfg.action_history > 0:
@@ -312,9 +327,10 @@ def observe_privileged(env: QuadEnv, s: EnvState) -> jax.Array:
     hover = quad.hover_motor(env.nominal)
     force = s.params.force / jnp.maximum(env.force_std, 1e-9)
     torque = s.params.torque / jnp.maximum(env.torque_std, 1e-12)
-    factors = (s.factors - 1.0) / jnp.maximum(jnp.asarray(env.ranges), 1e-6)
+    log_r = jnp.log(jnp.asarray(env.ranges))
+    factors = jnp.log(s.factors) / jnp.maximum(jnp.max(jnp.abs(log_r), axis=1), 1e-6)
     t = s.t / env.episode_steps
-    extra = [s.delay[None]] if env.cfg.action_delay > 0 else []
+    extra = [s.delay[None]] if env.delay_hi > 0 else []
     return jnp.concatenate([obs, (s.sim.motor - hover) / 0.3, force, torque, factors, t[None], *extra])
 
 
@@ -323,7 +339,7 @@ def step(key, s: EnvState, action, env: QuadEnv):
     del key  # the dynamics are deterministic given the episode's params
     cfg = env.cfg
     action = jnp.clip(action, -1.0, 1.0)
-    if cfg.action_delay > 0:
+    if env.delay_hi > 0:
         # The new command reaches the motors `delay` of a period late; over one step the (linear, 0.15 s)
         # motor lag sees the time-weighted mean of the old and new commands.
         last = s.prev_actions[:4] if cfg.action_history > 0 else action
@@ -333,7 +349,7 @@ def step(key, s: EnvState, action, env: QuadEnv):
     sim = quad.dynamics_step(s.sim, applied, s.params)
     prev = jnp.concatenate([action, s.prev_actions[:-4]]) if cfg.action_history > 0 else s.prev_actions
     s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev, delay=s.delay,
-                  integral=s.integral)
+                  integral=s.integral, gyro_bias=s.gyro_bias)
     p_ref, v_ref, _ = _ref_now(env, s2)
     e_p = sim.pos - p_ref
     if cfg.integral_tau > 0:

@@ -6,7 +6,7 @@ time at 100 Hz-1 kHz and must not need JAX, so this module imports only numpy an
 Layout
 - state: flat array of ``STATE_SIZE`` = 17 values, ``STATE_NAMES`` order: pos (3, world, m),
   quat (4, w x y z, body to world), vel (3, world, m/s), omega (3, body, rad/s),
-  motor (4, rotor speed / max_rpm).
+  motor (4, normalized motor command after the lag, thrust from the platform's thrust curve).
 - action: 4 values in [-1, 1], firmware order M1..M4 (clipped, as in JAX).
 - params: flat array of ``PARAM_SIZE`` values in ``PARAM_NAMES`` order (``PARAM_FIELDS`` gives
   the Params field and width of each block); ``params_to_array`` builds it from a JAX ``Params``
@@ -56,8 +56,11 @@ PARAM_FIELDS = (
     ("rotor_y", 4),
     ("spin", 4),
     ("thrust_max", 1),
+    ("thrust_shape", 2),
     ("torque_coefficient", 1),
     ("motor_tau", 1),
+    ("motor_tau_down", 1),
+    ("drag", 1),
     ("motor_min", 1),
     ("dt", 1),
     ("force", 3),
@@ -79,8 +82,11 @@ _RX = PARAM_INDEX["rotor_x_0"]
 _RY = PARAM_INDEX["rotor_y_0"]
 _SPIN = PARAM_INDEX["spin_0"]
 _TMAX = PARAM_INDEX["thrust_max"]
+_TB0 = PARAM_INDEX["thrust_shape_0"]
 _CTAU = PARAM_INDEX["torque_coefficient"]
 _MTAU = PARAM_INDEX["motor_tau"]
+_MTAUD = PARAM_INDEX["motor_tau_down"]
+_DRAG = PARAM_INDEX["drag"]
 _MMIN = PARAM_INDEX["motor_min"]
 _DT = PARAM_INDEX["dt"]
 _FX = PARAM_INDEX["force_x"]
@@ -127,9 +133,11 @@ def params_to_array(params: Any, dtype=np.float64) -> np.ndarray:
 
 def params_from_platform(platform, dtype=np.float64) -> np.ndarray:
     """The nominal params array of a quadrotor platform, same formulas as ``nominal_params``."""
+    from edgectl.platforms import rotor_model
+
     g = platform.get
     pos = np.asarray(g("rotors.positions"), dtype=np.float64)
-    max_rpm = g("rotors.max_rpm")
+    rm = rotor_model(platform)
     return params_to_array({
         "mass": g("body.mass"),
         "inertia": g("body.inertia"),
@@ -137,10 +145,13 @@ def params_from_platform(platform, dtype=np.float64) -> np.ndarray:
         "rotor_x": pos[:, 0],
         "rotor_y": pos[:, 1],
         "spin": g("rotors.spin"),
-        "thrust_max": g("rotors.thrust_coefficient") * max_rpm**2,
+        "thrust_max": rm["thrust_max"],
+        "thrust_shape": rm["thrust_shape"],
         "torque_coefficient": g("rotors.torque_coefficient"),
-        "motor_tau": g("rotors.motor_time_constant"),
-        "motor_min": g("rotors.min_rpm") / max_rpm,
+        "motor_tau": rm["motor_tau"],
+        "motor_tau_down": rm["motor_tau_down"],
+        "drag": rm["drag"],
+        "motor_min": rm["motor_min"],
         "dt": 1.0 / g("control.sim_rate"),
         "force": np.zeros(3),
         "torque": np.zeros(3),
@@ -172,9 +183,11 @@ def array_to_state_dict(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def hover_motor(params_array: np.ndarray) -> np.ndarray:
-    """Motor speed (fraction of max_rpm) that carries the weight, as in the JAX module."""
+    """Motor state that carries the weight, as in the JAX module."""
+    from edgectl.platforms import motor_for_fraction
+
     p = np.asarray(params_array)
-    return np.sqrt(p[..., _MASS] * p[..., _GRAV] / (4.0 * p[..., _TMAX]))
+    return motor_for_fraction(p[..., _MASS] * p[..., _GRAV] / (4.0 * p[..., _TMAX]), p[..., _TB0], p[..., _TB0 + 1])
 
 
 def motor_to_action(motor, params_array: np.ndarray):
@@ -208,19 +221,29 @@ def _deriv(x, u, c):
     wx, wy, wz = x[10], x[11], x[12]
     m0, m1, m2, m3 = x[13], x[14], x[15], x[16]
     (mass, ixx, iyy, izz, grav, rx0, rx1, rx2, rx3, ry0, ry1, ry2, ry3, s0, s1, s2, s3,
-     tmax, ctau, inv_tau, fx, fy, fz, tqx, tqy, tqz, one, two, half) = c
-    t0 = tmax * m0 * m0
-    t1 = tmax * m1 * m1
-    t2 = tmax * m2 * m2
-    t3 = tmax * m3 * m3
+     tmax, b0, b1, ctau, inv_up, inv_down, drag, fx, fy, fz, tqx, tqy, tqz, one, two, half) = c
+    b2 = one - b0 - b1
+    t0 = tmax * (b0 + m0 * (b1 + m0 * b2))
+    t1 = tmax * (b0 + m1 * (b1 + m1 * b2))
+    t2 = tmax * (b0 + m2 * (b1 + m2 * b2))
+    t3 = tmax * (b0 + m3 * (b1 + m3 * b2))
     thrust = t0 + t1 + t2 + t3
-    # Third column of the body-to-world rotation: where the rotors push.
+    # Body-to-world rotation; its third column is where the rotors push.
+    r00 = one - two * (qy * qy + qz * qz)
+    r01 = two * (qx * qy - qw * qz)
     r02 = two * (qx * qz + qw * qy)
+    r10 = two * (qx * qy + qw * qz)
+    r11 = one - two * (qx * qx + qz * qz)
     r12 = two * (qy * qz - qw * qx)
+    r20 = two * (qx * qz - qw * qy)
+    r21 = two * (qy * qz + qw * qx)
     r22 = one - two * (qx * qx + qy * qy)
-    ax = (r02 * thrust + fx) / mass
-    ay = (r12 * thrust + fy) / mass
-    az = (r22 * thrust + fz) / mass - grav
+    vx, vy, vz = x[7], x[8], x[9]
+    dbx = -drag * (r00 * vx + r10 * vy + r20 * vz)
+    dby = -drag * (r01 * vx + r11 * vy + r21 * vz)
+    ax = (r02 * thrust + r00 * dbx + r01 * dby + fx) / mass
+    ay = (r12 * thrust + r10 * dbx + r11 * dby + fy) / mass
+    az = (r22 * thrust + r20 * dbx + r21 * dby + fz) / mass - grav
     tx = ry0 * t0 + ry1 * t1 + ry2 * t2 + ry3 * t3 + tqx
     ty = -(rx0 * t0 + rx1 * t1 + rx2 * t2 + rx3 * t3) + tqy
     tz = ctau * (s0 * t0 + s1 * t1 + s2 * t2 + s3 * t3) + tqz
@@ -232,7 +255,8 @@ def _deriv(x, u, c):
     dqy = half * (qw * wy + qz * wx - qx * wz)
     dqz = half * (qw * wz + qx * wy - qy * wx)
     return (x[7], x[8], x[9], dqw, dqx, dqy, dqz, ax, ay, az, dwx, dwy, dwz,
-            (u[0] - m0) * inv_tau, (u[1] - m1) * inv_tau, (u[2] - m2) * inv_tau, (u[3] - m3) * inv_tau)
+            (u[0] - m0) * (inv_up if u[0] > m0 else inv_down), (u[1] - m1) * (inv_up if u[1] > m1 else inv_down),
+            (u[2] - m2) * (inv_up if u[2] > m2 else inv_down), (u[3] - m3) * (inv_up if u[3] > m3 else inv_down))
 
 
 @nb.njit(inline="always", cache=True)
@@ -254,7 +278,7 @@ def _step_row(s, a, p, out):
          T(p[_RX]), T(p[_RX + 1]), T(p[_RX + 2]), T(p[_RX + 3]),
          T(p[_RY]), T(p[_RY + 1]), T(p[_RY + 2]), T(p[_RY + 3]),
          T(p[_SPIN]), T(p[_SPIN + 1]), T(p[_SPIN + 2]), T(p[_SPIN + 3]),
-         T(p[_TMAX]), T(p[_CTAU]), one / T(p[_MTAU]),
+         T(p[_TMAX]), T(p[_TB0]), T(p[_TB0 + 1]), T(p[_CTAU]), one / T(p[_MTAU]), one / T(p[_MTAUD]), T(p[_DRAG]),
          T(p[_FX]), T(p[_FX + 1]), T(p[_FX + 2]), T(p[_TX]), T(p[_TX + 1]), T(p[_TX + 2]),
          one, two, half)
     # action_to_motor: motor_min + (clip(a, -1, 1) + 1) * 0.5 * (1 - motor_min)
@@ -401,7 +425,7 @@ def _soa_vehicle(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14
          P[_RX, i], P[_RX + 1, i], P[_RX + 2, i], P[_RX + 3, i],
          P[_RY, i], P[_RY + 1, i], P[_RY + 2, i], P[_RY + 3, i],
          P[_SPIN, i], P[_SPIN + 1, i], P[_SPIN + 2, i], P[_SPIN + 3, i],
-         P[_TMAX, i], P[_CTAU, i], one / P[_MTAU, i],
+         P[_TMAX, i], P[_TB0, i], P[_TB0 + 1, i], P[_CTAU, i], one / P[_MTAU, i], one / P[_MTAUD, i], P[_DRAG, i],
          P[_FX, i], P[_FX + 1, i], P[_FX + 2, i], P[_TX, i], P[_TX + 1, i], P[_TX + 2, i],
          one, two, half)
     hh = half * h
