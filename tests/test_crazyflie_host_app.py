@@ -185,7 +185,7 @@ def _take_off_and_hold(sim, hold_s: float = 2.0) -> np.ndarray:
 def test_the_vehicle_takes_off_and_holds_hover_on_the_compiled_app():
     """The hover fixture on board: within 3 cm of the reference over 2 s of hold (measured 2.0 cm max, 1.7 RMS),
     no fault, the policy every 10 ms, no link episode; the same flight with the bundle's float64 forward in place
-    of the generated C ends within 1 mm of it."""
+    of the generated C ends where it does (1e-7 m apart measured)."""
     runs = {}
     for impl in ("c", "numpy"):
         sim = CrazyflieSim(VEHICLE, realtime=False, bundle=HOVER, onboard_impl=impl, seed=0)
@@ -195,4 +195,4 @@ def test_the_vehicle_takes_off_and_holds_hover_on_the_compiled_app():
         print(f"{impl}: hover error max {100 * err.max():.2f} cm, RMS {100 * np.sqrt(np.mean(err ** 2)):.2f} cm")
         assert err.max() < 0.03
         runs[impl] = sim.state()[0:3]
-    assert np.max(np.abs(runs["c"] - runs["numpy"])) < 1e-3
+    assert np.max(np.abs(runs["c"] - runs["numpy"])) < 1e-5
