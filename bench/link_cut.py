@@ -5,9 +5,9 @@ For each vehicle, N flights (fixed seed): take off to 1 m, hover under `edgectl 
 cut the link both ways at a random instant of a 10 s hover, then let the vehicle alone until its backup
 has landed it. Vehicles, each simulated in this process in lockstep with the host loop (faster than
 real time; the packets still go through the vehicle's real receive path and its fault injection):
-- crazyflie: CrazyflieSim carrying the hover bundle as its on-board app (the policy compiled from the
-  generated C, the Python mirror of the exported app around it); the host streams position setpoints
-  as CRTP packets. The app's link watchdog (onboard.LINK_TIMEOUT_S) hands over to the backup.
+- crazyflie: CrazyflieSim carrying the hover bundle as its on-board app (the generated app's C, controller,
+  policy, backup and monitors, compiled for this host: firmware_bridge/crazyflie/host_app.py); the host
+  streams position setpoints as CRTP packets. The app's link watchdog (onboard.LINK_TIMEOUT_S) hands over to the backup.
 - mavlink: the PX4-like SimVehicle flown by the host's policy through SET_ACTUATOR_CONTROL_TARGET
   messages (with the host's shield); its motor-stream watchdog (actuator_timeout) runs the backup.
 In both, the host's keep-alive (edgectl.runtime.keepalive) repeats the newest command before every
@@ -22,7 +22,7 @@ many flights left the safe set (robustness < 0), and how many flights' logs reco
 vehicle's: edgectl.fault = 4 / the failsafe; the host's flight log: a watchdog row within 20 ms of the
 cut).
 
-    python3 bench/link_cut.py [--runs 100] [--seed 0] [--vehicle crazyflie|mavlink|both] [--json]
+    python3 bench/link_cut.py [--runs 100] [--seed 0] [--vehicle crazyflie|mavlink|both] [--vehicle-platform FILE] [--json]
     python3 bench/link_cut.py --jitter [--seconds 30]   # host setpoint inter-arrival at the vehicle, udp://
 """
 from __future__ import annotations
@@ -136,7 +136,7 @@ class LockstepCrazyflie:
                 self.link.send(self._packet_now)
             sim.advance(sim.dt)
             if self.took is None and app.fault == FAULT_LINK:
-                self.took, self.threshold = app.fault_at, app._host_stamp + app.link_timeout_s
+                self.took, self.threshold = app.fault_at, app.host_stamp + app.link_timeout_s
                 self.vehicle_logged = sim.variables()["edgectl.fault"] == FAULT_LINK  # what its log block sends
 
     def tick(self, keepalive: bool = True):
@@ -187,13 +187,17 @@ class LockstepCrazyflie:
         pass
 
 
-def run_crazyflie(cut_in_hover_s: float, *, bundle=None, policy=None, seed: int = 0, log_path=None) -> dict:
-    from firmware_bridge.crazyflie.onboard import LINK_TIMEOUT_S, BundlePolicy
+def run_crazyflie(cut_in_hover_s: float, *, bundle=None, policy=None, seed: int = 0, log_path=None,
+                  vehicle_platform: str = "crazyflie_2_1") -> dict:
+    """``policy``: the app compiled for this host (host_app.AppImage), built once for many runs;
+    ``vehicle_platform``: the platform file the simulated vehicle flies."""
+    from firmware_bridge.crazyflie.host_app import AppImage
+    from firmware_bridge.crazyflie.onboard import LINK_TIMEOUT_S
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
     bundle = bundle or load_bundle(BUNDLE)
-    policy = policy or BundlePolicy(BUNDLE, "c")
+    policy = policy or AppImage(bundle)
     platform = _platform(bundle)
-    sim = CrazyflieSim(realtime=False, onboard_policy=policy, policy_hz=policy.rate_hz, seed=seed)
+    sim = CrazyflieSim(vehicle_platform, realtime=False, onboard_policy=policy, seed=seed)
     sim.set_param("stabilizer.controller", 6)
     trace = Trace()
     link = LockstepCrazyflie(sim, trace, cut_in_hover_s)
@@ -206,7 +210,7 @@ def run_crazyflie(cut_in_hover_s: float, *, bundle=None, policy=None, seed: int 
     while sim.t < sim.cut_at + AFTER_S:  # nobody streams: the app lands the vehicle
         link.tick(keepalive=False)
     app = sim.onboard
-    took, threshold = link.took, link.threshold if link.threshold is not None else app._host_stamp + LINK_TIMEOUT_S
+    took, threshold = link.took, link.threshold if link.threshold is not None else app.host_stamp + LINK_TIMEOUT_S
     # the host reads the state after the tick's setpoint went out and the vehicle moved one period
     return _result("crazyflie", sim.cut_at, took, threshold, trace, _specs(platform), log_path, link.t_loop0 + 1.0 / RATE_HZ,
                    vehicle_logged=link.vehicle_logged, landed=app.backup.phase == "landed", link_drops=app.link_drops,
@@ -277,12 +281,13 @@ class LockstepMavlink:
         pass
 
 
-def run_mavlink(cut_in_hover_s: float, *, bundle=None, shield: bool = True, seed: int = 0, log_path=None) -> dict:
+def run_mavlink(cut_in_hover_s: float, *, bundle=None, shield: bool = True, seed: int = 0, log_path=None,
+                vehicle_platform: str = "crazyflie_2_1") -> dict:
     from firmware_bridge.mavlink.sim_vehicle import SimVehicle
     from train_fast.sims.numba import quadrotor as qd
     bundle = bundle or load_bundle(BUNDLE)
     platform = _platform(bundle)
-    v = SimVehicle("udpin:127.0.0.1:0", speed=0, seed=seed, noise=True)
+    v = SimVehicle("udpin:127.0.0.1:0", speed=0, seed=seed, noise=True, platform=vehicle_platform)
     try:
         # Start hovering at the reference (a take-off is not what this measures).
         v.phys.state[0:3] = REF
@@ -389,6 +394,8 @@ def main() -> int:
     ap.add_argument("--jitter", action="store_true", help="measure the setpoint inter-arrival at the vehicle instead")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--vehicle-platform", default="crazyflie_2_1",
+                    help="platform file the simulated vehicles fly (e.g. the bundle's own platform.toml)")
     args = ap.parse_args()
     if args.jitter:
         out = jitter(args.seconds)
@@ -408,12 +415,14 @@ def main() -> int:
         for name in vehicles:
             t0 = time.perf_counter()
             if name == "crazyflie":
-                from firmware_bridge.crazyflie.onboard import BundlePolicy
-                policy = BundlePolicy(BUNDLE, "c")  # compiled once, reset at every engagement
-                results = [run_crazyflie(float(c), bundle=bundle, policy=policy, seed=i, log_path=Path(tmp) / f"cf{i}.csv")
+                from firmware_bridge.crazyflie.host_app import AppImage
+                policy = AppImage(bundle)  # the app compiled once; every run boots a fresh copy
+                results = [run_crazyflie(float(c), bundle=bundle, policy=policy, seed=i, log_path=Path(tmp) / f"cf{i}.csv",
+                                         vehicle_platform=args.vehicle_platform)
                            for i, c in enumerate(cuts)]
             else:
                 results = [run_mavlink(float(c), bundle=bundle, shield=not args.no_shield, seed=i,
+                                       vehicle_platform=args.vehicle_platform,
                                        log_path=Path(tmp) / f"mav{i}.csv") for i, c in enumerate(cuts)]
             s = summarize(results) | {"wall_s": time.perf_counter() - t0}
             summaries[name] = s

@@ -797,8 +797,10 @@ def sim_vehicle_cmd(
     platform: str = typer.Option("crazyflie_2_1", "--platform", help="Platform file whose dynamics the vehicle flies."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="crazyflie: carry this bundle's policy as the on-board "
                                           "edgectl app (as if flashed with `edgectl export --target crazyflie`)."),
-    onboard: str = typer.Option("c", "--onboard", help="crazyflie --bundle: the app's policy: c (generated float32 C, "
-                                "compiled here), numpy (the bundle's forward), or an `edgectl export --target c [--int8]` folder."),
+    onboard: str = typer.Option("c", "--onboard", help="crazyflie --bundle: the app (controller, observation, backup, "
+                                "monitors) is its generated C compiled here with gcc; its policy: c (the generated float32 "
+                                "C), numpy (the bundle's forward, called from the C app), or an `edgectl export --target c "
+                                "[--int8]` folder."),
     loss: float = typer.Option(0.0, "--loss", min=0.0, max=0.99, help="Fault: probability that a packet is lost (each direction)."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Fault: one-way link latency added (each direction)."),
     cut_at: Optional[float] = typer.Option(None, "--cut-at", help="Fault: vehicle time (s) from which the link carries nothing either way."),

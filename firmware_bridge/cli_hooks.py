@@ -36,9 +36,14 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
     from firmware_bridge.crazyflie.bootloader import FLASH_PAGES, FLASH_START, PAGE_SIZE
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
 
+    from firmware_bridge.crazyflie.host_app import NoCompiler
+
     try:
         sim = CrazyflieSim(platform, speed=speed, bundle=bundle, onboard_impl=onboard, **(faults or {}))
         server = sim.serve_udp(parsed.hostname, parsed.port)
+    except NoCompiler as e:  # the on-board app is C compiled here: nothing to fly without a compiler
+        print(f"error: sim-vehicle --bundle: {e}", file=sys.stderr, flush=True)
+        return 2
     except Exception as e:  # a bad bundle, fault or port: one line, not a traceback
         _print(f"sim-vehicle: {e}")
         return 1
@@ -55,8 +60,8 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
            f"pm, motor, supervisor, ...); param TOC: {len(sim.param_names())} parameters\n"
            f"  bootloader: {PAGE_SIZE} B pages, firmware area pages {FLASH_START}-{FLASH_PAGES - 1}\n"
            f"  connect with cflib: SyncCrazyflie('{server.uri}'); flash: edgectl flash --uri {server.uri} FILE\n"
-           + (f"  on-board app: {sim.onboard_policy.impl} policy of {bundle} (stabilizer.controller = 6 selects it)\n"
-              if bundle is not None else "")
+           + (f"  on-board app: {bundle}'s Crazyflie app, its C compiled for this host, {sim.onboard_image.impl} policy "
+              f"(stabilizer.controller = 6 selects it; {sim.onboard_image.library})\n" if bundle is not None else "")
            + (f"  faults: {', '.join(f'{k}={v}' for k, v in (faults or {}).items() if v not in (None, 0.0))}\n"
               if any(v not in (None, 0.0) for v in (faults or {}).values()) else "")
            + "  Ctrl-C to stop")

@@ -124,7 +124,7 @@ def test_crazyflie_failsafe_on_link_cut(crazyflie, tmp_path):
             assert app.fault == FAULT_LINK and app.fault_at is not None, f"fault {app.fault}"
             # the first stabilizer tick (2 ms here) after the newest host setpoint (the keep-alive repeats it
             # every 2 ms) turned 6 ms old: within one 10 ms control period of the cut (vehicle time)
-            threshold = app._host_stamp + LINK_TIMEOUT_S
+            threshold = app.host_stamp + LINK_TIMEOUT_S
             msg = f"took over {1e3 * (app.fault_at - threshold):.1f} ms after the threshold, {1e3 * (app.fault_at - cut):.1f} ms after the cut"
             assert 0.0 <= app.fault_at - threshold <= 0.002 + 1e-6 and app.fault_at - cut < 0.01, msg
             assert app.link_latched, msg

@@ -223,22 +223,32 @@ def test_compressed_state_decodes_to_the_truth(bench, cflib):
 
 
 def test_onboard_policy_runs_as_the_out_of_tree_controller():
+    """The compiled app (firmware_bridge/crazyflie/host_app.py) as the out-of-tree controller, with a Python
+    function in place of its policy: it runs at the app's rate, sees the observation the app's C builds, and its
+    action reaches the motors through the app's force mapping; the app's log group is in the vehicle's TOC."""
+    pytest.importorskip("export.c_codegen")
+    from firmware_bridge.crazyflie.host_app import AppImage
     calls = []
+    bundle = os.path.join(os.path.dirname(__file__), "data", "hover_bundle")
+    hover = 0.33405303955078125  # the bundle's contract.action.hover_action
 
-    def policy(vehicle):
-        calls.append(vehicle)
-        return [0.55] * 4 if np.all(np.isfinite(vehicle["position"])) else [math.nan] * 4
+    def policy(obs):
+        calls.append(obs)
+        return [hover + 0.2] * 4  # above hover, the same on every motor: straight up
 
-    sim = CrazyflieSim(realtime=False, onboard_policy=policy)
+    sim = CrazyflieSim(realtime=False, onboard_policy=AppImage(bundle, policy=policy))
     link = sim.open_link(lambda raw: None)
-    assert "edgectl.engaged" in sim.log_names()
+    assert "edgectl.engaged" in sim.log_names() and "edgectl.linkMs" in sim.param_names()
     sim.set_param("stabilizer.controller", 6)
-    # 500 Hz: the host's keep-alive rate (the app's link watchdog acts on 6 ms of silence)
-    fly(sim, link, crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, 0, 0, 1, 0)), 0.6,
+    # 500 Hz: the host's keep-alive rate; the reference 0.3 m up keeps the app's safety box (0.5 m) satisfied
+    fly(sim, link, crtp.packet(crtp.GENERIC_SETPOINT, 0, struct.pack("<Bffff", crtp.SP_POSITION, 0, 0, 0.3, 0)), 0.6,
         rate_hz=500.0)
     v = sim.variables()
-    assert v["edgectl.engaged"] == 1 and v["edgectl.steps"] >= 45 and v["edgectl.f1"] == pytest.approx(0.55)
-    assert sim.state()[2] > 0.0 and calls[-1]["ref_position"].tolist() == [0.0, 0.0, 1.0]
+    assert v["edgectl.engaged"] == 1 and v["edgectl.fault"] == 0 and v["edgectl.steps"] >= 55 and len(calls) == v["edgectl.steps"]
+    forces = [v[f"edgectl.f{i}"] for i in range(1, 5)]
+    assert len(set(forces)) == 1 and 0.3 < forces[0] < 1.0
+    z = sim.state()[2]
+    assert z > 0.01 and calls[-1][2] == pytest.approx(z - 0.3, abs=0.02)  # position_error in the observation
     fly(sim, link, crtp.packet(crtp.GENERIC_SETPOINT, 0, bytes((crtp.SP_STOP,))), 0.1)
     assert sim.variables()["edgectl.engaged"] == 0
 

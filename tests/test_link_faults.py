@@ -1,6 +1,12 @@
 """Link cuts and injected faults on the simulated vehicles: the backup on the vehicle takes over, the
 vehicle stays in the safe set, the logs record it; each fault has its effect; a Crazyflie flies its
-policy on board under `edgectl run`. (bench/link_cut.py runs the cut with 100 random instants.)"""
+policy on board under `edgectl run`. (bench/link_cut.py runs the cut with 100 random instants.)
+
+The simulated Crazyflie runs the generated app's C compiled for this host (firmware_bridge/crazyflie/
+host_app.py): these are the link watchdog, keep-alive, monitors and backup of the code that is flashed.
+The simulated vehicles fly the platform file the fixture bundle was trained on (VEHICLE): the fixtures
+predate the firmware's yaw convention in hardware/crazyflie_2_1.toml (e06d6be) and spin up there until
+retrained."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,12 +23,13 @@ pytest.importorskip("pymavlink")
 
 from firmware_bridge.crazyflie import crtp  # noqa: E402
 from edgectl.runtime.keepalive import PERIOD_S as KEEPALIVE_PERIOD_S  # noqa: E402
-from firmware_bridge.crazyflie.onboard import (FAULT_LINK, FAULT_MONITOR, LINK_PARAM, LINK_TIMEOUT_S,  # noqa: E402
-                                                BundlePolicy)
+from firmware_bridge.crazyflie.host_app import AppImage  # noqa: E402
+from firmware_bridge.crazyflie.onboard import FAULT_LINK, FAULT_MONITOR, LINK_PARAM, LINK_TIMEOUT_S  # noqa: E402
 from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
+VEHICLE = str(BUNDLE / "platform.toml")  # the vehicle the fixture was trained for (see the docstring)
 _spec = importlib.util.spec_from_file_location("link_cut", ROOT / "bench" / "link_cut.py")
 link_cut = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(link_cut)
@@ -30,7 +37,7 @@ _spec.loader.exec_module(link_cut)
 
 @pytest.fixture(scope="module")
 def policy():
-    return BundlePolicy(BUNDLE, "c")
+    return AppImage(BUNDLE, "c")  # the app compiled once; every simulated power-on loads a fresh copy
 
 
 def _position(x, y, z) -> bytes:
@@ -39,17 +46,23 @@ def _position(x, y, z) -> bytes:
 
 def _hover(policy, seconds=4.0, **faults):
     """A simulated Crazyflie carrying the hover bundle, taken off to 1 m by a host streaming at 100 Hz."""
-    sim = CrazyflieSim(realtime=False, onboard_policy=policy, policy_hz=policy.rate_hz, seed=0, **faults)
+    sim = CrazyflieSim(VEHICLE, realtime=False, onboard_policy=policy, seed=0, **faults)
     got = []
     link = sim.open_link(got.append)
     sim.set_param("stabilizer.controller", 6)
     sim.set_param(LINK_PARAM, round(1000 * LINK_TIMEOUT_S))  # as CrazyflieOnboardLink, which keeps it alive
     for k in range(round(seconds * 100)):
-        packet = _position(0.0, 0.0, min(1.0, 0.4 * (k + 1) / 100))
-        for _ in range(5):  # the host's keep-alive repeats its newest setpoint every 2 ms
-            link.send(packet)
-            sim.advance(0.002)
+        _period(sim, link, _position(0.0, 0.0, min(1.0, 0.4 * (k + 1) / 100)))
     return sim, link, got
+
+
+def _period(sim, link, packet: bytes):
+    """One 10 ms control period of a host streaming `packet`, its keep-alive repeating it every 2 ms (with
+    edgectl.linkMs at 6 ms a bare 100 Hz stream is a link episode every period: the policy flies only when its
+    period happens to fall right after a setpoint, as on the real vehicle)."""
+    for _ in range(5):
+        link.send(packet)
+        sim.advance(0.002)
 
 
 # --- link cut: the on-board backup, the safe set, both logs ----------------------------------------
@@ -58,7 +71,8 @@ def test_link_cut_backup_takes_over_on_the_vehicle_and_stays_safe(vehicle, polic
     cuts = np.random.default_rng(7).uniform(0.5, 2.0, 3)
     for i, cut in enumerate(cuts):
         kw = dict(policy=policy) if vehicle == "crazyflie" else dict(shield=False)
-        r = getattr(link_cut, f"run_{vehicle}")(float(cut), seed=i, log_path=tmp_path / f"{vehicle}{i}.csv", **kw)
+        r = getattr(link_cut, f"run_{vehicle}")(float(cut), seed=i, log_path=tmp_path / f"{vehicle}{i}.csv",
+                                                vehicle_platform=VEHICLE, **kw)
         assert r["takeover_at"] is not None, r
         if vehicle == "crazyflie":
             # the first 2 ms physics tick past the threshold (6 ms after the last repeat): within one 10 ms
@@ -99,17 +113,34 @@ def test_crazyflie_app_flies_the_backup_through_a_short_gap_then_hands_back(poli
     assert abs(sim.state()[2] - 1.0) < 0.05
 
 
+def _without_restart_rule(bundle):
+    """The bundle's policy fed the integral of its observation without the restart rule: this one starts at 0 on
+    the first period after engaging, then runs on whatever the reference does (the observation's other fields
+    are the app's C's)."""
+    from edgectl.contract import integral_spec, integral_update, observation_slices
+    sl, spec, held = observation_slices(bundle.contract), integral_spec(bundle.contract), []
+
+    def act(obs):
+        obs = obs.copy()
+        i = integral_update(held[-1], obs[sl["position_error"]], spec) if held else np.zeros(3)
+        held.append(i)
+        obs[sl["position_error_integral"]] = i
+        return bundle.act(obs)
+    return act
+
+
 @pytest.mark.parametrize("restart_rule", [True, False])
-def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule, monkeypatch):
+def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule):
     """tests/data/hover_integral_bundle (edgectl train quadrotor --seconds 25, the integral in its observation),
     on board, taken off at 0.4 m/s then settled 1 s, as CrazyflieOnboardLink.start does: the integral restarts
-    while the reference climbs, so the hold that follows is within 2.5 cm (1.6 measured). Without the restart
-    rule it winds up with the climb's lag and the hold starts off (4.0 cm here; 9.7 cm over udp://)."""
-    import edgectl.contract
-    if not restart_rule:
-        monkeypatch.setattr(edgectl.contract, "same_reference", lambda a, b: True)
-    p = BundlePolicy(ROOT / "tests" / "data" / "hover_integral_bundle", "c")
-    assert p.integral.spec is not None
+    while the reference climbs, so the hold that follows is within 2.5 cm (1.6 measured, the compiled app). Without
+    the restart rule (the policy given an integral that runs through the climb) it winds up with the climb's lag
+    and the hold starts off (4.0 cm here; 9.7 cm over udp://)."""
+    from edgectl.bundle import load_bundle
+    from edgectl.contract import integral_spec
+    b = load_bundle(ROOT / "tests" / "data" / "hover_integral_bundle")
+    assert integral_spec(b.contract) is not None
+    p = AppImage(b, "c") if restart_rule else AppImage(b, policy=_without_restart_rule(b))
     sim, link, _ = _hover(p, seconds=2.5)  # the ramp reaches 1 m at 2.5 s
     err = []
     for k in range(300):  # 1 s settle, then 2 s of hold
@@ -129,7 +160,7 @@ def test_crazyflie_app_link_timeout_is_a_parameter_50_ms_at_boot(policy):
     """edgectl.linkMs: 50 at boot, so a 100 Hz setpoint source without a keep-alive (a script, the high-level
     commander) flies the policy with no link episode; `edgectl run` sets 6 (with its 2 ms keep-alive), and a
     bare 100 Hz stream then has one between every two setpoints."""
-    sim = CrazyflieSim(realtime=False, onboard_policy=policy, policy_hz=policy.rate_hz, seed=0)
+    sim = CrazyflieSim(VEHICLE, realtime=False, onboard_policy=policy, seed=0)
     assert sim.params_service.get(LINK_PARAM) == 50 and "edgectl.linkMs" in sim.param_names()
     link = sim.open_link(lambda raw: None)
     sim.set_param("stabilizer.controller", 6)
@@ -197,15 +228,13 @@ def test_crazyflie_sensor_faults_reach_the_firmware_not_the_physics(policy):
     sim, link, _ = _hover(policy, seconds=3.0, stuck_sensor="z", sensor_fault_at=3.0)
     z_stuck = sim.variables()["stateEstimate.z"]
     for _ in range(50):
-        link.send(_position(0.0, 0.0, 1.3))  # the policy climbs, but the estimate does not move
-        sim.advance(0.01)
+        _period(sim, link, _position(0.0, 0.0, 1.3))  # the policy climbs, but the estimate does not move
     assert sim.variables()["stateEstimate.z"] == z_stuck and sim.state()[2] > z_stuck + 0.05
 
     # NaN in z: the app's monitor (NaN is a violation) hands over to the backup, the motors keep running
     sim, link, _ = _hover(policy, seconds=3.0, nan_sensor="z", sensor_fault_at=3.0)
     for _ in range(100):
-        link.send(_position(0.0, 0.0, 1.0))
-        sim.advance(0.01)
+        _period(sim, link, _position(0.0, 0.0, 1.0))
     v = sim.variables()
     assert v["edgectl.fault"] == FAULT_MONITOR and math.isnan(v["stateEstimate.z"]) and v["stateEstimateZ.z"] == 0
     assert all(v[f"edgectl.f{i}"] > 0.05 for i in range(1, 5)) and sim.state()[2] > 0.8
@@ -271,7 +300,7 @@ def test_cli_run_flies_the_policy_on_board_of_a_simulated_crazyflie(tmp_path):
     from edgectl.cli import app
     from edgectl.runtime.flightlog import read_log
 
-    sim = CrazyflieSim(bundle=BUNDLE, onboard_impl="numpy")
+    sim = CrazyflieSim(VEHICLE, bundle=BUNDLE, onboard_impl="numpy")
     uri = sim.serve_inprocess("test/onboard")
     sim.start()
     try:
@@ -307,7 +336,8 @@ def test_sim_vehicle_cli_hook_reports_the_app_and_the_faults(capsys):
     rc = sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", bundle=BUNDLE, onboard="numpy", duration=0.2,
                           faults={"loss": 0.1, "cut_at": 5.0, "weak_motor": (2, 0.7)})
     out = capsys.readouterr().out
-    assert rc == 0 and "on-board app: numpy (bundle) policy" in out and "loss=0.1" in out and "weak_motor=(2, 0.7)" in out
+    assert rc == 0 and "C compiled for this host, numpy (bundle) policy" in out and "loss=0.1" in out
+    assert "weak_motor=(2, 0.7)" in out
     assert sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", faults={"nan_sensor": "nope"}, duration=0.1) == 1
     assert "nan_sensor 'nope'" in capsys.readouterr().out
 
@@ -342,8 +372,8 @@ def test_rc_car_cut_brakes_on_the_car_and_loss_shows_as_gaps():
 
 def test_onboard_policy_refuses_what_it_cannot_fly(tmp_path):
     with pytest.raises(ValueError, match="expected c, numpy, or an `edgectl export --target c` folder"):
-        BundlePolicy(BUNDLE, str(tmp_path))
+        AppImage(BUNDLE, str(tmp_path))
     (tmp_path / "report.json").write_text(json.dumps({"bundle_weights_sha256": "0" * 64}))
     (tmp_path / "edgectl_policy.c").write_text("")
     with pytest.raises(ValueError, match="exported from another bundle"):
-        BundlePolicy(BUNDLE, str(tmp_path))
+        AppImage(BUNDLE, str(tmp_path))

@@ -90,14 +90,14 @@ def build_param_toc(sim) -> Toc:
         Param("firmware", "modified", u8p, 0, read_only=True, core=True),
     ]:
         params.add(p)
-    if sim.onboard_policy is not None:  # the edgectl app's parameter group (edgectl_controller.c)
-        from .onboard import DEFAULT_LINK_TIMEOUT_S
-        boot_ms = round(1000 * (sim._link_timeout_s or DEFAULT_LINK_TIMEOUT_S))
-
-        def link_ms(v):
-            if getattr(sim, "onboard", None) is not None:  # None before power-on
-                sim.onboard.link_timeout_s = v / 1000.0
-        params.add(Param("edgectl", "linkMs", u16p, boot_ms, on_change=link_ms))
+    image = getattr(sim, "onboard_image", None)
+    if image is not None:  # the on-board app's parameter groups: its PARAM_ADD variables, in its compiled C
+        for group, name, type_code, default in image.param_vars:
+            full = f"{group}.{name}"
+            params.add(Param(group, name, type_code & 0x0F, default, read_only=bool(type_code & 0x40),
+                             persistent=bool(type_code & 0x100), core=bool(type_code & 0x20),
+                             read=lambda full=full: sim.onboard.param_get(full),
+                             write=lambda v, full=full: sim.onboard.param_set(full, v)))
     return params
 
 

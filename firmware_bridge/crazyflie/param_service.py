@@ -22,13 +22,13 @@ class ParamService:
     # -- the vehicle's side --------------------------------------------------------------------
     def set(self, full_name: str, value: Any) -> Any:
         p: Param = self.toc.by_name(full_name)
-        p.value = coerce(p.fmt, value)
+        p.assign(coerce(p.fmt, value))
         if p.on_change:
-            p.on_change(p.value)
-        return p.value
+            p.on_change(p.current())
+        return p.current()
 
     def get(self, full_name: str) -> Any:
-        return self.toc.by_name(full_name).value
+        return self.toc.by_name(full_name).current()
 
     def reboot(self):
         """Values back to their defaults, or to what persistent storage holds."""
@@ -46,7 +46,7 @@ class ParamService:
             p = self.toc.get(ident)
             if p is None:
                 return [(channel, payload[:2] + bytes((crtp.ENOENT,)))]
-            return [(channel, payload[:2] + b"\0" + struct.pack(p.fmt, p.value))]
+            return [(channel, payload[:2] + b"\0" + struct.pack(p.fmt, p.current()))]
         if channel == crtp.PARAM_WRITE_CH:
             ident = struct.unpack_from("<H", payload)[0]
             p = self.toc.get(ident)
@@ -59,7 +59,7 @@ class ParamService:
                 raise ValueError(f"param write {p.full_name}: {len(payload) - 2} value bytes, "
                                  f"its type needs {size}")
             self.set(p.full_name, struct.unpack_from(p.fmt, payload, 2)[0])
-            return [(channel, payload[:2] + struct.pack(p.fmt, p.value))]
+            return [(channel, payload[:2] + struct.pack(p.fmt, p.current()))]
         if channel == crtp.PARAM_MISC_CH:
             return self._misc(payload)
         return []
@@ -101,7 +101,7 @@ class ParamService:
         if p is None or not p.persistent:
             return [(ch, head + bytes((crtp.ENOENT,)))]
         if cmd == crtp.MISC_PERSISTENT_STORE:
-            p.stored = p.value
+            p.stored = p.current()
             return [(ch, head + b"\0")]
         if cmd == crtp.MISC_PERSISTENT_CLEAR:
             p.stored = None

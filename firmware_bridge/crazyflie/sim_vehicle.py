@@ -47,7 +47,6 @@ from .bootloader import Stm32Bootloader
 from .control import FlightController, quat_to_euler
 from .firmware_vars import build_log_toc, build_param_toc, read_variables
 from .log_service import LogService
-from .onboard import LOG_SPEC, OnboardApp
 from .param_service import ParamService
 from .ports import BOOTLOADER, DEVICE_TYPE_NAME, FIRMWARE, HANDLERS, bootloader_packet
 from .setpoints import Commander, MalformedSetpoint
@@ -113,13 +112,19 @@ class CrazyflieSim:
     """The simulated vehicle. Thread-safe: one lock guards everything.
 
     platform: a platform name or path (hardware/*.toml); speed: simulated seconds per wall second;
-    realtime=False: no thread, call ``advance`` to move time; onboard_policy: a callable run as the
-    out-of-tree controller when stabilizer.controller == 6 (see onboard.py).
+    realtime=False: no thread, call ``advance`` to move time.
+
+    On-board app: ``bundle`` (a bundle path) with ``onboard_impl`` ("c", "numpy" or an `edgectl export
+    --target c` folder), or ``onboard_policy``, an already built host_app.AppImage: the generated
+    Crazyflie app compiled for this host, run as the out-of-tree controller when stabilizer.controller
+    == 6, at 1 kHz (each stabilizer tick inside a physics step), its log and parameter variables in the
+    TOCs (see host_app.py). ``link_timeout_s``: the boot value of its edgectl.linkMs, compiled in.
+    ``policy_hz``: if given, checked against the app's compiled rate.
     """
 
     def __init__(self, platform: str = "crazyflie_2_1", *, speed: float = 1.0, realtime: bool = True,
                  physics_hz: float = 500.0, sensor_noise: bool = False, seed: int = 0, auto_arm: bool = True,
-                 onboard_policy=None, policy_hz: float = 100.0, bundle=None, onboard_impl: str = "c",
+                 onboard_policy=None, policy_hz: float | None = None, bundle=None, onboard_impl: str = "c",
                  loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
                  stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
                  weak_motor: tuple[int, float] | None = None, link_timeout_s: float | None = None):
@@ -150,18 +155,26 @@ class CrazyflieSim:
         self.stats = LinkStats()
         self.bootloader = Stm32Bootloader()
         self.boot_count = 0
+        from .host_app import AppImage
         if bundle is not None:
             if onboard_policy is not None:
                 raise ValueError("CrazyflieSim: give bundle= or onboard_policy=, not both")
-            from .onboard import BundlePolicy
-            onboard_policy = BundlePolicy(bundle, onboard_impl)
-            policy_hz = onboard_policy.rate_hz
-        self.onboard_policy = onboard_policy
-        self._policy_dt = 1.0 / policy_hz
-        self._link_timeout_s = link_timeout_s
+            onboard_policy = AppImage(bundle, onboard_impl, link_timeout_ms=None if link_timeout_s is None
+                                      else round(1000.0 * link_timeout_s))
+        elif link_timeout_s is not None:
+            raise ValueError("CrazyflieSim: link_timeout_s is compiled into the app: give it with bundle=")
+        if onboard_policy is not None and not isinstance(onboard_policy, AppImage):
+            raise TypeError("CrazyflieSim: onboard_policy: expected the compiled app, "
+                            f"firmware_bridge.crazyflie.host_app.AppImage(bundle, impl), got {type(onboard_policy).__name__}")
+        if onboard_policy is not None and policy_hz is not None and float(policy_hz) != onboard_policy.rate_hz:
+            raise ValueError(f"CrazyflieSim: policy_hz {policy_hz:g}, but the app runs its policy at "
+                             f"{onboard_policy.rate_hz:g} Hz (compiled in)")
+        self.onboard_policy = self.onboard_image = onboard_policy
+        self._app_state = np.zeros(16, np.float32)  # host_app.ST_SIZE: the stabilizer's state for the app
+        self._app_banner = ""
+        self._controller_type = None
         self._faults(loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor)
         self._auto_arm = auto_arm
-        self._policy_every = max(1, round(physics_hz / policy_hz))
         self._build_tocs()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -239,8 +252,8 @@ class CrazyflieSim:
         self.supervisor.on_transition = self._on_supervisor_transition
         self.controller = FlightController(self._pdict, self.dt)
         self.logs.reset()
+        self.onboard_reset()  # a fresh app first: the parameters below are its variables
         self.params_service.reboot()
-        self.onboard_reset()
         self._snapshot_tick = -1
         self._banner_sent = False
         self.firmware_sha256 = (self.bootloader.firmware_sha256() if self.bootloader.pages_written else None)
@@ -410,6 +423,8 @@ class CrazyflieSim:
                     if not self._banner_sent and port != crtp.LINK:
                         self._banner_sent = True
                         self.console(f"SYS: {DEVICE_TYPE_NAME} (edgectl simulation) is up and running!\n")
+                        if self._app_banner:  # what the app's appMain printed at boot
+                            self.console(self._app_banner)
             except (MalformedSetpoint, ValueError, IndexError, struct.error) as e:
                 self.stats.malformed += 1
                 self.stats.last_error = f"port {port} channel {channel}: {e}"
@@ -464,12 +479,10 @@ class CrazyflieSim:
             sup.update(self.t, self.commander.setpoint, any(m > 0.0 for m in self.motors), acc_z=f_body[2],
                        free_fall=bool(np.all(np.abs(f_body) < 0.1)))
             sp = sup.override(self.commander.setpoint)
-            if not sup.motors_allowed:
-                if self.onboard is not None:
-                    self.onboard.disengage()
+            if self._oot_active():  # called on every stabilizer tick, motors allowed or not, as the firmware does
+                u = self._onboard_step(meas, f_body)
+            elif not sup.motors_allowed:
                 u = self.controller.motors_off()
-            elif self._oot_active():
-                u = self._onboard_step(sp, meas)
             else:
                 u = self.controller.step(sp, meas)
         else:
@@ -526,40 +539,56 @@ class CrazyflieSim:
             self.console(messages[new])
 
     # ----------------------------------------------------------------------------------------
-    # On-board policy (the export issue's out-of-tree controller app), see onboard.py
+    # On-board app (the export issue's out-of-tree controller app, compiled for the host), see host_app.py
     # ----------------------------------------------------------------------------------------
     def _oot_active(self) -> bool:
-        return self.onboard_policy is not None and self.params_service.get("stabilizer.controller") == CONTROLLER_OOT
+        if self.onboard is None:
+            return False
+        ctrl = self.params_service.get("stabilizer.controller")
+        if ctrl != self._controller_type:  # stabilizer.c: controllerInit() when the selected controller changes
+            self._controller_type = ctrl
+            if ctrl == CONTROLLER_OOT:
+                self.onboard.init()
+        return ctrl == CONTROLLER_OOT
 
     def onboard_reset(self):
-        if self.onboard_policy is not None:
-            from .onboard import LINK_PARAM, BundlePolicy
-            # The app as exported carries the backup and the monitors; a bare callable (tests of the
-            # plumbing) gets the bare app.
-            full = isinstance(self.onboard_policy, BundlePolicy)
-            self.onboard = OnboardApp(self.onboard_policy, self._policy_every, platform=self.platform if full else None,
-                                      policy_dt=self._policy_dt, set_setpoint=self._app_setpoint,
-                                      link_timeout_s=self.params_service.get(LINK_PARAM) / 1000.0)
-        else:
+        """Power-on of the app: a fresh copy of the compiled library; its appMain prints its boot line."""
+        self._controller_type = None
+        self._app_banner = ""
+        if self.onboard_image is None:
             self.onboard = None
+            return
+        # With battery compensation (the firmware's default) a normalized force of 1 is the firmware's
+        # per-motor maximum thrust; here that is the simulated rotor's, the platform's thrust_max.
+        app = self.onboard_image.boot(max_thrust_n=4.0 * float(self._pdict["thrust_max"]))
+        app.t_boot = self.t
+        self._app_banner = app.app_main()
+        self.onboard = app
 
-    def _app_setpoint(self, sp):
-        """commanderSetSetpoint from the app (its keep-alive while the host is silent)."""
-        self.commander.setpoint = sp
-
-    def _onboard_step(self, sp, meas):
-        forces = self.onboard.step(sp, self._truth(meas), self.ticks, self.t)
-        return self.controller.forces_to_motors(forces)
+    def _onboard_step(self, meas, f_body) -> list[float]:
+        """The stabilizer ticks (1 kHz) inside this physics step: controllerOutOfTree with the state
+        estimate (the measured state: position, velocity, quaternion x-y-z-w), the sensors (gyro in deg/s,
+        accelerometer in g) and the commander's setpoint after the supervisor's override; a setpoint the
+        app feeds the commander is the one the next tick gets. The last tick's forces drive the motors."""
+        app, sup, st = self.onboard, self.supervisor, self._app_state
+        x = meas
+        st[0:3] = x[0:3]
+        st[3:6] = x[7:10]
+        st[6:9] = x[4:7]
+        st[9] = x[3]
+        st[10:13] = np.degrees(x[10:13])
+        st[13:16] = f_body
+        for tick in range(app.ms(self.t), app.ms(self.t + self.dt)):
+            fed = app.step(tick, tick + 1, sup.motors_allowed, st, sup.override(self.commander.setpoint))
+            if fed is not None:
+                self.commander.setpoint = fed
+        if not sup.motors_allowed:
+            return self.controller.motors_off()
+        return self.controller.forces_to_motors(app.forces)
 
     # ----------------------------------------------------------------------------------------
     # Firmware variables (log TOC) and parameters
     # ----------------------------------------------------------------------------------------
-    def _truth(self, x=None) -> dict:
-        x = self.x if x is None else x
-        return {"position": x[0:3].copy(), "velocity": x[7:10].copy(),
-                "quaternion_xyzw": np.array([x[4], x[5], x[6], x[3]]),
-                "gyro_deg_s": np.degrees(x[10:13])}
-
     def _variables(self) -> dict:
         """The vehicle's loggable variables right now (computed on demand, once per tick)."""
         if self._snapshot_tick != self.ticks:
@@ -567,7 +596,8 @@ class CrazyflieSim:
         return self._snapshot
 
     def _build_tocs(self):
-        extra = LOG_SPEC if self.onboard_policy is not None else ()
+        # the app's log groups: its LOG_ADD variables, read from its compiled C
+        extra = [(g, t & 0x0F, n) for g, n, t in self.onboard_image.log_vars] if self.onboard_image else ()
         self.logs = LogService(build_log_toc(extra), self._variables)
         self.params_service = ParamService(build_param_toc(self))
 

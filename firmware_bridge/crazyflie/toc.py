@@ -89,9 +89,20 @@ class Param:
     on_change: Callable[[Any], None] | None = None
     value: Any = None
     stored: Any = None  # persistent value in the simulated EEPROM, None when not stored
+    # A variable that lives elsewhere (the on-board app's, in its compiled C): read and write it there.
+    read: Callable[[], Any] | None = None
+    write: Callable[[Any], None] | None = None
 
     def __post_init__(self):
         self.value = coerce(self.fmt, self.default)
+
+    def current(self) -> Any:
+        return self.read() if self.read is not None else self.value
+
+    def assign(self, value: Any) -> None:
+        self.value = value
+        if self.write is not None:
+            self.write(value)
 
     @property
     def fmt(self) -> str:
