@@ -382,7 +382,9 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
         from edgectl.bundle import BundleError
 
         try:
-            save_bundle(result, out, extra_files={CURVE_FILE: curve}, overwrite=overwrite)
+            import shlex
+            save_bundle(result, out, extra_files={CURVE_FILE: curve}, overwrite=overwrite,
+                        command=shlex.join(["edgectl", *sys.argv[1:]]))
         except (BundleError, OSError) as e:
             progress.stop()
             _fail(f"could not write the bundle: {e}", code=1)

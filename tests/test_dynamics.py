@@ -282,14 +282,14 @@ def test_motor_lag_is_first_order(nominal):
     for _ in range(15):
         x = nq.step(x, a, nominal)
         t += nominal[nq.PARAM_INDEX["dt"]]
-    np.testing.assert_allclose(x[nq.MOTOR], 1.0 - np.exp(-t / tau), rtol=1e-6)
+    np.testing.assert_allclose(x[nq.MOTOR], 1.0 - np.exp(-t / tau), rtol=1e-5)  # RK4 at dt / tau = 0.18
     # Falling, the motors follow the fall constant (Eschmann et al. 2024: slower, 0.249 s against 0.055 s).
     x[nq.MOTOR] = 1.0
     down = nominal[nq.PARAM_INDEX["motor_tau_down"]]
     assert down > tau
     for _ in range(15):
         x = nq.step(x, -np.ones(4), nominal)
-    np.testing.assert_allclose(x[nq.MOTOR], np.exp(-t / down), rtol=1e-6)
+    np.testing.assert_allclose(x[nq.MOTOR], np.exp(-t / down), rtol=1e-5)
     # Actions outside [-1, 1] are clipped, as in JAX.
     y = nq.step(nq.hover_state(nominal), np.full(4, 7.0), nominal)
     z = nq.step(nq.hover_state(nominal), np.ones(4), nominal)
@@ -317,12 +317,14 @@ def test_rotor_drag_opposes_body_velocity(nominal):
     x[7:10] = (1.0, -0.5, 0.0)
     x1 = nq.step(x, np.full(4, nq.hover_action(nominal)), nominal)
     dv = (x1[7:10] - x[7:10]) / nominal[nq.PARAM_INDEX["dt"]]
-    np.testing.assert_allclose(dv[:2], -nominal[nq.PARAM_INDEX["drag"]] * np.array([1.0, -0.5]) / nominal[nq.PARAM_INDEX["mass"]], rtol=1e-3)
+    # the mean over the step: the drag itself slows the vehicle within it (by about 0.1 %)
+    np.testing.assert_allclose(dv[:2], -nominal[nq.PARAM_INDEX["drag"]] * np.array([1.0, -0.5]) / nominal[nq.PARAM_INDEX["mass"]], rtol=5e-3)
     none = set_param(nominal, "drag", 0.0)
     assert np.allclose(nq.step(x, np.full(4, nq.hover_action(none)), none)[7:9], x[7:9], atol=1e-12)
 
 
 def test_disturbance_force_world_and_torque_body(nominal):
+    nominal = set_param(nominal, "drag", 0.0)  # the disturbance alone
     p = set_param(set_param(nominal, "force", (0.01, -0.02, 0.0)), "torque", (0.0, 0.0, 3e-6))
     x = nq.hover_state(p)
     x[3:7] = (np.cos(0.5), 0.0, 0.0, np.sin(0.5))  # yawed by 1 rad: world and body x differ
@@ -483,7 +485,9 @@ def test_rollout_batch(nominal, one_numba_thread):
     assert exact.dtype == np.float32 and np.all(np.isfinite(exact))
     # The in-loop action law flies (it holds altitude and attitude, not x/y): the benchmark runs
     # vehicles in a bounded, flight-like regime rather than tumbling or falling.
-    assert np.max(np.abs(exact[:, 2])) < 0.05 and np.max(np.abs(exact[:, 9])) < 0.05
+    # z: the motors rise 4.5x faster than they fall (0.055 s / 0.249 s), so the law's sine dither is
+    # rectified into extra thrust and the P-D altitude loop settles about 0.11 m high.
+    assert np.max(np.abs(exact[:, 2])) < 0.15 and np.max(np.abs(exact[:, 9])) < 0.05
     assert np.max(np.abs(exact[:, 4:7])) < 0.05
     assert np.max(np.abs(exact[:, 10:13])) < 1.0
     assert np.max(np.abs(exact[:, 7:9])) < 2.0

@@ -46,11 +46,12 @@ def config(platform):
 _FLY = {}
 
 
-def _fly_backup(platform, n, steps, seed, weak=None, tilt=math.pi / 2, vel=1.0):
-    """The backup alone from the hover task's start (randomized vehicle, force and torque
-    disturbance; tilt about a random axis up to ``tilt``, velocity up to ``vel`` per axis, 0.2 m,
-    1 rad/s), rotor ``weak`` at 70 %. Returns positions (N, T, 3), tilt (N, T), speed (N, T).
-    One compiled function for every call: the ranges are arguments."""
+def _fly_backup(platform, n, steps, seed, weak=None, tilt=math.pi / 2, vel=1.0, randomize=False):
+    """The backup alone from the hover task's start (the platform's nominal vehicle, or with ``randomize``
+    one drawn from its randomization ranges; force and torque disturbance; tilt about a random axis up to
+    ``tilt``, velocity up to ``vel`` per axis, 0.2 m, 1 rad/s), rotor ``weak`` at 70 %. Returns positions
+    (N, T, 3), tilt (N, T), speed (N, T). One compiled function per (n, steps, randomize): the ranges are
+    arguments."""
     import jax
     import jax.numpy as jnp
 
@@ -58,8 +59,8 @@ def _fly_backup(platform, n, steps, seed, weak=None, tilt=math.pi / 2, vel=1.0):
     from train_fast.sims import quadrotor as quad
     from train_fast.tasks import quadrotor_tasks as qt
 
-    if (n, steps) not in _FLY:
-        env = qt.make_env(qt.hover_config(), platform)
+    if (n, steps, randomize) not in _FLY:
+        env = qt.make_env(qt.hover_config(), platform, randomize=randomize)
         model = bk.model_from_platform(platform)
         step = bk.jax_step(model, bk.BackupGains())
 
@@ -80,11 +81,11 @@ def _fly_backup(platform, n, steps, seed, weak=None, tilt=math.pi / 2, vel=1.0):
 
             return jax.lax.scan(body, (sim, cs), None, length=steps)[1]
 
-        _FLY[(n, steps)] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
+        _FLY[(n, steps, randomize)] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
     factor = np.ones(4, np.float32)
     if weak is not None:
         factor[weak] = math.sqrt(0.7)
-    out = _FLY[(n, steps)](jax.random.split(jax.random.PRNGKey(seed), n), tilt, vel, factor)
+    out = _FLY[(n, steps, randomize)](jax.random.split(jax.random.PRNGKey(seed), n), tilt, vel, factor)
     return [np.asarray(v) for v in jax.device_get(out)]
 
 
@@ -97,9 +98,21 @@ def test_backup_recovers_from_bad_states(platform, weak):
     leveled = (tilt[:, :100] < 0.2).any(axis=1)  # level (11 deg) within 1 s
     settled = (speed[:, -1] < 0.1) & (tilt[:, -1] < 0.3) & (np.abs(pos[:, -1]).max(axis=1) < 0.1)  # at 3 s
     rate = float(np.mean(within & leveled & settled))
-    # Measured 98.9 % (97 % with the weak rotor) over 2,000 starts; the sabotaged policies crash
-    # from 24-67 % of far milder starts.
-    assert rate >= (0.95 if weak is None else 0.93), rate
+    # The nominal Crazyflie 2.1 as identified (thrust-to-weight 1.7, rotors falling 4.5x slower than they
+    # rise): 97.3 % (87.9 % with the weak rotor) of 256 starts. With the paper's model (2.2, one 0.15 s lag)
+    # it was 98.9 % (97 %) over 2,000 starts. The sabotaged policies crash from 24-67 % of far milder starts.
+    assert rate >= (0.95 if weak is None else 0.85), rate
+
+
+def test_backup_on_perturbed_vehicles():
+    """Across the platform's randomization ranges (mass +-30 %, inertia x0.4-2, thrust +-20 %, lags x0.5-2):
+    the backup knows only the nominal model. Measured: 85.5 % of 256 starts stay within the crash bound,
+    82.8 % also level and settle (a vehicle with 1.3x the mass and 0.8x the thrust has a thrust-to-weight of
+    1.05 and cannot recover a 90 deg start at all)."""
+    pos, tilt, speed = _fly_backup(load_platform("crazyflie_2_1"), 256, 300, seed=7, randomize=True)
+    within = np.abs(pos).max(axis=(1, 2)) < 0.6
+    settled = (speed[:, -1] < 0.1) & (tilt[:, -1] < 0.3) & (np.abs(pos[:, -1]).max(axis=1) < 0.1)
+    assert float(np.mean(within)) >= 0.8 and float(np.mean(within & settled)) >= 0.75, (np.mean(within), np.mean(settled))
 
 
 def test_backup_from_demo_start_keeps_the_specs(platform):

@@ -287,11 +287,36 @@ def versions() -> dict:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
+    commit = git_commit()
+    if commit:
+        out["edgectl_git_commit"] = commit
     return out
 
 
-def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, overwrite: bool = True):
-    """Write a TrainResult as a verified policy bundle (edgectl.bundle does the checking)."""
+def git_commit() -> str | None:
+    """The source tree's commit ("-dirty" with uncommitted changes), or None outside a git checkout: what
+    made a bundle, so tests/data/regenerate.py's fixtures say which code trained them."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, overwrite: bool = True,
+                command: str | None = None):
+    """Write a TrainResult as a verified policy bundle (edgectl.bundle does the checking); ``command``, the
+    command line that trained it, is recorded in the manifest's versions beside the git commit."""
     from edgectl.bundle import write_bundle
 
     weights, layers = {}, []
@@ -302,7 +327,8 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
     metrics = dict(result.metrics, ppo=result.ppo, history=result.history)
     return write_bundle(out_dir, contract=result.contract, policy=policy, weights=weights,
                         platform_toml=result.platform_toml, platform_name=result.platform_name,
-                        task=result.task, seed=result.seed, metrics=_json_safe(metrics), versions=versions(),
+                        task=result.task, seed=result.seed, metrics=_json_safe(metrics),
+                        versions=versions() | ({"command": command} if command else {}),
                         extra_files={**result.extra_files, **(extra_files or {})}, overwrite=overwrite)
 
 

@@ -44,7 +44,7 @@ def constants(model: bk.BackupModel, gains: bk.BackupGains) -> dict[str, float]:
         "TMAX": M.thrust_max, "MMIN": M.motor_min, "HOVER_ACTION": M.hover_action, "HOVER_MOTOR": M.hover_motor,
         "MOTOR_SPAN": 1.0 - M.motor_min, "MOTOR_K_UP": M.motor_k_up, "MOTOR_K_DOWN": M.motor_k_down,
         "B0": M.thrust_shape[0], "B1": M.thrust_shape[1], "B2": 1.0 - M.thrust_shape[0] - M.thrust_shape[1],
-        "ONE_MINUS_B0": 1.0 - M.thrust_shape[0],
+        "ONE_MINUS_B0": 1.0 - M.thrust_shape[0], "FALL_RATIO": M.fall_ratio,
         "ATT_KP": G.att_kp, "ATT_KD": G.att_kd, "YAW_KD": G.yaw_kd, "YAW_GUARD": G.yaw_guard, "DOB_GAIN": G.dob_gain, "DOB_MAX": G.dob_max,
         "FDOB_GAIN": G.fdob_gain, "FDOB_LIM": G.fdob_max * M.gravity,
         "XY_KP": G.xy_kp, "XY_KD": G.xy_kd, "XY_KI": G.xy_ki, "Z_KP": G.z_kp, "Z_KD": G.z_kd, "Z_KI": G.z_ki,
@@ -389,7 +389,10 @@ void edgectl_backup_step(edgectl_backup_t *s, const edgectl_real pos[3], const e
     }}
     wy = clip((FABS(w[2]) - YAW_GUARD) / YAW_GUARD, R(0.0), R(1.0));
     for (i = 0; i < 4; i++) {{
-        edgectl_real t_i = clip(wy * first[i] + (R(1.0) - wy) * (base[i] + yc * y[i]), T_LO, T_HI);
+        edgectl_real t_i = wy * first[i] + (R(1.0) - wy) * (base[i] + yc * y[i]);
+        /* a rotor that slows down follows the fall constant: over-drive the decrease by FALL / RISE */
+        if (t_i < th[i]) t_i = th[i] + FALL_RATIO * (t_i - th[i]);
+        t_i = clip(t_i, T_LO, T_HI);
         edgectl_real u = motor_for(t_i);
         edgectl_real a = R(2.0) * (u - MMIN) / MOTOR_SPAN - R(1.0);
         if (phase == EDGECTL_BACKUP_LANDED) a = R(-1.0);
