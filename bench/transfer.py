@@ -265,6 +265,7 @@ class Result:
     name: str
     survived: np.ndarray  # (episodes,) bool
     final_error: np.ndarray  # (episodes,) m, nan where terminated
+    flown_s: np.ndarray  # (episodes,) s flown before leaving the bound (the episode length for survivors)
     clipped: float  # fraction of rotor commands clipped to rotorpy's thrust range
     wall_s: float
 
@@ -273,17 +274,18 @@ class Result:
         return {"name": self.name, "episodes": int(self.survived.size), "survival_rate": float(self.survived.mean()),
                 "final_error_median_m": float(np.median(ok)) if ok.size else None,
                 "final_error_p95_m": float(np.percentile(ok, 95, method="higher")) if ok.size else None,
+                "terminated_after_median_s": float(np.median(self.flown_s[~self.survived])) if (~self.survived).any() else None,
                 "thrust_clipped_fraction": self.clipped, "wall_s": round(self.wall_s, 2)}
 
 
 def _fly_episodes(make_controller, mapping: dict, motor_map: list[int], vehicle: Vehicle, starts: list[dict],
                   seconds: float, rate_hz: float, bound: float, aero: bool, ref: np.ndarray):
-    """(survived, final_error, clipped commands, commands) for `starts`, one after another."""
+    """(survived, final_error, flown_s, clipped commands, commands) for `starts`, one after another."""
     Multirotor = _rotorpy()
     controller = make_controller()
     dt, steps = 1.0 / rate_hz, int(round(seconds * rate_hz))
     last = max(1, min(steps, int(round(rate_hz))))  # final error: the last second
-    survived, final = np.zeros(len(starts), bool), np.full(len(starts), np.nan)
+    survived, final, flown = np.zeros(len(starts), bool), np.full(len(starts), np.nan), np.zeros(len(starts))
     n_clip = n_cmd = 0
     # rotorpy's default integrator (RK45, multirotor.py Multirotor.__init__) with its first step set to the
     # control period: scipy's initial-step search cost 2 of 8 derivative calls a period; trajectories agreed
@@ -312,10 +314,10 @@ def _fly_episodes(make_controller, mapping: dict, motor_map: list[int], vehicle:
                 alive = False
                 break
             errs.append(float(np.linalg.norm(err)))
-        survived[e] = alive
+        survived[e], flown[e] = alive, (len(errs) + (not alive)) * dt
         if alive:
             final[e] = float(np.mean(errs[-last:]))
-    return survived, final, n_clip, n_cmd
+    return survived, final, flown, n_clip, n_cmd
 
 
 def fly(make_controller, mapping: dict, motor_map: list[int], vehicle: Vehicle, starts: list[dict], *, seconds: float,
@@ -335,13 +337,13 @@ def fly(make_controller, mapping: dict, motor_map: list[int], vehicle: Vehicle, 
         with multiprocessing.get_context("spawn").Pool(min(jobs, len(starts))) as pool:
             parts = pool.starmap(_fly_episodes, [(make_controller, *args, starts[k::jobs], seconds, rate_hz, bound, aero, ref)
                                                  for k in range(min(jobs, len(starts)))])
-        survived, final = np.zeros(len(starts), bool), np.full(len(starts), np.nan)
-        for k, (sv, fe, _, _) in enumerate(parts):
-            survived[k::jobs], final[k::jobs] = sv, fe
-        n_clip, n_cmd = sum(p[2] for p in parts), sum(p[3] for p in parts)
+        survived, final, flown = np.zeros(len(starts), bool), np.full(len(starts), np.nan), np.zeros(len(starts))
+        for k, (sv, fe, fl, _, _) in enumerate(parts):
+            survived[k::jobs], final[k::jobs], flown[k::jobs] = sv, fe, fl
+        n_clip, n_cmd = sum(p[3] for p in parts), sum(p[4] for p in parts)
     else:
-        survived, final, n_clip, n_cmd = _fly_episodes(make_controller, *args, starts, seconds, rate_hz, bound, aero, ref)
-    return Result(name, survived, final, n_clip / max(n_cmd, 1), time.perf_counter() - t0)
+        survived, final, flown, n_clip, n_cmd = _fly_episodes(make_controller, *args, starts, seconds, rate_hz, bound, aero, ref)
+    return Result(name, survived, final, flown, n_clip / max(n_cmd, 1), time.perf_counter() - t0)
 
 
 # --- bundles -----------------------------------------------------------------------------------------------
@@ -367,6 +369,11 @@ def export_onnx(path: Path, out_dir: Path) -> Path:
     except (ExportError, TargetUnavailable) as e:
         raise TransferError(f"{path}: ONNX export: {e}") from None
     return out_dir / "policy.onnx"
+
+
+def _fell(r: Result) -> str:
+    t = r.summary()["terminated_after_median_s"]
+    return "" if t is None else f"; the {int((~r.survived).sum())} terminated left the bound after {t:.2f} s (median)"
 
 
 def _cm(v) -> str:
@@ -425,7 +432,7 @@ def main(argv=None) -> int:
                 routed = ", ".join(f"M{i + 1}->{vehicle.names[j]}" for i, j in enumerate(motor_map))
                 notes.append(f"  {b}: {mapping['kind']} mapping, motors {routed}"
                              + ("" if agree else " BY POSITION ONLY (its spin disagrees with rotorpy's: --ignore-spin)")
-                             + f"; {100 * r.clipped:.2f} % of rotor commands clipped to rotorpy's "
+                             + _fell(r) + f"; {100 * r.clipped:.2f} % of rotor commands clipped to rotorpy's "
                                f"[{vehicle.min_thrust:.4g}, {vehicle.max_thrust:.4g}] N; {r.wall_s:.0f} s")
         if not args.no_raptor:
             r = fly(RaptorController, RAPTOR_MAPPING, raptor_map, vehicle, starts, seconds=args.seconds, rate_hz=100.0, bound=dist.bound,
@@ -433,7 +440,7 @@ def main(argv=None) -> int:
             results.append(r)
             routed = ", ".join(f"M{i + 1}->{vehicle.names[j]}" for i, j in enumerate(raptor_map))
             notes.append(f"  {RAPTOR_NAME}: thrust curve {RAPTOR_MAPPING['thrust_curve']} N ({RAPTOR_MAPPING['source']}), "
-                         f"motors {routed}; {100 * r.clipped:.2f} % of rotor commands clipped; {r.wall_s:.0f} s")
+                         f"motors {routed}{_fell(r)}; {100 * r.clipped:.2f} % of rotor commands clipped; {r.wall_s:.0f} s")
     except TransferError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
