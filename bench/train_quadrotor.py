@@ -13,6 +13,11 @@ interpreter shutdown. Seeds run one after another: run this on an otherwise idle
 
     python3 bench/train_quadrotor.py                       # 5 seeds, hover, 20 s, 1000 eval episodes
     python3 bench/train_quadrotor.py --task figure8 --seeds 3 --json
+    python3 bench/train_quadrotor.py --robust --seconds 120 --perturb --platforms crazyflie_2_1_flow,crazyflie_2_1_brushless
+
+--perturb also flies each bundle on vehicles drawn from its platform's randomization ranges (edgectl eval
+--perturb), --platforms on other platform files (edgectl eval --platform P); both print their figures beside
+the nominal ones (the pass/fail verdict stays the nominal acceptance above).
 
 Exit status: 0 if every seed passes, 1 if any fails, 2 if a run could not be made.
 """
@@ -28,7 +33,7 @@ ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figur
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _edgectl_process import run_jobs, train_and_eval  # noqa: E402
+from _edgectl_process import edgectl, env, last_json, run_jobs, train_and_eval  # noqa: E402
 
 
 def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool, list[str]]:
@@ -57,9 +62,21 @@ def _m(v) -> str:
 def run_seed(k: int, args, workdir: Path) -> dict:
     out = workdir / f"seed{k}"
     train_summary, ev, wall = train_and_eval(workdir, out, ["quadrotor", "--task", args.task, "--seconds", str(args.seconds),
-                                                            "--seed", str(k)], ["--episodes", str(args.episodes)])
+                                                            "--seed", str(k), *(["--robust"] if args.robust else [])],
+                                             ["--episodes", str(args.episodes)])
     ok, why = passes(args.task, ev, train_summary["seconds_to_bundle"], args.seconds)
-    return {"seed": k, "wall_s": wall, "seconds_to_bundle": train_summary["seconds_to_bundle"],
+    extra = {}
+    for name, flags in ([("perturbed", ["--perturb"])] if args.perturb else []) + \
+            [(p, ["--platform", p]) for p in args.platforms]:
+        import subprocess
+        cmd = edgectl("eval", str(out), "--episodes", str(args.episodes), *flags, "--json",
+                      "--plot", str(workdir / f"{out.name}.{name}.eval.png"))
+        r = subprocess.run(cmd, cwd=workdir, env=env(), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stderr[-4000:]}")
+        e = last_json(r.stdout)
+        extra[name] = {k: e[k] for k in ("survival_rate", "final_error_median_m", "final_error_p95_m")}
+    return {"seed": k, "extra": extra, "wall_s": wall, "seconds_to_bundle": train_summary["seconds_to_bundle"],
             "post_train_s": train_summary.get("post_train_s"),
             "env_steps": train_summary["env_steps"], "survival_rate": ev["survival_rate"],
             "final_error_median_m": ev["final_error_median_m"], "final_error_p95_m": ev["final_error_p95_m"],
@@ -75,6 +92,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep bundles and plots in this directory "
                     "(default: a temporary directory, removed at the end)")
     ap.add_argument("--json", action="store_true", help="make the last stdout line a JSON summary")
+    ap.add_argument("--robust", action="store_true", help="train with edgectl train --robust")
+    ap.add_argument("--perturb", action="store_true", help="also evaluate on perturbed vehicles (eval --perturb)")
+    ap.add_argument("--platforms", type=lambda s: [p for p in s.split(",") if p], default=[],
+                    help="comma-separated platform files to also evaluate on (eval --platform)")
     args = ap.parse_args(argv)
 
     print(f"edgectl bench: quadrotor {args.task}, {args.seconds:g} s budget, {args.seeds} seeds, "
@@ -85,7 +106,9 @@ def main(argv=None) -> int:
         return (f"seed {row['seed']}: wall {row['wall_s']:5.1f} s  bundle {row['seconds_to_bundle']:5.2f} s  "
                 f"steps {row['env_steps'] / 1e6:5.2f} M  survival {row['survival_rate']:.3f}  "
                 f"median {_m(row['final_error_median_m'])}  p95 {_m(row['final_error_p95_m'])}{rmse}  "
-                f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}")
+                f"{'PASS' if row['pass'] else 'FAIL: ' + '; '.join(row['why'])}"
+                + "".join(f"\n    {n}: survival {e['survival_rate']:.3f}  median {_m(e['final_error_median_m'])}  "
+                          f"p95 {_m(e['final_error_p95_m'])}" for n, e in row["extra"].items()))
 
     rows = run_jobs(args.keep, "edgectl-bench-", range(args.seeds), lambda k, wd: run_seed(k, args, wd), line)
     if rows is None:

@@ -238,11 +238,16 @@ def train(
     vehicle: str = typer.Argument(..., help=f"Vehicle kind: {', '.join(VEHICLES)}."),
     task: Optional[str] = typer.Option(None, "--task", help="Task: hover | figure8 | avoid (quadrotor, avoid: vision, CAD2RL-style), race (rc-car).",
                                        show_default="hover (quadrotor), race (rc-car)"),
-    seconds: float = typer.Option(20.0, "--seconds", help="Wall-clock budget in seconds, from process start "
-                                  "(start-up, JIT compilation and writing the bundle included)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock budget in seconds, from process start "
+                                            "(start-up, JIT compilation and writing the bundle included).",
+                                            show_default="20, 120 with --robust"),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory to write.",
                                        show_default="runs/<vehicle>-<task>-seed<N>-<time>"),
+    robust: bool = typer.Option(False, "--robust", help="quadrotor hover/figure8: the preset for a policy that must "
+                                "survive what the platform file does not know: a 120 s budget, and checkpoints chosen "
+                                "on vehicles drawn from the platform's randomization ranges (edgectl eval --perturb) "
+                                "instead of its nominal vehicle. Both train across the full ranges."),
     platform: Optional[str] = typer.Option(None, "--platform", help="Platform name (hardware/<name>.toml) or "
                                            "path to a platform file.", show_default=DEFAULT_PLATFORM["quadrotor"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it is an existing bundle."),
@@ -260,6 +265,9 @@ def train(
     if vehicle not in VEHICLES:
         _fail(f"unknown vehicle {vehicle!r}; supported vehicles: {', '.join(VEHICLES)}")
     task = task or VEHICLES[vehicle][0]
+    if robust and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
+        _fail(f"--robust applies to quadrotor hover and figure8, not to {vehicle} {task}")
+    seconds = seconds if seconds is not None else (120.0 if robust else 20.0)
     if track is not None and vehicle != "rc-car":
         _fail(f"--track applies to rc-car only, not to {vehicle}")
     if task not in VEHICLES[vehicle]:
@@ -295,12 +303,13 @@ def train(
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
-                                            task_overrides={"action_delay": action_delay} if action_delay else None)
+                                            task_overrides={"action_delay": action_delay} if action_delay else None,
+                                            robust=robust)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
-                  track: Optional[str] = None, task_overrides: Optional[dict] = None):
+                  track: Optional[str] = None, task_overrides: Optional[dict] = None, robust: bool = False):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -362,7 +371,7 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
             result = train_avoid(platform_name=str(plat.path), seconds=seconds, seed=seed, t_start=t_start, progress=on_chunk)
         else:
             result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
-                           progress=on_chunk, task_overrides=task_overrides)
+                           progress=on_chunk, task_overrides=task_overrides, robust=robust)
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:

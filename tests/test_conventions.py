@@ -202,3 +202,23 @@ def test_mixer_tables_agree_with_this_file():
     quad_x = np.array([[-1, -1, -1], [+1, +1, -1], [+1, -1, +1], [-1, +1, +1]])
     assert (np.array(MIXERS["px4"]["signs"]) == quad_x).all()
     assert (np.array(MIXERS["ardupilot"]["signs"]) == quad_x).all()
+
+
+# --- the simulated Crazyflie's stand-in firmware headers ----------------------------------------
+# crazyflie-firmware src/modules/interface/stabilizer_types.h: quaternion_t is a union of {q0, q1, q2, q3}
+# and {x, y, z, w} (w last: the estimator's order), sensorData_t.gyro is in deg/s. The app the simulated
+# vehicle compiles reads the state through these headers, so they must lay the fields out as the firmware.
+@pytest.mark.skipif(GCC is None, reason="no host C compiler")
+def test_stand_in_quaternion_is_laid_out_as_the_firmwares(tmp_path):
+    inc = REPO / "firmware_bridge" / "crazyflie" / "host_firmware"
+    src = tmp_path / "q.c"
+    src.write_text('#include <stdio.h>\n#include <stddef.h>\n#include "stabilizer_types.h"\n'
+                   "int main(void) { quaternion_t q = {0}; q.w = 4.0f; q.x = 1.0f;\n"
+                   '  printf("%zu %zu %zu %zu %g %g\\n", offsetof(quaternion_t, x), offsetof(quaternion_t, y),'
+                   " offsetof(quaternion_t, z), offsetof(quaternion_t, w), q.q0, q.q3); return 0; }\n")
+    exe = tmp_path / "q"
+    r = subprocess.run([GCC, "-I", str(inc), "-o", str(exe), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x, y, z, w, q0, q3 = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert (int(x), int(y), int(z), int(w)) == (0, 4, 8, 12)  # x, y, z, then w
+    assert float(q0) == 1.0 and float(q3) == 4.0  # q0 is x, q3 is w

@@ -54,8 +54,12 @@ QUAD_PPO: dict = {"lr_end": 5e-4}
 def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-          max_env_steps: float | None = None, eval_from: float = 0.4) -> TrainResult:
+          max_env_steps: float | None = None, eval_from: float = 0.4, robust: bool = False) -> TrainResult:
     """PPO on a quadrotor task against a wall-clock (or env-step) budget; returns the best checkpoint.
+
+    Training draws every episode's vehicle from the platform's randomization ranges. Checkpoints are
+    judged on its nominal vehicle (what `edgectl eval` reports), or with ``robust`` on vehicles drawn from
+    those ranges (`edgectl eval --perturb`).
 
     Checkpoints are evaluated (pcfg.eval_episodes fixed episodes) only once `eval_from` of the budget is
     spent: an evaluation costs about a third of a chunk, and no early checkpoint was ever the best one
@@ -76,7 +80,7 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
     tcfg = qt.TASKS[task](**(task_overrides or {}))
     pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**QUAD_PPO, **(ppo_overrides or {})})
-    env = qt.make_env(tcfg, plat)  # evaluation: the task's own start distribution
+    env = qt.make_env(tcfg, plat, randomize=robust)  # evaluation: the task's own start distribution
     contract = qt.contract(tcfg, plat)
     hover_action = contract["action"]["hover_action"]
 

@@ -22,8 +22,8 @@ ROOT = HERE.parent.parent
 
 # name -> edgectl arguments (after "edgectl"); --out and --overwrite are added.
 FIXTURES: dict[str, list[str]] = {
-    # The default hover task (position-error integral, 0-1 period actuation delay, the platform's ranges).
-    "hover_bundle": ["train", "quadrotor", "--task", "hover", "--seconds", "90", "--seed", "0"],
+    # The hover task, robust preset (position-error integral, 0-1 period actuation delay, the platform's ranges).
+    "hover_bundle": ["train", "quadrotor", "--task", "hover", "--robust", "--seconds", "120", "--seed", "0"],
     # Vision-based avoidance (velocity setpoints: no motor convention involved).
     "avoid_bundle": ["train", "quadrotor", "--task", "avoid", "--seconds", "150", "--seed", "0"],
     # 1/10 RC car on the oval track.
