@@ -23,7 +23,7 @@ termination bound (0.6 m per axis) and finite; its final error is the mean |p - 
 (train_fast/evaluate.py's definition), over surviving episodes. Seeded and deterministic.
 
     python3 bench/transfer.py runs/latest
-    python3 bench/transfer.py /tmp/b1 tests/data/hover_integral_bundle --episodes 50 --ignore-spin --json
+    python3 bench/transfer.py /tmp/b1 tests/data/hover_wrong_yaw_bundle --episodes 50 --ignore-spin --json
 
 Exit status 0 after a run, 2 with a one-line error for bad input (missing bundle or package, a bundle that
 is not a quadrotor's, motors that cannot be matched).

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "tests" / "data" / "hover_bundle"  # runs on board (Crazyflie app): no link delay
 # The host flies a MAVLink vehicle's motors, a few ms behind the state: a policy trained for that
 # (edgectl train quadrotor --action-delay 1); the on-board one diverges from 4 ms (tests/test_link_latency.py).
-LINK_BUNDLE = ROOT / "tests" / "data" / "hover_link_bundle"
+LINK_BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
 HOVER_S = float(os.environ.get("EDGECTL_HIL_HOVER_S", "5"))
 REF = (0.0, 0.0, 0.5)
 

@@ -131,14 +131,14 @@ def _without_restart_rule(bundle):
 
 @pytest.mark.parametrize("restart_rule", [True, False])
 def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule):
-    """tests/data/hover_integral_bundle (edgectl train quadrotor --seconds 25, the integral in its observation),
+    """tests/data/hover_bundle (tests/data/regenerate.py; the integral in its observation),
     on board, taken off at 0.4 m/s then settled 1 s, as CrazyflieOnboardLink.start does: the integral restarts
     while the reference climbs, so the hold that follows is within 2.5 cm (1.6 measured, the compiled app). Without
     the restart rule (the policy given an integral that runs through the climb) it winds up with the climb's lag
     and the hold starts off (4.0 cm here; 9.7 cm over udp://)."""
     from edgectl.bundle import load_bundle
     from edgectl.contract import integral_spec
-    b = load_bundle(ROOT / "tests" / "data" / "hover_integral_bundle")
+    b = load_bundle(ROOT / "tests" / "data" / "hover_bundle")
     assert integral_spec(b.contract) is not None
     p = AppImage(b, "c") if restart_rule else AppImage(b, policy=_without_restart_rule(b))
     sim, link, _ = _hover(p, seconds=2.5)  # the ramp reaches 1 m at 2.5 s

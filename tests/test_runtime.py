@@ -14,7 +14,7 @@ from edgectl.runtime.loop import BACKUP, NOMINAL, STOPPED, ControlLoop, LoopConf
 from edgectl.safety.backup import BackupController
 
 BUNDLE = Path(__file__).parent / "data" / "hover_bundle"
-LINK_BUNDLE = Path(__file__).parent / "data" / "hover_link_bundle"  # trained with --action-delay 1: host-flown links
+LINK_BUNDLE = Path(__file__).parent / "data" / "hover_bundle"  # trained with 0-1 period of actuation delay (the platform's range): host-flown links
 
 
 @pytest.fixture(scope="module")

@@ -49,3 +49,15 @@ def test_a_budget_that_ends_before_eval_from_still_keeps_an_evaluated_policy():
     r = train(seconds=120, seed=0, max_env_steps=262_144, eval_from=2.0, ppo_overrides={"eval_episodes": 16})
     assert len(r.history) == 2 and r.history[-1].get("best") and "eval_survival_rate" in r.history[-1]
     assert r.metrics["best_chunk"] == 2 and "survival_rate" in r.metrics["best_eval"]
+
+
+@pytest.mark.slow
+def test_ci_sized_training_flies_the_identified_crazyflie(tmp_path):
+    """A regression in training fails CI, not only a bench: 8 M env steps (fixed seed and step budget, so the
+    run is the same on any machine; about 70 s on 2 cores) of the default hover task on the shipped Crazyflie
+    2.1 (identified dynamics, the platform's full randomization ranges), then 1000 episodes on its nominal
+    vehicle from the RLtools start distribution (up to 90 deg of tilt, 1 m/s)."""
+    r = train(seconds=900, seed=0, max_env_steps=8_000_000)
+    save_bundle(r, tmp_path / "b")
+    s, _ = evaluate_bundle(load_bundle(tmp_path / "b"), episodes=1000)
+    assert s["survival_rate"] >= 0.90 and s["final_error_median_m"] <= 0.10, s

@@ -26,7 +26,7 @@ _spec.loader.exec_module(T)
 
 # Firmware order M1..M4: quadrant and yaw torque sign on the body (+1: +z; a clockwise propeller seen from above).
 FIRMWARE = [("front-right", -1), ("back-right", +1), ("back-left", -1), ("front-left", +1)]
-FIXTURE = REPO / "tests" / "data" / "hover_integral_bundle"  # trained before the fix: spin [1, -1, 1, -1]
+FIXTURE = REPO / "tests" / "data" / "hover_wrong_yaw_bundle"  # trained before the fix: spin [1, -1, 1, -1]
 
 
 def _positions(arm=0.028):

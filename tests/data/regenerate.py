@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         print(f"regenerate.py: unknown fixture {unknown[0]!r}; known: {', '.join(FIXTURES)}", file=sys.stderr)
         return 2
     for name in names:
-        cmd = [sys.executable, "-m", "edgectl", *FIXTURES[name], "--out", str(HERE / name), "--overwrite"]
+        cmd = [sys.executable, "-m", "edgectl", *FIXTURES[name], "--out", f"tests/data/{name}", "--overwrite"]
         print(f"{name}: edgectl {shlex.join(cmd[3:])}", flush=True)
         t = time.time()
         r = subprocess.run(cmd, cwd=ROOT)
