@@ -111,8 +111,8 @@ class LockstepCrazyflie:
         self.link = sim.open_link(lambda raw: None, "bench")
         from firmware_bridge.crazyflie.onboard import LINK_PARAM, LINK_TIMEOUT_S
         sim.set_param(LINK_PARAM, round(1000 * LINK_TIMEOUT_S))  # as CrazyflieOnboardLink does with its keep-alive
-        g = sim.platform.get
-        self.min_frac = g("rotors.min_rpm") / g("rotors.max_rpm")
+        from edgectl.platforms import rotor_model
+        self.thrust_shape = tuple(rotor_model(sim.platform)["thrust_shape"])
         self.host_ref = REF
         self.took = self.threshold = None
         self.vehicle_logged = False
@@ -177,8 +177,9 @@ class LockstepCrazyflie:
         return {"t": time.monotonic(), "engaged": int(a.engaged), "fault": a.fault, "steps": a.steps, "forces": a.forces.copy()}
 
     def forces_to_action(self, f):
-        u = np.sqrt(np.clip(np.asarray(f, float), 0.0, 1.0))
-        return np.clip(2.0 * (u - self.min_frac) / (1.0 - self.min_frac) - 1.0, -1.0, 1.0)
+        from edgectl.platforms import motor_for_fraction
+        u = motor_for_fraction(np.clip(np.asarray(f, float), 0.0, 1.0), *self.thrust_shape)
+        return np.clip(2.0 * u - 1.0, -1.0, 1.0)
 
     def stop(self):
         pass

@@ -192,20 +192,32 @@ def test_observation_without_history_compiles(platform, tmp_path):
 
 # --- (b) the action -> normalized force mapping ------------------------------------------------
 @needs_gcc
-@pytest.mark.parametrize("min_rpm", [0.0, 3000.0])
-def test_force_mapping_matches_contract(min_rpm, tmp_path):
+@pytest.mark.parametrize("curve", [None, [0.0035, 0.0144, 0.0922], {"min_rpm": 3000.0}],
+                         ids=["shipped", "l2f_curve", "rpm_linear_min_rpm"])
+def test_force_mapping_matches_contract(curve, tmp_path):
+    """The app asks the firmware for the simulator's own thrust: thrust_curve(u) / thrust_curve(1), u = (a + 1) / 2
+    (and the older rpm_linear mapping, (rpm / max_rpm)^2, for bundles trained before issue 13)."""
     contract = load_bundle(HOVER_BUNDLE).contract
-    contract["action"]["mapping"]["min_rpm"] = min_rpm
-    lib, _, _ = load_obs_lib(contract, tmp_path)
     m = contract["action"]["mapping"]
+    if isinstance(curve, list):
+        m["thrust_curve"] = curve
+    elif isinstance(curve, dict):
+        contract["action"]["mapping"] = m = {"kind": "rpm_linear", "min_rpm": curve["min_rpm"], "max_rpm": 21702.0,
+                                             "thrust_coefficient": 3.16e-10}
+    lib, _, _ = load_obs_lib(contract, tmp_path)
     a = np.linspace(-1.5, 1.5, 4 * 31).reshape(-1, 4)
     for row in a:
         out = (ctypes.c_float * 4)()
         lib.edgectl_action_to_forces((ctypes.c_float * 4)(*row), out)
-        rpm = m["min_rpm"] + (np.clip(row, -1, 1) + 1) / 2 * (m["max_rpm"] - m["min_rpm"])
-        want = m["thrust_coefficient"] * rpm**2 / (m["thrust_coefficient"] * m["max_rpm"] ** 2)
+        u = (np.clip(row, -1, 1) + 1) / 2
+        if m["kind"] == "rpm_linear":
+            rpm = m["min_rpm"] + u * (m["max_rpm"] - m["min_rpm"])
+            want = (rpm / m["max_rpm"]) ** 2
+        else:
+            c = m["thrust_curve"]
+            want = (c[0] + c[1] * u + c[2] * u * u) / sum(c)
         np.testing.assert_allclose(np.frombuffer(out, np.float32), want, rtol=1e-6, atol=1e-7)
-    if min_rpm == 0.0:  # the brief's closed form
+    if curve is None:  # the shipped Crazyflie 2.1: a pure quadratic up to the firmware's THRUST_MAX
         h = contract["action"]["hover_action"]
         out = (ctypes.c_float * 4)()
         lib.edgectl_action_to_forces((ctypes.c_float * 4)(h, h, h, h), out)
@@ -233,12 +245,14 @@ def test_wrong_unit_or_size_is_refused():
     with pytest.raises(ExportError, match=r"fields\[3\]\.unit.*angular_velocity.*'deg/s'"):
         generate_observation_c(contract)
     contract = load_bundle(HOVER_BUNDLE).contract
-    contract["observation"]["fields"][-1]["size"] = 6
-    contract["observation"]["size"] += 2
+    fields = contract["observation"]["fields"]
+    k = next(i for i, f in enumerate(fields) if f["name"] == "previous_actions")
+    fields[k]["size"] = 6
+    contract["observation"]["size"] -= 10
     for key in ("offset", "scale", "noise_std"):
         where = contract["observation"] if key == "noise_std" else contract["observation"]["normalization"]
-        where[key] += [1.0, 1.0]
-    with pytest.raises(ExportError, match=r"fields\[4\]\.size.*previous_actions.*6"):
+        del where[key][-10:]
+    with pytest.raises(ExportError, match=rf"fields\[{k}\]\.size.*previous_actions.*6"):
         generate_observation_c(contract)
 
 
@@ -618,27 +632,27 @@ def test_app_folder_builds_and_flies_on_host(task, platform, tmp_path):
 
 def test_write_app_refusals(platform, tmp_path):
     bundle = load_bundle(HOVER_BUNDLE)
-    with pytest.raises(ExportError, match="EDGECTL_POLICY_OBS_SIZE is 25.*says 22"):
+    with pytest.raises(ExportError, match="EDGECTL_POLICY_OBS_SIZE is 25.*says 37"):
         write_app(bundle, policy_standin(25), tmp_path / "a")
     with pytest.raises(ExportError, match="edgectl_policy.c is missing"):
-        write_app(bundle, {"edgectl_policy.h": policy_standin(22)["edgectl_policy.h"]}, tmp_path / "a")
+        write_app(bundle, {"edgectl_policy.h": policy_standin(37)["edgectl_policy.h"]}, tmp_path / "a")
     assert not (tmp_path / "a").exists()
     other = tmp_path / "not_an_app"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not an edgectl Crazyflie app"):
-        write_app(bundle, policy_standin(22), other)
+        write_app(bundle, policy_standin(37), other)
     assert (other / "notes.txt").read_text() == "mine"
     # An earlier app is replaced.
-    app = write_app(bundle, policy_standin(22), tmp_path / "app")
+    app = write_app(bundle, policy_standin(37), tmp_path / "app")
     (app / "build").mkdir()
-    assert write_app(bundle, policy_standin(22), app) == app and not (app / "build").exists()
+    assert write_app(bundle, policy_standin(37), app) == app and not (app / "build").exists()
 
 
 # --- (d) the firmware build --------------------------------------------------------------------
 @pytest.fixture
 def app_dir(tmp_path):
-    return write_app(load_bundle(HOVER_BUNDLE), policy_standin(22), tmp_path / "app")
+    return write_app(load_bundle(HOVER_BUNDLE), policy_standin(37), tmp_path / "app")
 
 
 def test_build_firmware_without_firmware_explains(app_dir, tmp_path):
@@ -757,17 +771,24 @@ def test_app_with_generated_policy_matches_bundle(tmp_path):
     r = subprocess.run([exe], capture_output=True, text=True, check=True)
     got = np.array([[float(x) for x in line.split()] for line in r.stdout.splitlines()])
 
+    from edgectl.contract import PositionIntegral, thrust_curve
+
     c = bundle.contract
-    m = c["action"]["mapping"]
-    scale = m["thrust_coefficient"] * m["max_rpm"] ** 2 / 0.12  # model max thrust / firmware THRUST_MAX
+    tmax, b0, b1 = thrust_curve(c["action"]["mapping"])
+    scale = tmax / 0.12  # model max thrust / the stand-in firmware's THRUST_MAX
     w, x = math.sqrt(np.float32(0.99)), 0.1
     rot = [1, 0, 0, 0, 1 - 2 * x * x, -2 * w * x, 0, 2 * w * x, 1 - 2 * x * x]
-    obs = np.array([0.1, -0.05, -0.1, *rot, 0.2, 0, -0.1, *np.radians([10, -20, 5]), *[c["action"]["hover_action"]] * 4])
+    err = np.array([0.1, -0.05, -0.1])
+    history = [c["action"]["hover_action"]] * (4 * 4)
+    integral = PositionIntegral(c)
     want = []
-    for _ in range(2):
+    for _ in range(2):  # the policy runs at ticks 10 and 20 (100 Hz in the 1 kHz loop)
+        obs = np.array([*err, *rot, 0.2, 0, -0.1, *np.radians([10, -20, 5]), *history,
+                        *integral.update(err, np.array([0.0, 0.0, 1.0]))])
         a = np.clip(bundle.act(obs), -1, 1)
-        want.append(np.clip(((a + 1) / 2) ** 2 * scale, 0, 1))
-        obs[-4:] = a
+        u = (a + 1) / 2
+        want.append(np.clip((b0 + u * (b1 + u * (1 - b0 - b1))) * scale, 0, 1))
+        history = [*a, *history[:-4]]
     np.testing.assert_allclose(got, np.array(want), atol=1e-4)
 
 

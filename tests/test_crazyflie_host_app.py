@@ -185,7 +185,8 @@ def _take_off_and_hold(sim, hold_s: float = 2.0) -> np.ndarray:
 
 @needs_gcc
 def test_the_vehicle_takes_off_and_holds_hover_on_the_compiled_app():
-    """The hover fixture on board: within 3 cm of the reference over 2 s of hold (measured 2.0 cm max, 1.7 RMS),
+    """The hover fixture on board: within 7 cm of the reference over 2 s of hold and 3 cm at its end (identified
+    Crazyflie 2.1, issue 13: 5.8 cm max as the hold starts, the take-off's lag, 2.6 cm at the end),
     no fault, the policy every 10 ms, no link episode; the same flight with the bundle's float64 forward in place
     of the generated C ends where it does (1e-7 m apart measured)."""
     runs = {}
@@ -195,6 +196,6 @@ def test_the_vehicle_takes_off_and_holds_hover_on_the_compiled_app():
         app = sim.onboard
         assert app.engaged and app.fault == 0 and app.link_drops == 0 and app.steps == 550, app.status()
         print(f"{impl}: hover error max {100 * err.max():.2f} cm, RMS {100 * np.sqrt(np.mean(err ** 2)):.2f} cm")
-        assert err.max() < 0.03
+        assert err.max() < 0.07 and err[-1] < 0.03, (err.max(), err[-1])
         runs[impl] = sim.state()[0:3]
     assert np.max(np.abs(runs["c"] - runs["numpy"])) < 1e-5

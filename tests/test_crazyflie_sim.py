@@ -227,14 +227,15 @@ def test_onboard_policy_runs_as_the_out_of_tree_controller():
     function in place of its policy: it runs at the app's rate, sees the observation the app's C builds, and its
     action reaches the motors through the app's force mapping; the app's log group is in the vehicle's TOC."""
     pytest.importorskip("export.c_codegen")
+    from edgectl.bundle import load_bundle
     from firmware_bridge.crazyflie.host_app import AppImage
     calls = []
     bundle = os.path.join(os.path.dirname(__file__), "data", "hover_bundle")
-    hover = 0.33405303955078125  # the bundle's contract.action.hover_action
+    hover = load_bundle(bundle).contract["action"]["hover_action"]
 
     def policy(obs):
         calls.append(obs)
-        return [hover + 0.2] * 4  # above hover, the same on every motor: straight up
+        return [min(hover + 0.2, 1.0)] * 4  # above hover, the same on every motor: straight up
 
     sim = CrazyflieSim(realtime=False, onboard_policy=AppImage(bundle, policy=policy))
     link = sim.open_link(lambda raw: None)

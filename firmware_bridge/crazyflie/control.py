@@ -68,21 +68,26 @@ class FlightController:
         self.unmix = np.linalg.inv(mix).tolist()
         self.att_gain, self.rate_gain = att_gain, rate_gain
         self.pos_gain, self.vel_gain = pos_gain, vel_gain
-        self.lead = self.motor_tau / lag_target_s
-        self.decay = 1.0 - math.exp(-dt / self.motor_tau)
+        # the rotors rise and fall with different time constants (rotors.motor_time_constant_up/_down):
+        # the lead and the motor model follow each direction's own
+        tau_down = float(params.get("motor_tau_down", self.motor_tau))
+        self.lead = (self.motor_tau / lag_target_s, tau_down / lag_target_s)
+        self.decay = (1.0 - math.exp(-dt / self.motor_tau), 1.0 - math.exp(-dt / tau_down))
         self.motor_model = [0.0] * 4
         self.yaw_desired = 0.0  # deg, ZYX yaw
         self.last = {"roll": 0.0, "pitch": 0.0, "yaw": 0.0, "thrust": 0.0}  # desired, firmware units
 
     def thrust_to_newton(self, thrust_units: float) -> float:
-        """Collective thrust of a firmware thrust value: each motor at that PWM ratio, with rotor
-        speed proportional to PWM (force ~ ratio^2): 43.7k hovers the 27 g platform, as the real
-        Crazyflie 2.1 hovers in the low 40 thousands."""
+        """Collective thrust of a firmware thrust value. With battery compensation on (the default,
+        CONFIG_ENABLE_THRUST_BAT_COMPENSATED) the firmware reads a motor's 16-bit thrust as a fraction of its
+        per-motor maximum and drives the voltage that gives that force (crazyflie-firmware motors.c,
+        motorsCompensateBatteryVoltage): force is linear in the value. 38.6k hovers the 27 g Crazyflie 2.1 at
+        THRUST_MAX 0.1125 N per motor (the firmware's own PID_VEL_THRUST_BASE is 36000)."""
         r = _clip(thrust_units / THRUST_UNITS, 0.0, 1.0)
-        return 4.0 * self.tmax * r * r
+        return 4.0 * self.tmax * r
 
     def newton_to_thrust(self, newton: float) -> float:
-        return THRUST_UNITS * math.sqrt(max(newton, 0.0) / (4.0 * self.tmax))
+        return THRUST_UNITS * _clip(max(newton, 0.0) / (4.0 * self.tmax), 0.0, 1.0)
 
     def reset(self, yaw_deg: float):
         self.yaw_desired = yaw_deg
@@ -189,12 +194,12 @@ class FlightController:
 
     def _lead(self, target: list[float]) -> list[float]:
         lo = self.motor_min
-        u = [_clip(m + self.lead * (t - m), lo, 1.0) for m, t in zip(self.motor_model, target)]
+        u = [_clip(m + self.lead[t < m] * (t - m), lo, 1.0) for m, t in zip(self.motor_model, target)]
         self._advance_model(u)
         return u
 
     def _advance_model(self, u):
-        self.motor_model = [m + (c - m) * self.decay for m, c in zip(self.motor_model, u)]
+        self.motor_model = [m + (c - m) * self.decay[c < m] for m, c in zip(self.motor_model, u)]
 
     def forces_to_motors(self, forces) -> list[float]:
         """Normalized per-rotor forces (0..1 of the maximum) -> rotor speed commands, for a
