@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,31 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "hardware" / "crazyflie_2_1.toml"
 
 
+RTAMT_INSTALL = ("pip install rtamt==0.4.10" if sys.version_info < (3, 13) else
+                 "rtamt 0.4.10 says Python < 3.13: pip install --ignore-requires-python rtamt==0.4.10")
+
+
+def _typing_io_shim():
+    """rtamt 0.4.10's generated parser and every antlr4 runtime that reads its serialized ATN (version 3: < 4.10;
+    it pins 4.7) import typing.io, removed in Python 3.13. The alias lets them import there."""
+    try:
+        import typing.io  # noqa: F401  (3.11, 3.12)
+    except ImportError:
+        import types
+        import typing
+        io = types.ModuleType("typing.io")
+        io.IO, io.TextIO, io.BinaryIO = typing.IO, typing.TextIO, typing.BinaryIO
+        sys.modules["typing.io"] = io
+
+
 def _rtamt():
+    _typing_io_shim()
     try:
         import rtamt
     except ImportError:
         if os.environ.get("EDGECTL_REQUIRE_TOOLCHAIN") == "1":
-            pytest.fail("rtamt is not installed and EDGECTL_REQUIRE_TOOLCHAIN=1 (pip install rtamt==0.4.10)")
-        pytest.skip("rtamt not installed (pip install rtamt==0.4.10)")
+            pytest.fail(f"rtamt is not installed and EDGECTL_REQUIRE_TOOLCHAIN=1 ({RTAMT_INSTALL})")
+        pytest.skip(f"rtamt not installed ({RTAMT_INSTALL})")
     return rtamt
 
 
