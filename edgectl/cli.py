@@ -256,9 +256,9 @@ def train(
     track: Optional[str] = typer.Option(None, "--track", help="rc-car: the course, a demonstration-lap CSV "
                                         "(hardware/tracks/<name>.csv by name, or a path).", show_default=DEFAULT_TRACK),
     action_delay: float = typer.Option(0.0, "--action-delay", help="quadrotor hover/figure8: train with an actuation "
-                                       "delay drawn per episode up to this fraction of a control period (0-1), for a "
-                                       "policy the host flies over a link (MAVLink: 1-7 ms at 100 Hz, use 1.0); 0 for "
-                                       "a policy that runs on board."),
+                                       "delay drawn per episode up to at least this fraction of a control period (0-1); "
+                                       "the platform's randomization.action_delay already draws 0-1 period (a host link "
+                                       "such as MAVLink: 1-7 ms at 100 Hz)."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
