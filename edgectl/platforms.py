@@ -203,6 +203,7 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
     rotors = doc.get("rotors") if isinstance(doc.get("rotors"), dict) else {}
     if kind == "quadrotor":
         schema.update(_QUAD_RPM if "thrust_curve" not in rotors and "thrust_coefficient" in rotors else _QUAD_CURVE)
+    _check_known(fname, doc, header, schema)
     for key, spec in schema.items():
         section, fld = key.split(".")
         if section in OPTIONAL_SECTIONS and section not in doc:
@@ -272,6 +273,34 @@ def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
         if spec.max is not None and x > spec.max:
             raise PlatformError(f"{where}: value {x!r} is above the maximum {spec.max}")
     return value if spec.kind == "int" or spec.shape else float(value)
+
+
+_HEADER_KEYS = ("name", "kind", "description", "firmware")
+
+
+def _check_known(fname: str, doc: dict, header: dict, schema: dict) -> None:
+    """A misspelled section or key would otherwise be ignored silently (the shield falling back to defaults,
+    a randomization range never applied): refuse it, with the nearest known name."""
+    import difflib
+    sections = {k.split(".")[0] for k in schema}
+    for key in header:
+        if key not in _HEADER_KEYS:
+            near = difflib.get_close_matches(key, _HEADER_KEYS, n=1)
+            raise PlatformError(f"{fname}: unknown key platform.{key}" + (f" (did you mean platform.{near[0]}?)" if near else
+                                f"; [platform] takes {', '.join(_HEADER_KEYS)}"))
+    for section, table in doc.items():
+        if section == "platform":
+            continue
+        if section not in sections or not isinstance(table, dict):
+            near = difflib.get_close_matches(section, sorted(sections), n=1)
+            raise PlatformError(f"{fname}: unknown section [{section}]" + (f" (did you mean [{near[0]}]?)" if near else
+                                f"; known sections: {', '.join(sorted(sections))}"))
+        known = sorted(k.split(".", 1)[1] for k in schema if k.startswith(section + "."))
+        for key in table:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                raise PlatformError(f"{fname}: unknown field {section}.{key}" + (f" (did you mean {section}.{near[0]}?)" if near else
+                                    f"; [{section}] takes {', '.join(known)}"))
 
 
 _GRID = [i / 20 for i in range(21)]

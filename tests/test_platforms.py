@@ -461,3 +461,15 @@ def test_integer_beyond_64_bits(tmp_path):
     assert "body.mass" in msg
     msg = refused(edited(tmp_path, "value = 1048576,", f"value = {huge},"))
     assert "mcu.flash" in msg
+
+
+# --- unknown sections and keys: refused, with the nearest known name --------------------------------
+@pytest.mark.parametrize("old, new, words", [
+    ("[safety]", "[saftey]", ["unknown section [saftey]", "did you mean [safety]?"]),
+    ("\nshield_margin = {", "\nshield_margn = {", ["unknown field safety.shield_margn", "did you mean safety.shield_margin?"]),
+    ('\nfirmware = "crazyflie"', '\nfirmwre = "crazyflie"', ["unknown key platform.firmwre", "did you mean platform.firmware?"]),
+    ("\n[sensors]", "\n[weather]\nwind = { value = 1.0, unit = \"m/s\", source = \"x\" }\n\n[sensors]", ["unknown section [weather]"]),
+])
+def test_unknown_section_or_key_is_refused_with_a_suggestion(tmp_path, old, new, words):
+    msg = refused(edited(tmp_path, old, new))
+    assert all(w in msg for w in words), msg
