@@ -248,10 +248,3 @@ def thrust_curve(mapping: dict, where: str = "contract.action.mapping") -> tuple
         return k * hi * hi, m0 * m0, 2.0 * m0 * (1.0 - m0)
     raise ContractError(f"{where}.kind: expected 'thrust_curve' or 'rpm_linear', got {_short(kind)}")
 
-
-def forces_to_action(forces, mapping: dict) -> np.ndarray:
-    """Per-rotor thrust as a fraction of the mapping's thrust_max -> the action that asks for it."""
-    from edgectl.platforms import motor_for_fraction
-    _, b0, b1 = thrust_curve(mapping)
-    u = motor_for_fraction(np.clip(np.asarray(forces, float), 0.0, 1.0), b0, b1)
-    return np.clip(2.0 * u - 1.0, -1.0, 1.0)

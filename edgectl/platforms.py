@@ -331,8 +331,8 @@ def rotor_model(platform: "Platform") -> dict[str, Any]:
             "motor_min": 0.0}
 
 
-def thrust_fraction(u, b0, b1, xp=math):
-    """thrust / thrust_max at motor state u (numpy or jax arrays via plain arithmetic)."""
+def thrust_fraction(u, b0, b1):
+    """thrust / thrust_max at motor state u (numpy or JAX arrays: plain arithmetic)."""
     return b0 + u * (b1 + u * (1.0 - b0 - b1))
 
 

@@ -226,7 +226,6 @@ def test_onboard_policy_runs_as_the_out_of_tree_controller():
     """The compiled app (firmware_bridge/crazyflie/host_app.py) as the out-of-tree controller, with a Python
     function in place of its policy: it runs at the app's rate, sees the observation the app's C builds, and its
     action reaches the motors through the app's force mapping; the app's log group is in the vehicle's TOC."""
-    pytest.importorskip("export.c_codegen")
     from edgectl.bundle import load_bundle
     from firmware_bridge.crazyflie.host_app import AppImage
     calls = []
