@@ -290,6 +290,10 @@ def target_tensorrt(job: Job, out: Path) -> None:
     _parity(job, "onnxruntime", run_onnx(onnx_path, job.parity_obs))
     calib = job.parity_obs if job.int8 else None
     job.report["tensorrt"] = build_engine(onnx_path, out / "policy.engine", fp16=not job.int8, int8=job.int8, calib_obs=calib)
+    # The engine is built, not checked: nothing here can run it (no runtime loads an engine; issue 16).
+    job.report["tensorrt"]["verified"] = False
+    job.report["tensorrt"]["note"] = ("engine built but never run by edgectl: compare it with the bundle on the target "
+                                      "(trtexec --loadEngine) before flying; edgectl run flies the ONNX, not the engine")
 
 
 TARGETS: dict[str, Callable[[Job, Path], None]] = {

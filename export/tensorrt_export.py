@@ -1,14 +1,17 @@
 """TensorRT engine from an exported ONNX policy (Jetson / NVIDIA GPU machines only).
 
-TensorRT is not installable from PyPI on an ordinary machine: it ships with JetPack on a Jetson
-(python3-libnvinfer) and comes from NVIDIA's own pip index on a CUDA machine. Where `import tensorrt`
-fails, build_engine raises TargetUnavailable saying so; the ONNX export works everywhere, and
-`trtexec --onnx=policy.onnx --saveEngine=policy.engine` on the target does the same as this module.
+Where TensorRT comes from: on a Jetson it ships with JetPack (python3-libnvinfer, the system Python); on an
+x86/aarch64 CUDA machine PyPI has it (`pip install tensorrt-cu12` or `tensorrt-cu13`, matching the driver's
+CUDA major; 11.4.0 is the newest, 2026-10), and building an engine needs an NVIDIA GPU either way. Where
+`import tensorrt` fails, build_engine raises TargetUnavailable saying so; the ONNX export works everywhere,
+and `trtexec --onnx=policy.onnx --saveEngine=policy.engine` on the target does the same as this module.
 
-UNTESTED HERE: the TensorRT code path below was written against the TensorRT 8.x and 10.x Python API
-documentation and has not been run on this machine (no GPU, no TensorRT). Run it on the target and
-compare the engine against Bundle.act before flying it. An engine only runs on the GPU model and
-TensorRT version that built it: build it on the vehicle's computer, not on a workstation.
+NEVER RUN (issue 16): the code path below was written against the TensorRT 8.x and 10.x Python API
+documentation and has not run anywhere edgectl was tested (no GPU, no TensorRT; the session's GPU machine
+was not lent). edgectl has no runtime that loads an engine (edgectl.runtime.backends refuses a tensorrt
+export folder), so TensorRT is listed nowhere as a flight backend: fly the ONNX export (onnxruntime,
+whose TensorRT execution provider onnxruntime-gpu offers, is checked by edgectl.backends.OnnxBackend).
+An engine only runs on the GPU model and TensorRT version that built it.
 """
 from __future__ import annotations
 
@@ -27,10 +30,10 @@ CALIB_BATCH = 32        # INT8 calibration batch size
 WORKSPACE_BYTES = 1 << 28
 
 _UNAVAILABLE = (
-    "tensorrt: TensorRT is not installed here ({err}). TensorRT is not on PyPI for this machine: it ships with "
-    "JetPack on a Jetson (the python3-libnvinfer package, `import tensorrt` with the system Python), and on an "
-    "x86 CUDA machine it comes from NVIDIA's pip index (pip install --extra-index-url https://pypi.nvidia.com "
-    "tensorrt) with a matching NVIDIA driver. The ONNX export (export.onnx_export.write_onnx) works everywhere: "
+    "tensorrt: TensorRT is not installed here ({err}). It ships with JetPack on a Jetson (the "
+    "python3-libnvinfer package, `import tensorrt` with the system Python); on a CUDA machine pip install "
+    "tensorrt-cu12 (or tensorrt-cu13, matching the driver's CUDA) from PyPI (also at https://pypi.nvidia.com); "
+    "building an engine needs an NVIDIA GPU. edgectl has never run an engine: it cannot fly one. The ONNX export (export.onnx_export.write_onnx) works everywhere: "
     "copy the .onnx to the target and build the engine there with this function or "
     "`trtexec --onnx=policy.onnx --saveEngine=policy.engine [--fp16|--int8]`."
 )

@@ -158,7 +158,7 @@ def test_tensorrt_unavailable_says_how_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(TargetUnavailable) as e:
         build_engine(tmp_path / "policy.onnx", tmp_path / "policy.engine", int8=True, calib_obs=np.zeros((64, OBS)))
     msg = str(e.value)
-    for needle in ("TensorRT", "JetPack", "pypi.nvidia.com", "ONNX", "trtexec"):
+    for needle in ("TensorRT", "JetPack", "tensorrt-cu12", "tensorrt-cu13", "NVIDIA GPU", "ONNX", "trtexec"):
         assert needle in msg, f"{needle!r} missing from: {msg}"
     assert not (tmp_path / "policy.engine").exists()
 
@@ -263,3 +263,20 @@ def test_backend_without_contract_names_the_index(onnx_file):
         be.act(x)
     with pytest.raises(BackendError, match=r"expected a bundle directory, a \.onnx or a \.tflite file"):
         open_backend(path.with_suffix(".pt"))
+
+
+def test_tensorrt_is_no_flight_backend(tmp_path):
+    """issue 16: edgectl has never run an engine (no GPU where it is tested), so no runtime pretends to fly one,
+    and the README lists TensorRT as no flight backend."""
+    import json
+    from pathlib import Path
+
+    from edgectl.bundle import load_bundle
+    from edgectl.runtime.backends import load_policy
+    b = load_bundle(Path(__file__).parent / "data" / "hover_bundle")
+    (tmp_path / "report.json").write_text(json.dumps({"target": "tensorrt", "bundle_weights_sha256": b.manifest["weights"]["sha256"]}))
+    with pytest.raises(ValueError, match="TensorRT engine cannot be flown.*policy.onnx"):
+        load_policy(tmp_path, b)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    flight = [ln for ln in readme.splitlines() if "backend" in ln and "TensorRT" in ln and "not a flight backend" not in ln]
+    assert not flight, flight

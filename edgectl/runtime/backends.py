@@ -45,4 +45,8 @@ def load_policy(path: Path, bundle) -> tuple[Callable, str]:
         from edgectl.backends import TfliteBackend
         b = TfliteBackend(path / "policy.tflite", contract=c)
         return b.act, "TFLite (LiteRT)"
+    if target == "tensorrt":
+        # Never run by edgectl (no GPU where it is tested): no runtime pretends to fly it (issue 16).
+        raise ValueError(f"--policy {path}: a TensorRT engine cannot be flown by edgectl (it has never run one); "
+                         f"fly {path / 'policy.onnx'} instead: --policy of an `edgectl export --target onnx` folder")
     raise ValueError(f"--policy {path}: target {target!r} has no host runtime here (use c, onnx or tflite)")

@@ -6,8 +6,8 @@ velocity commands with a 0.2 s lag: on a Crazyflie that is the firmware's own ve
 stock PID, stabilizer.controller = 1), fed world-frame velocity setpoints. The edgectl on-board app is
 not involved: it flies motor-level policies, and this one commands velocities. The host runs the loop
 at the contract's rate (20 Hz): state from the log stream, one camera frame, the observation
-(edgectl.runtime.camera.build_observation), the policy on the chosen backend (onnxruntime, TensorRT,
-compiled C, TFLite), one velocity setpoint.
+(edgectl.runtime.camera.build_observation), the policy on the chosen backend (onnxruntime, compiled C,
+TFLite; not TensorRT, which edgectl has never run), one velocity setpoint.
 
 Cameras (any edgectl.runtime.camera.CameraSource):
 - OpenCVCamera: a V4L2/USB camera on the host (the vehicle flies blind to the host otherwise);
