@@ -63,12 +63,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._mav import mavlink, mavutil
+from firmware_bridge.mavlink._mav import mavlink, mavutil
 from .control import AttitudeController, level_with_yaw
-from .frames import (enu_to_ned, flu_to_frd, frd_to_flu, quat_enu_flu_to_ned_frd,
+from firmware_bridge.mavlink.frames import (enu_to_ned, flu_to_frd, frd_to_flu, quat_enu_flu_to_ned_frd,
                      quat_ned_frd_to_enu_flu, quat_mul)
 from .physics import Battery, QuadPhysics, platform_params
-from train_fast.sims.numba import quadrotor as qd
+from edgectl.plant import quadrotor as qd
 
 MAIN_MANUAL, MAIN_AUTO, MAIN_OFFBOARD = 1, 4, 6
 SUB_LOITER, SUB_LAND = 3, 6
@@ -269,7 +269,7 @@ class SimVehicle:
     def _run_guarded(self) -> None:
         try:
             self._run(None)
-        except BaseException as e:  # surfaced by stop()
+        except BaseException as e:  # noqa: BLE001  surfaced by stop()
             self.error = e
 
     def _run(self, duration: float | None) -> None:
@@ -603,5 +603,5 @@ class SimVehicle:
             return {"position": g("sensors.position_noise_std"), "velocity": g("sensors.velocity_noise_std"),
                     "orientation": g("sensors.orientation_noise_std"),
                     "omega": g("sensors.angular_velocity_noise_std")}
-        except Exception:  # params given directly, or a platform without a [sensors] section
+        except Exception:  # noqa: BLE001  params given directly, or a platform without a [sensors] section
             return defaults

@@ -10,9 +10,9 @@ import threading
 import time
 from dataclasses import replace
 
-from . import vesc as V
+from firmware_bridge.rccar import vesc as V
 from .sim_car import _Pty
-from .vesc import Comm
+from firmware_bridge.rccar.vesc import Comm
 
 log = logging.getLogger(__name__)
 

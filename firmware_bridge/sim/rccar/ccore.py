@@ -16,7 +16,7 @@ from typing import Callable
 
 from .car_core import COUNTERS, Sensors
 
-FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "rccar" / "firmware"  # the car MCU's C, shipped with the link
 SOURCES = ("car_link.c", "car_link.h")
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion",
           "-Wshadow", "-O2", "-fPIC", "-shared")

@@ -1,4 +1,5 @@
-"""Generated C compiled for this machine and called through ctypes: the host half of every C parity test."""
+"""Generated C compiled for this machine and called through ctypes: the host half of every C parity test, and
+how `edgectl run --policy` flies a c or stm32 export. Ground floor: numpy, ctypes and a C compiler, no export."""
 from __future__ import annotations
 
 import ctypes
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .c_codegen import PREFIX
 from .errors import ExportError, TargetUnavailable
+
+PREFIX = "edgectl_policy"  # the generated C's symbol prefix (export.c_codegen.PREFIX is this one)
 
 HOST_CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 

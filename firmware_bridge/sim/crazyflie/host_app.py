@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .setpoints import Setpoint
-from .toc import LOG_TYPES, PARAM_TYPES
+from .toc import PARAM_TYPES
 
 FIRMWARE_RELEASE = "2026.08"  # crazyflie-firmware release the stand-in headers follow
 HOST_FIRMWARE = Path(__file__).resolve().parent / "host_firmware"
@@ -241,7 +241,7 @@ def _dlclose(handle: int) -> None:
     try:
         import _ctypes
         _ctypes.dlclose(handle)
-    except Exception:
+    except Exception:  # noqa: BLE001  best effort: an unload that fails leaves the library mapped
         pass
 
 
@@ -355,7 +355,7 @@ class CompiledApp:
         try:
             obs = np.ctypeslib.as_array(obs_p, (self.obs_size,)).astype(np.float64)
             a = np.asarray(self.image._policy_fn(obs), np.float32).reshape(self.action_size)
-        except Exception:
+        except Exception:  # noqa: BLE001  (C calls back into Python: nothing may propagate)
             return 1  # a policy that fails gives no action: the app's action stays NaN (fault 2)
         np.ctypeslib.as_array(act_p, (self.action_size,))[:] = a
         return 0

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._mav import mavlink
-from .frames import enu_to_ned, flu_to_frd, ned_to_enu, quat_enu_flu_to_ned_frd, quat_to_euler, quat_to_rotmat
+from firmware_bridge.mavlink._mav import mavlink
+from firmware_bridge.mavlink.frames import enu_to_ned, flu_to_frd, ned_to_enu, quat_enu_flu_to_ned_frd, quat_to_euler, quat_to_rotmat
 from .physics import QuadPhysics, generic_quad_params
 
 EARTH_RADIUS = 6378137.0
@@ -91,7 +91,7 @@ class _Server:
     def _guarded(self) -> None:
         try:
             self.serve()
-        except BaseException as e:  # surfaced by stop()
+        except BaseException as e:  # noqa: BLE001  surfaced by stop()
             self.error = e
 
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """The simulated Crazyflie's stabilizer: position and attitude loops, mixer, motor-lag compensation.
 
 Not a copy of any firmware controller; a small cascaded design that flies the edgectl dynamics
-(train_fast/sims/numba/quadrotor.py) well enough for a host to test against:
+(edgectl/plant/quadrotor.py) well enough for a host to test against:
   position (P) -> velocity (P) -> desired specific force -> tilt + collective thrust
   attitude (quaternion error, P) -> body rates (P) -> torques (J * alpha + w x Jw)
   mixer: the platform's rotor geometry inverted exactly, [T, tx, ty, tz] -> rotor forces

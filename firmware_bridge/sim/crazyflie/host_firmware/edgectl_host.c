@@ -1,7 +1,7 @@
 /* edgectl_host.c - the firmware around the edgectl Crazyflie app, on a host.
  *
- * The simulated Crazyflie (firmware_bridge/crazyflie/sim_vehicle.py) loads the app built with this
- * file (firmware_bridge/crazyflie/host_app.py) and calls edgectl_host_step() once per stabilizer tick
+ * The simulated Crazyflie (firmware_bridge/sim/crazyflie/sim_vehicle.py) loads the app built with this
+ * file (firmware_bridge/sim/crazyflie/host_app.py) and calls edgectl_host_step() once per stabilizer tick
  * (1 kHz): it plays the stabilizer loop (state, sensors, the setpoint after the supervisor's override,
  * the stabilizer step), the tick count, the supervisor's motor permission, the commander (a setpoint the
  * app feeds is handed back to the vehicle's commander), the power distribution's maximum thrust and the
@@ -77,7 +77,7 @@ void edgectl_host_debug_print(const char *fmt, ...) {
 }
 
 /* --- the host's entry points --------------------------------------------------------------------- */
-/* Flat layouts of one tick's inputs (firmware_bridge/crazyflie/host_app.py packs them). */
+/* Flat layouts of one tick's inputs (firmware_bridge/sim/crazyflie/host_app.py packs them). */
 enum {
   EDGECTL_HOST_ST_POS = 0,   /* state_t.position, m */
   EDGECTL_HOST_ST_VEL = 3,   /* state_t.velocity, m/s */

@@ -429,10 +429,10 @@ def _soa_vehicle(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14
          P[_FX, i], P[_FX + 1, i], P[_FX + 2, i], P[_TX, i], P[_TX + 1, i], P[_TX + 2, i],
          one, two, half)
     hh = half * h
-    k1 = _DERIV(x, u, c)
-    k2 = _DERIV(_AXPY(x, hh, k1), u, c)
-    k3 = _DERIV(_AXPY(x, hh, k2), u, c)
-    k4 = _DERIV(_AXPY(x, h, k3), u, c)
+    k1 = _DERIV(x, u, c)  # noqa: F821  bound per build (_rebind)
+    k2 = _DERIV(_AXPY(x, hh, k1), u, c)  # noqa: F821  bound per build (_rebind)
+    k3 = _DERIV(_AXPY(x, hh, k2), u, c)  # noqa: F821  bound per build (_rebind)
+    k4 = _DERIV(_AXPY(x, h, k3), u, c)  # noqa: F821  bound per build (_rebind)
     h6 = h / six
     y3 = x[3] + h6 * (k1[3] + two * k2[3] + two * k3[3] + k4[3])
     y4 = x[4] + h6 * (k1[4] + two * k2[4] + two * k3[4] + k4[4])
@@ -471,7 +471,7 @@ def _soa_rollout_step_major(X0, P0, H0, n_steps, seed):
     for t in range(n_steps):
         d0, d1, d2, d3 = dither[t, 0], dither[t, 1], dither[t, 2], dither[t, 3]
         for i in nb.prange(n):
-            _VEHICLE(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16,
+            _VEHICLE(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16,  # noqa: F821  bound per build (_rebind)
                      P, H, d0, d1, d2, d3, i)
     return _soa_stack(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16)
 
@@ -494,7 +494,7 @@ def _soa_rollout_vehicle_major(X0, P0, H0, n_steps, seed):
             d0, d1, d2, d3 = dither[t, 0], dither[t, 1], dither[t, 2], dither[t, 3]
             for j in range(lo, hi):
                 i = np.uint64(j)  # unsigned: no negative-index wraparound, so LLVM can vectorize
-                _VEHICLE(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16,
+                _VEHICLE(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16,  # noqa: F821  bound per build (_rebind)
                          P, H, d0, d1, d2, d3, i)
     return _soa_stack(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, x16)
 

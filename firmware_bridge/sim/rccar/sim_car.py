@@ -2,7 +2,7 @@
 
 The host opens the pty path with pyserial exactly as it would open /dev/ttyACM0; on the other
 side runs the car-side link logic (``car_core.CarCore``, or the compiled C core with
-``core="c"``) and the vehicle: ``train_fast.sims.numba.car`` on the platform file, stepped in real
+``core="c"``) and the vehicle: ``edgectl.plant.car`` on the platform file, stepped in real
 time (times ``speed``) at the platform's control rate (50 Hz), telemetry every step, heartbeats at
 5 Hz and in answer to the host's. No COMMAND within its timeout -> the core's failsafe: neutral
 steering, full brake.
@@ -13,7 +13,6 @@ stand-in with the same state layout, and says so in the log.
 from __future__ import annotations
 
 import errno
-import importlib
 import logging
 import math
 import os
@@ -27,58 +26,15 @@ from typing import Callable
 
 import numpy as np
 
+from edgectl.plant.car_model import load_dynamics
+
 from .car_core import CarCore, Sensors
-from .protocol import Flag
+from firmware_bridge.rccar.protocol import Flag
 
 log = logging.getLogger(__name__)
 
 ERPM_PER_MPS = 4614.0  # F1TENTH vesc.yaml speed_to_erpm_gain (stock Slash gearing, 4-pole-pair motor)
 BATTERY_FULL_MV, BATTERY_SAG_MV, BATTERY_LOW_MV = 8200, 600, 7000  # 2S LiPo; sag at full throttle
-
-
-# --------------------------------------------------------------------------------------------
-# dynamics: theirs (numba) or the stand-in
-# --------------------------------------------------------------------------------------------
-class _Bicycle:
-    """Kinematic bicycle stand-in, the same interface and state layout as train_fast.sims.numba.car."""
-    STATE_NAMES = ("x", "y", "yaw", "vx", "vy", "yaw_rate", "steer", "throttle")
-    PARAM_NAMES = ("wheelbase", "max_steer", "steer_tau", "max_accel", "max_brake", "max_speed", "throttle_tau", "dt")
-
-    @staticmethod
-    def params_from_platform(platform) -> np.ndarray:
-        g, m = platform.get, platform.get("body.mass")
-        return np.array([g("body.wheelbase"), g("steering.max_angle"), g("steering.time_constant"),
-                         g("drive.max_force") / m, g("drive.max_brake_force") / m, g("drive.max_speed"),
-                         g("drive.time_constant"), 1.0 / g("control.sim_rate")])
-
-    @staticmethod
-    def initial_state(x, y, yaw, speed=0.0):
-        return np.array([x, y, yaw, speed, 0.0, 0.0, 0.0, 0.0])
-
-    @staticmethod
-    def step(s, a, p):
-        wb, smax, stau, amax, abrk, vmax, ttau, dt = p
-        steer = s[6] + (np.clip(a[0], -1, 1) * smax - s[6]) * (1 - math.exp(-dt / stau))
-        thr = s[7] + (np.clip(a[1], -1, 1) - s[7]) * (1 - math.exp(-dt / ttau))
-        v = s[3]
-        acc = max(thr, 0.0) * amax * (1 - v / vmax) - max(-thr, 0.0) * abrk * min(max(v / 0.2, 0.0), 1.0)
-        v = max(v + acc * dt, 0.0)
-        r = v * math.tan(steer) / wb
-        yaw = s[2] + r * dt
-        return np.array([s[0] + v * math.cos(yaw) * dt, s[1] + v * math.sin(yaw) * dt, yaw, v, 0.0, r, steer, thr])
-
-
-def load_dynamics(platform: str = "rc_car_1_10"):
-    """(module-like dynamics, params, description): theirs when importable, else the stand-in."""
-    from edgectl.platforms import load_platform
-
-    plat = load_platform(platform)
-    try:
-        dyn = importlib.import_module("train_fast.sims.numba.car")
-        return dyn, dyn.params_from_platform(plat), f"train_fast.sims.numba.car on {plat.name}"
-    except ImportError as e:
-        log.warning("sim car: train_fast.sims.numba.car unavailable (%s); using the kinematic bicycle stand-in", e)
-        return _Bicycle, _Bicycle.params_from_platform(plat), f"kinematic bicycle stand-in on {plat.name}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ link) in, replies through sim._send. Formats: crtp.py, and the firmware files na
 """
 from __future__ import annotations
 
-from . import crtp
-from .bootloader import CMD_RESET, CMD_RESET_INIT, RADIO_ADDRESS, TARGET_NRF51, TARGET_STM32
+from firmware_bridge.crazyflie import crtp
+from firmware_bridge.crazyflie.bootloader import CMD_RESET, CMD_RESET_INIT, RADIO_ADDRESS, TARGET_NRF51, TARGET_STM32
 
 FIRMWARE, BOOTLOADER = "firmware", "bootloader"  # what the vehicle is running
 DEVICE_TYPE_NAME = "Crazyflie 2.1"

@@ -1,7 +1,7 @@
 """One simulated quadrotor for the MAVLink stand-ins: edgectl's Numba dynamics plus a ground,
 an IMU model and a battery.
 
-The dynamics (``train_fast.sims.numba.quadrotor.step``) know no ground; a vehicle that starts on
+The dynamics (``edgectl.plant.quadrotor.step``) know no ground; a vehicle that starts on
 the ground and must arm, idle and take off needs one, so after every step a vehicle below z = 0 is
 put back on it, at rest and level (yaw kept). Frames are edgectl's: world ENU z up, body FLU.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from train_fast.sims.numba import quadrotor as qd
+from edgectl.plant import quadrotor as qd
 
-from .frames import quat_to_rotmat
+from firmware_bridge.mavlink.frames import quat_to_rotmat
 
 GRAVITY_VECTOR_UP = np.array([0.0, 0.0, 1.0])
 

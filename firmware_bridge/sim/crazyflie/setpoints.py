@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from . import crtp
+from firmware_bridge.crazyflie import crtp
 
 MODE_DISABLE, MODE_ABS, MODE_VELOCITY = 0, 1, 2
 RATE, ANGLE = 0, 1  # flightmode.stabModeRoll/Pitch/Yaw values

@@ -53,7 +53,7 @@ def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabota
     a bad bundle and ValueError for a bad sabotage kind, episode count or spec set (the CLI turns
     them into ``error:`` lines)."""
     from edgectl.bundle import load_bundle
-    from edgectl.safety.sabotage import SABOTAGES, evaluate_shielded
+    from train_fast.sabotage import SABOTAGES, evaluate_shielded
 
     if sabotage is not None and sabotage not in SABOTAGES:
         raise ValueError(f"--sabotage: unknown kind {sabotage!r}; choose one of {', '.join(SABOTAGES)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from . import crtp
+from firmware_bridge.crazyflie import crtp
 from .toc import EXTENDED_PERSISTENT, PARAM_TYPES, Param, Toc, coerce
 
 

@@ -3,7 +3,7 @@
 Architecture, in cflib's own layering:
 - ``CrazyflieSim`` is the vehicle core: CRTP packets in (``SimLink.send``), CRTP packets out (the
   link's deliver callback), no sockets, no cflib. Physics is edgectl's Numba quadrotor
-  (train_fast/sims/numba/quadrotor.py) with the platform file's constants, stepped at
+  (edgectl/plant/quadrotor.py) with the platform file's constants, stepped at
   ``physics_hz`` in a thread, in real time times ``speed`` (or by hand with ``advance``).
 - transports (``transports.py``): a UDP server (``udp://host:port``, one CRTP packet per datagram,
   cflib's UdpDriver format) and an in-process cflib driver (``sim://name``) registered in
@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import crtp
+from firmware_bridge.crazyflie import crtp
 from .bootloader import Stm32Bootloader
 from .control import FlightController, quat_to_euler
 from .firmware_vars import build_log_toc, build_param_toc, read_variables
@@ -89,7 +89,7 @@ class SimLink:
             return False
         try:
             self._deliver(raw)
-        except Exception as e:  # a closed socket or queue: the host is gone, not our problem
+        except Exception as e:  # noqa: BLE001  a closed socket or queue: the host is gone, not our problem
             log.debug("link %s: deliver failed: %s", self.name, e)
             return False
         return True
@@ -129,7 +129,7 @@ class CrazyflieSim:
                  stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
                  weak_motor: tuple[int, float] | None = None, link_timeout_s: float | None = None):
         from edgectl.platforms import load_platform
-        from train_fast.sims.numba import quadrotor as qd
+        from edgectl.plant import quadrotor as qd
 
         if speed <= 0 or not math.isfinite(speed):
             raise ValueError(f"CrazyflieSim: speed must be a positive number, got {speed!r}")
@@ -165,7 +165,7 @@ class CrazyflieSim:
             raise ValueError("CrazyflieSim: link_timeout_s is compiled into the app: give it with bundle=")
         if onboard_policy is not None and not isinstance(onboard_policy, AppImage):
             raise TypeError("CrazyflieSim: onboard_policy: expected the compiled app, "
-                            f"firmware_bridge.crazyflie.host_app.AppImage(bundle, impl), got {type(onboard_policy).__name__}")
+                            f"firmware_bridge.sim.crazyflie.host_app.AppImage(bundle, impl), got {type(onboard_policy).__name__}")
         if onboard_policy is not None and policy_hz is not None and float(policy_hz) != onboard_policy.rate_hz:
             raise ValueError(f"CrazyflieSim: policy_hz {policy_hz:g}, but the app runs its policy at "
                              f"{onboard_policy.rate_hz:g} Hz (compiled in)")
@@ -353,7 +353,7 @@ class CrazyflieSim:
 
     def serve_udp(self, host: str = "127.0.0.1", port: int = 19850):
         """Answer on udp://host:port (port 0: any free port); returns the server (``.uri``)."""
-        from .transports import UdpServer
+        from .udp import UdpServer
 
         server = UdpServer(self, host, port)
         self._pollers.append(server.poll)
@@ -367,7 +367,7 @@ class CrazyflieSim:
 
     def serve_inprocess(self, name: str = "crazyflie/0") -> str:
         """Register as ``sim://name`` for cflib (in-process, lossless); returns the URI."""
-        from .transports import register_vehicle, unregister_vehicle
+        from firmware_bridge.crazyflie.transports import register_vehicle, unregister_vehicle
 
         uri = register_vehicle(name, self)
         self._closers.append(lambda: unregister_vehicle(name, self))

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import crtp
+from firmware_bridge.crazyflie import crtp
 from .toc import LOG_TYPES, LogVar, Toc, pack_log
 
 _OP = struct.Struct("<BH")  # fetch/storage type byte, variable id (ops_setting_v2)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import protocol as P
-from .protocol import ErrorCode, Flag, FrameError, MsgType
+from firmware_bridge.rccar import protocol as P
+from firmware_bridge.rccar.protocol import ErrorCode, Flag, FrameError, MsgType
 
 COUNTERS = ("rx_ok", "crc", "cobs", "length", "type", "version", "value", "overflow",
             "not_armed", "late", "gaps", "failsafe", "tx")

@@ -14,9 +14,9 @@ import numpy as np
 
 from edgectl.platforms import motor_for_fraction
 
-from train_fast.sims.numba import quadrotor as qd
+from edgectl.plant import quadrotor as qd
 
-from .frames import quat_conj, quat_mul
+from firmware_bridge.mavlink.frames import quat_conj, quat_mul
 
 
 def allocation_matrix(params: np.ndarray) -> np.ndarray:
