@@ -11,13 +11,14 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 TRACK_SPACING = 0.1  # m between resampled lap points (one step at top speed covers about one)
 SMOOTHING = 0.25  # m, standard deviation of the Gaussian smoothing of the demonstration lap
-TRACKS_DIR = Path(__file__).resolve().parent.parent / "hardware" / "tracks"
+TRACKS_DIR = Path(str(resources.files("edgectl") / "hardware" / "tracks"))  # package data (edgectl.platforms)
 _HALF_WIDTH_RE = re.compile(r"^#\s*half_width\s*[:=]\s*([^\s]+)\s*(m)?\s*$")
 
 
