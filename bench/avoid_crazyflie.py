@@ -31,7 +31,7 @@ from edgectl.runtime.vision_link import fly_vision  # noqa: E402
 
 def one_field(b, act, seed: int) -> dict:
     from firmware_bridge.crazyflie.bridge import CrazyflieLink
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
     from firmware_bridge.crazyflie.transports import register_vehicle, unregister_vehicle
     task = b.manifest["task"]
     model = fly_avoid(act, b.contract, task, seconds=30.0, seed=seed, realtime=False)

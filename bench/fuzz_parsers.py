@@ -23,7 +23,7 @@ os.environ.setdefault("MAVLINK20", "1")
 
 def fuzz_crtp(n: int, seed: int = 0) -> dict:
     from firmware_bridge.crazyflie import crtp
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
     rng = random.Random(seed)
     sim = CrazyflieSim(realtime=False)
     replies: list[bytes] = []

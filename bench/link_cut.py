@@ -6,7 +6,7 @@ cut the link both ways at a random instant of a 10 s hover, then let the vehicle
 has landed it. Vehicles, each simulated in this process in lockstep with the host loop (faster than
 real time; the packets still go through the vehicle's real receive path and its fault injection):
 - crazyflie: CrazyflieSim carrying the hover bundle as its on-board app (the generated app's C, controller,
-  policy, backup and monitors, compiled for this host: firmware_bridge/crazyflie/host_app.py); the host
+  policy, backup and monitors, compiled for this host: firmware_bridge/sim/crazyflie/host_app.py); the host
   streams position setpoints as CRTP packets. The app's link watchdog (onboard.LINK_TIMEOUT_S) hands over to the backup.
 - mavlink: the PX4-like SimVehicle flown by the host's policy through SET_ACTUATOR_CONTROL_TARGET
   messages (with the host's shield); its motor-stream watchdog (actuator_timeout) runs the backup.
@@ -192,9 +192,9 @@ def run_crazyflie(cut_in_hover_s: float, *, bundle=None, policy=None, seed: int 
                   vehicle_platform: str = "crazyflie_2_1") -> dict:
     """``policy``: the app compiled for this host (host_app.AppImage), built once for many runs;
     ``vehicle_platform``: the platform file the simulated vehicle flies."""
-    from firmware_bridge.crazyflie.host_app import AppImage
+    from firmware_bridge.sim.crazyflie.host_app import AppImage
     from firmware_bridge.crazyflie.onboard import LINK_TIMEOUT_S
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
     bundle = bundle or load_bundle(BUNDLE)
     policy = policy or AppImage(bundle)
     platform = _platform(bundle)
@@ -228,7 +228,7 @@ class LockstepMavlink:
 
     def __init__(self, v, trace: Trace):
         from edgectl.runtime.keepalive import MAX_AGE_S, PERIOD_S
-        from firmware_bridge.mavlink.sim_vehicle import MAIN_OFFBOARD
+        from firmware_bridge.sim.mavlink.sim_vehicle import MAIN_OFFBOARD
         if abs(v.phys.dt - PERIOD_S) > 1e-9:
             raise ValueError(f"LockstepMavlink repeats the host's command at each physics tick, as the keep-alive "
                              f"every {1e3 * PERIOD_S:g} ms: needs physics_hz={1 / PERIOD_S:g}, got {1 / v.phys.dt:g}")
@@ -284,8 +284,8 @@ class LockstepMavlink:
 
 def run_mavlink(cut_in_hover_s: float, *, bundle=None, shield: bool = True, seed: int = 0, log_path=None,
                 vehicle_platform: str = "crazyflie_2_1") -> dict:
-    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
-    from train_fast.sims.numba import quadrotor as qd
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
+    from edgectl.plant import quadrotor as qd
     bundle = bundle or load_bundle(BUNDLE)
     platform = _platform(bundle)
     v = SimVehicle("udpin:127.0.0.1:0", speed=0, seed=seed, noise=True, platform=vehicle_platform)
@@ -353,7 +353,7 @@ def jitter(seconds: float) -> dict:
     link backup episodes (each such gap is flown by the backup and handed back)."""
     from firmware_bridge.crazyflie.onboard import LINK_TIMEOUT_S
     from firmware_bridge.crazyflie import crtp
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
     from edgectl.runtime.crazyflie_link import CrazyflieOnboardLink
     bundle = load_bundle(BUNDLE)
     platform = _platform(bundle)
@@ -416,7 +416,7 @@ def main() -> int:
         for name in vehicles:
             t0 = time.perf_counter()
             if name == "crazyflie":
-                from firmware_bridge.crazyflie.host_app import AppImage
+                from firmware_bridge.sim.crazyflie.host_app import AppImage
                 policy = AppImage(bundle)  # the app compiled once; every run boots a fresh copy
                 results = [run_crazyflie(float(c), bundle=bundle, policy=policy, seed=i, log_path=Path(tmp) / f"cf{i}.csv",
                                          vehicle_platform=args.vehicle_platform)

@@ -5,7 +5,7 @@
 Both simulators run the same dynamics (RK4 at dt, motor lag, quaternion renormalization) with
 per-vehicle randomized params, and compute every action inside the loop from the vehicle's own
 state and the step index (hover thrust + PD altitude/attitude feedback + a per-step sine dither,
-`train_fast.sims.numba.quadrotor.BENCH_GAINS`), as a policy in the loop would; no precomputed
+`edgectl.plant.quadrotor.BENCH_GAINS`), as a policy in the loop would; no precomputed
 action array is read.
 
 JAX layouts (all call the module's own `dynamics_step` under `jax.vmap` inside `jax.lax.scan`):
@@ -53,7 +53,7 @@ def log(msg: str) -> None:
 
 def initial_states(n: int, seed: int, dtype) -> np.ndarray:
     """Near hover: position +-0.3 m, small tilt, velocity +-0.3 m/s, body rates +-1 rad/s."""
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     rng = np.random.default_rng(seed)
     x = np.zeros((n, nq.STATE_SIZE))
@@ -99,7 +99,7 @@ def _jax_policy(x, hover_a, t, seed):
     """The bench action law on component arrays x[0..16] (each (N,) or scalar): list of 4."""
     import jax.numpy as jnp
 
-    from train_fast.sims.numba.quadrotor import BENCH_GAINS as g
+    from edgectl.plant.quadrotor import BENCH_GAINS as g
 
     thr = hover_a - g["z"] * x[2] - g["vz"] * x[9]
     roll = -(g["att_p"] * x[4] + g["att_d"] * x[10])
@@ -213,7 +213,7 @@ def bench_jax(platform, sizes, steps, repeats, layouts, unrolls, dtype_name, see
 def bench_numba(platform, sizes, steps, repeats, dtype_name, seed, params_batched, orders):
     import numba
 
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     dtype = np.float64 if dtype_name == "float64" else np.float32
     results = []

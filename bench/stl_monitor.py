@@ -130,9 +130,9 @@ def shield_cost(H: int = 50) -> tuple[float | None, str | None]:
     seconds per tick; None where the shield module (or what it needs) is not there."""
     try:
         shield = importlib.import_module("edgectl.safety.shield")
-        fn = getattr(shield, "shield_cost")
+        fn = shield.shield_cost
         return float(fn(H)) * 1e6, None
-    except Exception as e:  # an optional row of the table: report why, do not fail the bench
+    except Exception as e:  # noqa: BLE001  an optional row of the table: report why, do not fail the bench
         return None, f"{type(e).__name__}: {e}"
 
 

@@ -8,7 +8,7 @@ drag and motor lag) is an outside judge. The bench flies each bundle the way a v
   - the policy is the ONNX model from the project's exporter (export.targets.export, parity-checked),
     run with onnxruntime;
   - its observation is built from rotorpy's state by the runtime's own builder
-    (edgectl.safety.shield.observation, edgectl.contract.PositionIntegral), noise-free;
+    (edgectl.observation.observation, edgectl.contract.PositionIntegral), noise-free;
   - its actions go through the contract's action mapping to newtons per rotor, then to rotorpy's
     `cmd_motor_thrusts` control abstraction (rotorpy turns them into rotor-speed commands and its own
     first-order motor lag acts), one command per contract period, rotorpy integrating in between;
@@ -204,7 +204,7 @@ class BundleController:
         import onnxruntime as ort
 
         from edgectl.contract import PositionIntegral
-        from edgectl.safety.shield import check_contract, observation
+        from edgectl.observation import check_contract, observation
         try:
             check_contract(contract)
         except ValueError as e:

@@ -162,7 +162,7 @@ class OnnxBackend(PolicyBackend):
             warnings.filterwarnings("ignore", message=r"Specified provider .* is not in available provider names")
             try:
                 self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-            except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            except Exception as e:  # noqa: BLE001  onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
                 raise BackendError(f"{path.name}: onnxruntime cannot load the model: {e}") from None
         self.requested_providers = [_provider_name(p) for p in providers]
         self.active_providers = list(self.session.get_providers())

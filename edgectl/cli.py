@@ -545,7 +545,7 @@ def eval_cmd(
         if shield_task == "avoid":
             _fail("--shield applies to motor-level quadrotor policies (hover, figure8); an avoid bundle commands "
                   "velocity setpoints: run edgectl eval without --shield")
-        from edgectl.safety.report import eval_shield_cli
+        from train_fast.sabotage_report import eval_shield_cli
         try:
             eval_shield_cli(path, episodes=episodes, seed=seed, sabotage=sabotage, json_out=json_out)
         except ValueError as e:  # BundleError is a ValueError
@@ -1130,7 +1130,7 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
     from edgectl.platforms import parse_platform
     from edgectl.runtime.backends import load_policy
     from edgectl.runtime.race import LapTracker, drive, open_car
-    from train_fast.tracks import TrackError, parse_track
+    from edgectl.tracks import TrackError, parse_track
 
     if as_fast and uri != "sim://":
         _fail(f"--as-fast-as-possible: sim:// only (a real or simulated serial car runs in real time), not {uri}")

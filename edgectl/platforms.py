@@ -10,12 +10,25 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-HARDWARE_DIR = Path(os.environ.get("EDGECTL_HARDWARE_DIR", Path(__file__).resolve().parent.parent / "hardware"))
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6, ROS 2 Humble): the backport, a declared dependency below 3.11
+    import tomli as tomllib
+
+
+def shipped_hardware_dir() -> Path:
+    """The platform files and tracks as the package ships them (package data edgectl/hardware/): in a
+    checkout or an editable install a link to the top-level hardware/ folder, in a wheel a copy of it."""
+    return Path(str(resources.files("edgectl") / "hardware"))
+
+
+HARDWARE_DIR = Path(os.environ.get("EDGECTL_HARDWARE_DIR", shipped_hardware_dir()))
 
 
 class PlatformError(ValueError):

@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from edgectl.hostc import PREFIX  # "edgectl_policy": the host C loader looks the step function up by it
+
 from .errors import ExportError
 from .quantize import INPUT_MAX, SHIFT, TANH_HALF, TANH_TABLE_SIZE, QuantizedPolicy, tanh_table
 
-PREFIX = "edgectl_policy"
 HEADER, SOURCE = f"{PREFIX}.h", f"{PREFIX}.c"
 
 # tanh(x) ~ x * N(x^2) / D(x^2) on |x| <= 9 (beyond it tanh is 1 to within float32 rounding).
@@ -290,7 +291,7 @@ static inline int16_t tanh_q7(int32_t acc, int32_t m)
                  f"        for (i = 0; i < {_pad8(n_in)}; i += 8)", "            acc = mac8(acc, w + i, x + i);"]
         if last:
             lo, hi = _f(q.action_low), _f(q.action_high)
-            lines += [f"        {{", f"            float a = (float)acc * L{li}_SCALE[j];",
+            lines += ["        {", f"            float a = (float)acc * L{li}_SCALE[j];",
                       f"            action[j] = a < {lo} ? {lo} : (a > {hi} ? {hi} : a);", "        }"]
         else:
             lines.append(f"        y[j] = tanh_q7(acc, L{li}_M[j]);")

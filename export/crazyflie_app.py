@@ -360,7 +360,7 @@ def _how_to_get_firmware(app_dir: Path) -> str:
 
 def _check_firmware(firmware_dir: Path | None, app_dir: Path) -> Path:
     if firmware_dir is None:
-        raise TargetUnavailable(f"--firmware-dir: building the Crazyflie firmware needs a crazyflie-firmware checkout; "
+        raise TargetUnavailable("--firmware-dir: building the Crazyflie firmware needs a crazyflie-firmware checkout; "
                                 + _how_to_get_firmware(app_dir))
     fw = Path(firmware_dir).expanduser().resolve()
     missing = [p for p in ("tools/make/oot.mk", "Makefile", "src/modules/interface/controller/controller.h")

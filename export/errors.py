@@ -1,9 +1,5 @@
-"""Errors every exporter raises: the message names the bundle field, target or tool at fault."""
+"""Errors every exporter raises (defined on the ground floor, edgectl.errors, because the runtime's host C
+loader edgectl.hostc raises them too and must not import export)."""
+from edgectl.errors import ExportError, TargetUnavailable
 
-
-class ExportError(ValueError):
-    """Bad input or a failed check: nothing is left half-written in the output folder."""
-
-
-class TargetUnavailable(ExportError):
-    """The target's toolchain or runtime is not installed here; the message says what to install."""
+__all__ = ["ExportError", "TargetUnavailable"]

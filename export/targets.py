@@ -184,7 +184,7 @@ def _int8_avoid(job: Job) -> dict:
 
 
 def _check_c_on_host(job: Job, files: dict[str, str], work: Path) -> None:
-    from .hostc import load_host_policy
+    from edgectl.hostc import load_host_policy
     c = job.bundle.contract
     job.progress("compiling the C policy for this machine and comparing")
     host = load_host_policy(files, c["observation"]["size"], c["action"]["size"], work)

@@ -34,9 +34,8 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
                "(sim:// URIs only exist inside one Python process)")
         return 2
     from firmware_bridge.crazyflie.bootloader import FLASH_PAGES, FLASH_START, PAGE_SIZE
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
-
-    from firmware_bridge.crazyflie.host_app import NoCompiler
+    from firmware_bridge.sim.crazyflie.host_app import NoCompiler
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
 
     try:
         sim = CrazyflieSim(platform, speed=speed, bundle=bundle, onboard_impl=onboard, **(faults or {}))
@@ -44,7 +43,7 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
     except NoCompiler as e:  # the on-board app is C compiled here: nothing to fly without a compiler
         print(f"error: sim-vehicle --bundle: {e}", file=sys.stderr, flush=True)
         return 2
-    except Exception as e:  # a bad bundle, fault or port: one line, not a traceback
+    except Exception as e:  # noqa: BLE001  a bad bundle, fault or port: one line, not a traceback
         _print(f"sim-vehicle: {e}")
         return 1
     stop = stop_event or threading.Event()

@@ -76,7 +76,7 @@ def crazyflie(cf_uri):
             pytest.skip("flies a real Crazyflie: set EDGECTL_HIL_ALLOW_FLIGHT=1")
         yield cf_uri, None
         return
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
     sim = CrazyflieSim(bundle=BUNDLE, onboard_impl="c")
     uri = sim.serve_inprocess("hil/closed-loop")
     sim.start()
@@ -159,7 +159,7 @@ def mavlink_vehicle(mavlink_url):
             pytest.skip("flies a real MAVLink vehicle: set EDGECTL_HIL_ALLOW_FLIGHT=1")
         yield mavlink_url, None
         return
-    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
     v = SimVehicle("udpin:127.0.0.1:0", seed=0).start()
     host, port = v.address
     yield f"udpout:{host}:{port}", v

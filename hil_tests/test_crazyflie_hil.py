@@ -28,7 +28,7 @@ def target(cf_uri):
     if cf_uri:
         yield cf_uri, None
         return
-    from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+    from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
 
     sim = CrazyflieSim()
     uri = sim.serve_inprocess("hil/default")

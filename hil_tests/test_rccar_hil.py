@@ -1,4 +1,4 @@
-"""RC car link and closed-loop driving: a simulated car MCU on a pty by default (firmware_bridge/rccar/sim_car.py,
+"""RC car link and closed-loop driving: a simulated car MCU on a pty by default (firmware_bridge/sim/rccar/sim_car.py,
 the training dynamics behind the real framed protocol), or a real car (firmware/edgectl_car.ino) with
 `--hil rccar:/dev/ttyACM0` (or EDGECTL_RCCAR_PORT).
 
@@ -39,7 +39,7 @@ def car(rccar_port):
     if rccar_port:
         yield rccar_port, None
         return
-    from firmware_bridge.rccar.sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
     sim = SimCar("rc_car_1_10")
     path = sim.open_pty()
     sim.start()
@@ -149,7 +149,7 @@ def test_race_bundle_drives_a_lap_then_brakes(car, MOTION):
     from edgectl.bundle import load_bundle
     from edgectl.platforms import parse_platform
     from edgectl.runtime.race import LapTracker, drive, open_car
-    from train_fast.tracks import parse_track
+    from edgectl.tracks import parse_track
 
     port, sim = car
     b = load_bundle(RACE_BUNDLE)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgectl import cli
 from edgectl.platforms import load_platform
 from train_fast.sims import car as jcar
-from train_fast.sims.numba import car as ncar
+from edgectl.plant import car as ncar
 from train_fast.tasks import car_tasks as ct
 
 PLAT = load_platform("rc_car_1_10")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from edgectl.platforms import PlatformError, load_platform, parse_platform
-from train_fast.sims.numba import quadrotor as nq
+from edgectl.plant import quadrotor as nq
 
 REPO = Path(__file__).resolve().parent.parent
 # Rows M1..M4, columns (roll, pitch, yaw): the firmware's signs, copied from its source by hand.
@@ -145,8 +145,8 @@ def test_c_backup_opposes_a_body_rate_like_the_firmware(tmp_path, platform, axis
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_sim_vehicle_firmware_pid_mixes_like_the_firmware(platform, axis):
     """The simulated Crazyflie's stand-in of the firmware's PID + power distribution."""
-    from firmware_bridge.crazyflie.control import FlightController
-    from firmware_bridge.crazyflie.setpoints import MODE_ABS, Setpoint
+    from firmware_bridge.sim.crazyflie.control import FlightController
+    from firmware_bridge.sim.crazyflie.setpoints import MODE_ABS, Setpoint
 
     p = nq.params_from_platform(platform)
     fc = FlightController(nq.params_as_dict(p), 0.001)
@@ -209,7 +209,7 @@ def test_mixer_tables_agree_with_this_file():
 # and {x, y, z, w} (w last: the estimator's order), sensorData_t.gyro is in deg/s. The app the simulated
 # vehicle compiles reads the state through these headers, so they must lay the fields out as the firmware.
 def test_stand_in_quaternion_is_laid_out_as_the_firmwares(tmp_path):
-    inc = REPO / "firmware_bridge" / "crazyflie" / "host_firmware"
+    inc = REPO / "firmware_bridge" / "sim" / "crazyflie" / "host_firmware"
     src = tmp_path / "q.c"
     src.write_text('#include <stdio.h>\n#include <stddef.h>\n#include "stabilizer_types.h"\n'
                    "int main(void) { quaternion_t q = {0}; q.w = 4.0f; q.x = 1.0f;\n"

@@ -160,7 +160,7 @@ def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
     refs = [np.array([0.0, 0.0, 0.004 * (k + 1)]) for k in range(25)]  # 0.4 m/s at 100 Hz
     refs += [refs[-1]] * 30 + [refs[-1] + np.array([0.2, 0.0, 0.0])] * 10  # hold, then a waypoint hop
     got_c, got_py = [], []
-    for k, ref in enumerate(refs):
+    for ref in refs:
         pos = ref + np.array([0.0, 0.0, -0.06]) + rng.normal(0.0, 0.01, 3)  # lagging the reference, as on a climb
         vehicle = dict(position=pos, velocity=np.zeros(3), quaternion_xyzw=np.array([0.0, 0.0, 0.0, 1.0]),
                        gyro_deg_s=np.zeros(3), ref_position=ref, ref_velocity=np.zeros(3), ref_acceleration=np.zeros(3))

@@ -1,4 +1,4 @@
-"""The Crazyflie app compiled for this host (firmware_bridge/crazyflie/host_app.py), which the simulated
+"""The Crazyflie app compiled for this host (firmware_bridge/sim/crazyflie/host_app.py), which the simulated
 Crazyflie runs: the build and its cache, the one-line refusal without a compiler, the app's log/param
 tables as the vehicle's TOC entries, the app's policy step against the training side's observation and the
 bundle's float MLP (differential), and the vehicle taking off and holding hover with it.
@@ -17,10 +17,11 @@ import pytest
 
 
 from edgectl.bundle import load_bundle  # noqa: E402
-from firmware_bridge.crazyflie import crtp, host_app  # noqa: E402
-from firmware_bridge.crazyflie.host_app import AppImage, NoCompiler  # noqa: E402
-from firmware_bridge.crazyflie.setpoints import MODE_ABS, Setpoint  # noqa: E402
-from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
+from firmware_bridge.crazyflie import crtp  # noqa: E402
+from firmware_bridge.sim.crazyflie import host_app  # noqa: E402
+from firmware_bridge.sim.crazyflie.host_app import AppImage, NoCompiler  # noqa: E402
+from firmware_bridge.sim.crazyflie.setpoints import MODE_ABS, Setpoint  # noqa: E402
+from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 # hover_wrong_yaw_bundle: trained before issue 13 (rpm_linear mapping, old spin): the app still builds the same
@@ -116,11 +117,11 @@ def _random_quat_xyzw(rng, max_tilt: float) -> np.ndarray:
 def test_policy_step_equals_the_training_observation_and_float_mlp(path):
     """300 policy periods from random states in firmware units (gyro deg/s, quaternion x y z w, position, velocity),
     the reference hopping every 60: the observation the app's C builds and the action its generated float32 policy
-    returns equal edgectl's observation builder (edgectl.safety.shield.observation, the integral by
+    returns equal edgectl's observation builder (edgectl.observation.observation, the integral by
     edgectl.contract.PositionIntegral) and the bundle's float MLP (Bundle.act, float64) on the same state.
     Measured: observation within 1.5e-7, action within 3.3e-7 (both bundles)."""
     from edgectl.contract import PositionIntegral
-    from edgectl.safety.shield import observation
+    from edgectl.observation import observation
     bundle = load_bundle(path)
     c = bundle.contract
     lo, hi = c["action"]["low"], c["action"]["high"]

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from firmware_bridge.crazyflie import crtp
-from firmware_bridge.crazyflie.bootloader import FLASH_START, PAGE_SIZE, Stm32Bootloader
-from firmware_bridge.crazyflie.control import quat_to_euler
-from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
+from firmware_bridge.crazyflie.bootloader import FLASH_START, PAGE_SIZE
+from firmware_bridge.sim.crazyflie.bootloader import Stm32Bootloader
+from firmware_bridge.sim.crazyflie.control import quat_to_euler
+from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim
 
 _names = itertools.count()
 
@@ -223,11 +224,11 @@ def test_compressed_state_decodes_to_the_truth(bench, cflib):
 
 
 def test_onboard_policy_runs_as_the_out_of_tree_controller():
-    """The compiled app (firmware_bridge/crazyflie/host_app.py) as the out-of-tree controller, with a Python
+    """The compiled app (firmware_bridge/sim/crazyflie/host_app.py) as the out-of-tree controller, with a Python
     function in place of its policy: it runs at the app's rate, sees the observation the app's C builds, and its
     action reaches the motors through the app's force mapping; the app's log group is in the vehicle's TOC."""
     from edgectl.bundle import load_bundle
-    from firmware_bridge.crazyflie.host_app import AppImage
+    from firmware_bridge.sim.crazyflie.host_app import AppImage
     calls = []
     bundle = os.path.join(os.path.dirname(__file__), "data", "hover_bundle")
     hover = load_bundle(bundle).contract["action"]["hover_action"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgectl.platforms import load_platform
-from train_fast.sims.numba import quadrotor as nq
+from edgectl.plant import quadrotor as nq
 
 REPO = Path(__file__).resolve().parent.parent
 PLATFORM_FILE = REPO / "hardware" / "crazyflie_2_1.toml"
@@ -111,7 +111,7 @@ def test_params_to_array_batched(platform):
     arr = nq.params_to_array(batched)
     assert arr.shape == (5, nq.PARAM_SIZE)
     for i in range(5):
-        one = jax.tree_util.tree_map(lambda leaf: leaf[i], batched)
+        one = jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], batched)
         np.testing.assert_array_equal(arr[i], nq.params_to_array(one))
     # Unbatched fields (gravity, rotor geometry, dt) broadcast over the batch.
     assert np.all(arr[:, nq.PARAM_INDEX["gravity"]] == np.float32(9.81))
@@ -119,7 +119,7 @@ def test_params_to_array_batched(platform):
 
 
 def test_numba_module_does_not_import_jax():
-    code = ("import sys; import train_fast.sims.numba.quadrotor as q; "
+    code = ("import sys; import edgectl.plant.quadrotor as q; "
             "assert not any(m == 'jax' or m.startswith('jax.') for m in sys.modules), 'jax imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

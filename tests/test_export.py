@@ -15,7 +15,7 @@ import pytest
 from edgectl.bundle import load_bundle, write_bundle
 from export import c_codegen, quantize
 from export.errors import ExportError
-from export.hostc import load_host_policy
+from edgectl.hostc import load_host_policy
 
 BUNDLE = Path(__file__).parent / "data" / "hover_bundle"
 

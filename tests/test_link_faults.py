@@ -23,9 +23,9 @@ pytest.importorskip("pymavlink")
 
 from firmware_bridge.crazyflie import crtp  # noqa: E402
 from edgectl.runtime.keepalive import PERIOD_S as KEEPALIVE_PERIOD_S  # noqa: E402
-from firmware_bridge.crazyflie.host_app import AppImage  # noqa: E402
+from firmware_bridge.sim.crazyflie.host_app import AppImage  # noqa: E402
 from firmware_bridge.crazyflie.onboard import FAULT_LINK, FAULT_MONITOR, LINK_PARAM, LINK_TIMEOUT_S  # noqa: E402
-from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
+from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
@@ -243,7 +243,7 @@ def test_weak_motor(policy):
     # 85 %: the identified Crazyflie 2.1 has a thrust-to-weight of 1.7, and a rotor at 70 % (the paper's model
     # flew that) leaves too little to balance roll, pitch and yaw at once: the fixture sank to the floor.
     sim, link, _ = _hover(policy, seconds=4.0, weak_motor=(2, 0.85))
-    from train_fast.sims.numba import quadrotor as qd
+    from edgectl.plant import quadrotor as qd
     rotor = sim.state()[qd.MOTOR]
     # motor 2 turns sqrt(0.85) as fast as commanded (above idle): the policy has to command it harder than the
     # others to hold (its rotor state lags the command, with a 0.249 s fall, so compare the commands)
@@ -261,7 +261,7 @@ def test_mavlink_faults_and_nan_sensor_fails_safe(tmp_path):
     from edgectl.bundle import load_bundle
     from edgectl.runtime.loop import BACKUP, ControlLoop, LoopConfig
     from edgectl.safety.backup import BackupController
-    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
 
     v = SimVehicle("udpin:127.0.0.1:0", speed=0, loss=0.5, seed=0)
     try:
@@ -281,7 +281,7 @@ def test_mavlink_faults_and_nan_sensor_fails_safe(tmp_path):
     platform = link_cut._platform(bundle)
     v = SimVehicle("udpin:127.0.0.1:0", speed=0, seed=0, nan_sensor="z", sensor_fault_at=1.0)
     try:
-        from train_fast.sims.numba import quadrotor as qd
+        from edgectl.plant import quadrotor as qd
         v.phys.state[0:3] = link_cut.REF
         v.phys.state[qd.MOTOR] = BackupController(platform).model.hover_motor
         link = link_cut.LockstepMavlink(v, link_cut.Trace())
@@ -350,7 +350,7 @@ def test_rc_car_cut_brakes_on_the_car_and_loss_shows_as_gaps():
     import time
 
     from firmware_bridge.rccar.bridge import RcCarLink
-    from firmware_bridge.rccar.sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
 
     def drive(link, seconds):
         t_end = time.monotonic() + seconds

@@ -12,8 +12,8 @@ import pytest
 
 from edgectl.bundle import load_bundle
 from edgectl.platforms import parse_platform
-from edgectl.safety.shield import observation
-from train_fast.sims.numba import quadrotor as nq
+from edgectl.observation import observation
+from edgectl.plant import quadrotor as nq
 
 DATA = Path(__file__).parent / "data"
 

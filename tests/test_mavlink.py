@@ -23,8 +23,8 @@ from firmware_bridge.mavlink import frames as fr  # noqa: E402
 from firmware_bridge.mavlink._mav import mavlink, mavutil  # noqa: E402
 from firmware_bridge.mavlink.bridge import (CommandRejected, MavlinkError, MavlinkLink,  # noqa: E402
                                             MavlinkTimeout, signing_key_from_text)
-from firmware_bridge.mavlink.sim_vehicle import SimVehicle  # noqa: E402
-from firmware_bridge.mavlink.sitl_server import (ArduPilotJsonServer, Px4SitlServer,  # noqa: E402
+from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle  # noqa: E402
+from firmware_bridge.sim.mavlink.sitl_server import (ArduPilotJsonServer, Px4SitlServer,  # noqa: E402
                                                  pressure_hpa)
 
 KEY = bytes(range(32))

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("pymavlink")
 
 from firmware_bridge.mavlink._mav import mavlink, mavutil  # noqa: E402
-from firmware_bridge.mavlink.sim_vehicle import MAIN_OFFBOARD, SimVehicle  # noqa: E402
-from train_fast.sims.numba import quadrotor as qd  # noqa: E402
+from firmware_bridge.sim.mavlink.sim_vehicle import MAIN_OFFBOARD, SimVehicle  # noqa: E402
+from edgectl.plant import quadrotor as qd  # noqa: E402
 
 PERIOD = 0.01  # the host's control period
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgectl.platforms import load_platform
-from train_fast.sims import quadrotor as quad
 from train_fast.tasks import quadrotor_tasks as qt
 
 PLAT = load_platform("crazyflie_2_1")
@@ -98,7 +97,7 @@ def test_position_error_integral_is_the_leaky_sum_the_contract_describes():
     assert np.all(np.asarray(s.integral) == 0.0)
     step = jax.jit(lambda s, a: qt.step(jax.random.PRNGKey(0), s, a, env))
     dt, ref, integral = float(env.nominal.dt), np.zeros(3), np.zeros(3)
-    for k in range(150):  # a constant, slightly unbalanced command drifts the vehicle: the integral must follow
+    for k in range(150):  # noqa: B007  (k: the steps flown, checked below) a constant, slightly unbalanced command drifts the vehicle: the integral must follow
         s, _, term, _ = step(s, jnp.full(4, -0.2).at[0].set(-0.15))
         if bool(term):
             break
@@ -117,7 +116,7 @@ def test_runtime_shield_and_onboard_mirror_carry_the_integral_like_the_task():
     """The host loop's and the shield's observation builders (edgectl.contract.integral_update) follow the JAX task
     along a trajectory, and the shield's Numba prediction (the MLP kernel) equals its per-step path."""
     from edgectl.contract import integral_spec, integral_update
-    from edgectl.safety.shield import observation
+    from edgectl.observation import observation
 
     cfg = qt.hover_config(integral_tau=2.0)
     env = qt.make_env(cfg, PLAT, randomize=False)
@@ -135,6 +134,11 @@ def test_runtime_shield_and_onboard_mirror_carry_the_integral_like_the_task():
         got = observation(c, np.asarray(s.sim.pos), q, np.asarray(s.sim.vel), np.asarray(s.sim.omega),
                           np.asarray(s.prev_actions), integral=integral)
         np.testing.assert_allclose(got, np.asarray(qt._fields(env, s)), atol=2e-6)
+        if k % 20 == 0:  # the same builder on jax arrays: jax in, jax out (numpy/JAX-agnostic, edgectl.observation)
+            got_jax = observation(c, s.sim.pos, s.sim.quat, s.sim.vel, s.sim.omega, s.prev_actions,
+                                  integral=jnp.asarray(integral, jnp.float32))
+            assert isinstance(got_jax, jax.Array)
+            np.testing.assert_allclose(np.asarray(got_jax), np.asarray(qt._fields(env, s)), atol=2e-6)
         s = step(s, jnp.asarray(np.asarray(s.prev_actions[:4]) + 0.05 * np.sin(k + np.arange(4))))
     assert np.abs(integral).max() > 1e-3
 

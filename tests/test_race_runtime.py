@@ -17,7 +17,7 @@ from edgectl.bundle import load_bundle
 from edgectl.platforms import load_platform, parse_platform
 from edgectl.runtime.race import CarPose, LapTracker, SerialCar, SimCar, drive, open_car
 from train_fast.tasks import car_tasks as ct
-from train_fast.tracks import parse_track
+from edgectl.tracks import parse_track
 
 BUNDLE = Path(__file__).parent / "data" / "race_bundle"
 
@@ -107,7 +107,7 @@ def test_nan_policy_hands_over_to_the_brake(race):
 
 @pytest.fixture
 def sim_car_on_pty(race):
-    from firmware_bridge.rccar.sim_car import SimCar as McuSim
+    from firmware_bridge.sim.rccar.sim_car import SimCar as McuSim
     cars = []
 
     def make(**faults):

@@ -16,7 +16,7 @@ pytest.importorskip("cobs")
 from firmware_bridge.rccar import protocol as P  # noqa: E402
 from firmware_bridge.rccar import vesc as V  # noqa: E402
 from firmware_bridge.rccar.bridge import RcCarLink, RcCarLinkError, VescLink  # noqa: E402
-from firmware_bridge.rccar.car_core import CarCore, Sensors  # noqa: E402
+from firmware_bridge.sim.rccar.car_core import CarCore, Sensors  # noqa: E402
 from firmware_bridge.rccar.protocol import ErrorCode, Flag, FrameError, MsgType  # noqa: E402
 
 KIND_OF_CODE = {int(c): c.name.lower() for c in ErrorCode if 1 <= c <= 7}
@@ -29,7 +29,7 @@ KIND_OF_CODE = {int(c): c.name.lower() for c in ErrorCode if 1 <= c <= 7}
 def clib(tmp_path_factory):
     if shutil.which("gcc") is None:
         pytest.skip("gcc not found: the C core cannot be built")
-    from firmware_bridge.rccar import ccore
+    from firmware_bridge.sim.rccar import ccore
 
     return ccore.load(ccore.build(tmp_path_factory.mktemp("ccore")))  # a fresh -Werror build
 
@@ -66,7 +66,7 @@ def random_host_msg(rng):
 
 
 def make_cores(clib):
-    from firmware_bridge.rccar.ccore import CCore
+    from firmware_bridge.sim.rccar.ccore import CCore
 
     py_out, c_out = [], []
     return CarCore(py_out.append), CCore(c_out.append, clib), py_out, c_out
@@ -200,7 +200,7 @@ def test_random_garbage_same_verdicts_and_no_crash(clib):
 # C core == Python codec and twin
 # --------------------------------------------------------------------------------------------
 def test_c_encoder_frames_equal_python_and_decode(clib):
-    from firmware_bridge.rccar.ccore import c_frame
+    from firmware_bridge.sim.rccar.ccore import c_frame
 
     assert clib.cl_crc16(b"123456789", 9) == 0x29B1
     for seq, m in enumerate(all_messages()):
@@ -265,7 +265,7 @@ def test_watchdog_failsafe_in_the_core(core, request):
     if core == "python":
         car = CarCore(out.append)
     else:
-        from firmware_bridge.rccar.ccore import CCore
+        from firmware_bridge.sim.rccar.ccore import CCore
 
         car = CCore(out.append, request.getfixturevalue("clib"))
     assert car.outputs() == (0, 0, True) and not car.flags & Flag.ARMED  # boot: neutral + brake
@@ -310,7 +310,7 @@ inline void attachInterrupt(int, void (*)(void), int) {}
 
 
 def test_sketch_and_cross_builds(tmp_path, clib):
-    from firmware_bridge.rccar.ccore import FIRMWARE_DIR
+    from firmware_bridge.sim.rccar.ccore import FIRMWARE_DIR
 
     if shutil.which("g++"):
         (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
@@ -332,7 +332,7 @@ def test_sketch_and_cross_builds(tmp_path, clib):
 # --------------------------------------------------------------------------------------------
 @pytest.fixture
 def sim_car():
-    from firmware_bridge.rccar.sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
 
     car = SimCar("rc_car_1_10").start()
     yield car
@@ -391,7 +391,7 @@ def test_seq_gaps_counted_when_frames_are_dropped(sim_car):
 
 @pytest.mark.parametrize("core", ["python", "c"])
 def test_sim_car_watchdog_brakes_when_commands_stop(core, request):
-    from firmware_bridge.rccar.sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
 
     if core == "c":
         request.getfixturevalue("clib")  # skips without gcc
@@ -452,7 +452,7 @@ def test_connect_errors_name_the_port(tmp_path):
 
 
 def test_loop_and_socket_urls():
-    from firmware_bridge.rccar.sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
 
     with RcCarLink("loop://", arm=False) as link:  # hears itself: framing over pyserial, end to end
         link.send_command(0.5, -0.5)
@@ -528,7 +528,7 @@ def test_vesc_decoder_resyncs_and_values_round_trip():
 
 
 def test_vesc_link_against_the_simulated_vesc():
-    from firmware_bridge.rccar.sim_vesc import SimVesc
+    from firmware_bridge.sim.rccar.sim_vesc import SimVesc
 
     with SimVesc(timeout_s=0.3) as sim, VescLink(sim.path, timeout=0.5) as vesc:
         v0 = vesc.get_values()
@@ -555,9 +555,9 @@ def test_vesc_link_against_the_simulated_vesc():
 def test_stand_in_dynamics_when_the_numba_car_is_missing(monkeypatch, caplog):
     import sys
 
-    from firmware_bridge.rccar import sim_car
+    from firmware_bridge.sim.rccar import sim_car
 
-    monkeypatch.setitem(sys.modules, "train_fast.sims.numba.car", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "edgectl.plant.car", None)  # import now raises ImportError
     with caplog.at_level("WARNING"):
         car = sim_car.SimCar()
     assert car.model.startswith("kinematic bicycle stand-in") and "stand-in" in caplog.text

@@ -119,7 +119,7 @@ def test_cli_run_flies_a_simulated_mavlink_vehicle_to_the_reference(tmp_path):
     from typer.testing import CliRunner
 
     from edgectl.cli import app
-    from firmware_bridge.mavlink.sim_vehicle import SimVehicle
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
     v = SimVehicle("udpin:127.0.0.1:0", seed=0).start()
     try:
         host, port = v.address

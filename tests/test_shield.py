@@ -38,7 +38,7 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def config(platform):
-    from edgectl.safety.sabotage import demo_config
+    from train_fast.sabotage import demo_config
     return demo_config(platform)
 
 
@@ -55,14 +55,14 @@ def _fly_backup(platform, n, steps, seed, weak=None, tilt=math.pi / 2, vel=1.0, 
     import jax
     import jax.numpy as jnp
 
-    from train_fast.safety_rollout import _weaken
+    from train_fast.safety_rollout import _weaken, backup_jax_step
     from train_fast.sims import quadrotor as quad
     from train_fast.tasks import quadrotor_tasks as qt
 
     if (n, steps, randomize) not in _FLY:
         env = qt.make_env(qt.hover_config(), platform, randomize=randomize)
         model = bk.model_from_platform(platform)
-        step = bk.jax_step(model, bk.BackupGains())
+        step = backup_jax_step(model, bk.BackupGains())
 
         def one(key, tilt_max, vel_max, factor):
             k1, k2, k3 = jax.random.split(key, 3)
@@ -118,14 +118,14 @@ def test_backup_on_perturbed_vehicles():
 def test_backup_from_demo_start_keeps_the_specs(platform):
     # The demonstration's start distribution: the backup alone keeps the specs from all of it (with
     # a margin), or zero violations with the shield would be luck.
-    from edgectl.safety.sabotage import DEMO_START
+    from train_fast.sabotage import DEMO_START
     pos, tilt, _ = _fly_backup(platform, 256, 300, seed=3, weak=0, tilt=DEMO_START["init_tilt"],
                                vel=DEMO_START["init_velocity"])
     assert np.abs(pos).max() < 0.45 and tilt.max() < 0.95
 
 
 def test_backup_phases_hold_descend_land(platform):
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     gains = bk.BackupGains(hold_s=1.0, ground_z=-0.6)
     p = nq.params_from_platform(platform)
@@ -155,6 +155,8 @@ def test_backup_phases_hold_descend_land(platform):
 
 def test_backup_numpy_equals_jax_and_handles_nan(platform):
     import jax.numpy as jnp
+
+    from train_fast.safety_rollout import backup_jax_step
     model, gains = bk.model_from_platform(platform), bk.BackupGains()
     rng = np.random.default_rng(0)
     pos, vel, om = rng.uniform(-0.4, 0.4, (64, 3)), rng.uniform(-1, 1, (64, 3)), rng.uniform(-3, 3, (64, 3))
@@ -165,7 +167,7 @@ def test_backup_numpy_equals_jax_and_handles_nan(platform):
         cs, a = bk.step(model, gains, cs, pos, q, vel, om)
     cj = bk.init_state(model, jnp.asarray(pos, jnp.float32), target=jnp.zeros(3), xp=jnp)
     for _ in range(3):
-        cj, aj = bk.jax_step(model, gains)(cj, *(jnp.asarray(v, jnp.float32) for v in (pos, q, vel, om)))
+        cj, aj = backup_jax_step(model, gains)(cj, *(jnp.asarray(v, jnp.float32) for v in (pos, q, vel, om)))
     assert np.abs(np.asarray(aj) - a).max() < 2e-3  # float32 against float64
     # NaN state: finite hover command, integrators and observers untouched.
     bad = pos.copy()
@@ -197,7 +199,7 @@ def test_shield_switches_on_predicted_violation_and_logs_reason(bundle, platform
 
 
 def test_shield_holdoff_and_return(bundle, platform):
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     cfg = ShieldConfig(holdoff_s=0.3, start_in_backup=True)
     sh = Shield(bundle.act, bundle.contract, platform, cfg)
@@ -255,7 +257,7 @@ def test_shield_cost_is_measurable():
 
 # --- sabotage demonstration ----------------------------------------------------------------------
 def test_sabotage_violations_without_shield_none_with(bundle):
-    from edgectl.safety.sabotage import evaluate_shielded
+    from train_fast.sabotage import evaluate_shielded
 
     off = evaluate_shielded(bundle, episodes=200, seed=12345, sabotage="weak-motor", shield=False)
     on = evaluate_shielded(bundle, episodes=200, seed=12345, sabotage="weak-motor", shield=True)
@@ -275,7 +277,7 @@ def test_sabotage_violations_without_shield_none_with(bundle):
 
 
 def test_undertrained_and_noise_sabotages_are_bad(bundle):
-    from edgectl.safety.sabotage import plant_sabotage, undertrained_layers
+    from train_fast.sabotage import plant_sabotage, undertrained_layers
 
     layers = undertrained_layers(bundle)
     assert [w.shape for w, _ in layers] == [w.shape for w, _ in bundle.layers]

@@ -514,6 +514,6 @@ def test_platform_without_safety_section_still_loads(tmp_path):
 
 
 def test_partial_safety_section_refused(tmp_path):
-    line = next(l for l in SHIPPED.read_text(encoding="utf-8").splitlines(keepends=True) if l.startswith("shield_margin ="))
+    line = next(ln for ln in SHIPPED.read_text(encoding="utf-8").splitlines(keepends=True) if ln.startswith("shield_margin ="))
     msg = _broken(tmp_path, line, "")
     assert "safety.shield_margin" in msg and "missing" in msg

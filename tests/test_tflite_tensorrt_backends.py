@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgectl.backends import (BackendError, BundleBackend, OnnxBackend, ProviderFallbackWarning, TfliteBackend,
-                              available_providers, open_backend)
+from edgectl.backends import (BackendError, BundleBackend, OnnxBackend, ProviderFallbackWarning, available_providers,
+                              open_backend)
 from edgectl.bundle import load_bundle, write_bundle
 from export.errors import ExportError, TargetUnavailable
 

@@ -18,7 +18,7 @@ from edgectl.contract import observation_slices  # noqa: E402
 from edgectl.runtime.camera import AvoidSim, ImageSpec, SimCamera  # noqa: E402
 from edgectl.runtime.vision_link import fly_vision  # noqa: E402
 from firmware_bridge.crazyflie.bridge import CrazyflieLink  # noqa: E402
-from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
+from firmware_bridge.sim.crazyflie.sim_vehicle import CrazyflieSim  # noqa: E402
 from firmware_bridge.crazyflie.transports import register_vehicle, unregister_vehicle  # noqa: E402
 
 AVOID = Path(__file__).resolve().parent / "data" / "avoid_bundle"

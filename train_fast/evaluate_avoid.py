@@ -15,6 +15,7 @@ scene has probability zero; the default eval seed (12345) is not a training seed
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -193,7 +194,6 @@ def training_curve_png(history: list[dict], *, title: str = "", budget_s: float 
 
 def eval_png(env: at.AvoidEnv, rec: dict, path, title: str = "") -> "Path":
     """Top-down paths through the first recorded scenes, and sample camera frames of episode 0."""
-    from pathlib import Path
 
     from edgectl import plots
 
@@ -206,7 +206,7 @@ def eval_png(env: at.AvoidEnv, rec: dict, path, title: str = "") -> "Path":
 
     for e in range(n):
         ax = fig.add_subplot(gs[e, :])
-        sc_ = jax.tree_util.tree_map(lambda x: np.asarray(x)[e], rec["scenes"])
+        sc_ = jax.tree_util.tree_map(lambda x, e=e: np.asarray(x)[e], rec["scenes"])
         w = float(sc_.half_width)
         ax.axhspan(w, w + 0.3, color="0.6")
         ax.axhspan(-w - 0.3, -w, color="0.6")

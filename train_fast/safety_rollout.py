@@ -27,10 +27,20 @@ from train_fast.sims import quadrotor as quad
 from train_fast.tasks import quadrotor_tasks as qt
 
 
+def backup_jax_step(model: bk.BackupModel, gains: bk.BackupGains):
+    """``(cs, pos, quat, vel, omega) -> (cs, action)``: the backup law (edgectl.safety.backup.step, written for any
+    array module) in jax.numpy, for jitted/vmapped rollouts. Here, not in edgectl.safety: the robot side never
+    imports JAX."""
+    def fn(cs, pos, quat, vel, omega):
+        return bk.step(model, gains, cs, pos, quat, vel, omega, xp=jnp)
+
+    return fn
+
+
 @dataclass(frozen=True)
 class PlantSabotage:
     """What is done to the plant and to the policy's inputs/outputs (the weights are changed
-    before, see sabotage.py). Defaults: nothing. Passed to ``run`` as arrays, so one compiled
+    before, see train_fast/sabotage.py). Defaults: nothing. Passed to ``run`` as arrays, so one compiled
     rollout flies every sabotage."""
     obs_noise: tuple[float, ...] | None = None  # extra std per raw observation entry
     action_noise: float = 0.0  # std added to each action before clipping
@@ -75,7 +85,7 @@ def make_shielded_rollout(env: qt.QuadEnv, apply, episodes: int, config: ShieldC
     holdoff = config.holdoff_steps
     model = bk.model_from_params(jax.tree_util.tree_map(np.asarray, env.nominal))
     gains = gains or bk.BackupGains()
-    bstep = bk.jax_step(model, gains)
+    bstep = backup_jax_step(model, gains)
     n_steps = env.episode_steps
     names = sorted({s for f in formulas for s in f.signals})
     ref0 = jnp.zeros(3)  # hover: the reference is the origin (figure8 would need the moving one)

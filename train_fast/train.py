@@ -68,7 +68,6 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
     t_start = time.time() if t_start is None else t_start
     deadline = t_start + seconds - reserve_seconds
     jax = _setup_jax()
-    import jax.numpy as jnp
 
     from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
@@ -120,7 +119,7 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
 
     from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
-    from train_fast.evaluate_car import actor_policy, make_lap_rollout, score, summarize
+    from train_fast.laps import actor_policy, make_lap_rollout, score, summarize
     from train_fast.tasks import car_tasks as ct
 
     plat = load_platform(platform_name)

@@ -24,7 +24,7 @@ def load_policy(path: Path, bundle) -> tuple[Callable, str]:
     if target in ("c", "stm32"):
         import numpy as np
 
-        from export.hostc import load_host_policy
+        from edgectl.hostc import load_host_policy
         files = {n: (path / n).read_text() for n in ("edgectl_policy.h", "edgectl_policy.c")}
         host = load_host_policy(files, c["observation"]["size"], c["action"]["size"])
 

@@ -21,7 +21,7 @@ import numpy as np
 from firmware_bridge.crazyflie.onboard import DEFAULT_LINK_TIMEOUT_S, LINK_PARAM, LINK_TIMEOUT_S
 
 from .keepalive import KeepAlive
-from .links import State
+from .protocol import State
 
 # 26 bytes: a full log block (CRTP log data carries at most 26 bytes of variables)
 APP_LOG = ("edgectl.engaged", "edgectl.fault", "edgectl.steps", "edgectl.linkdrops", "edgectl.f1", "edgectl.f2",
@@ -45,7 +45,7 @@ class CrazyflieOnboardLink:
         self.thrust_shape = tuple(rotor_model(platform)["thrust_shape"])
         try:
             self.link = CrazyflieLink(uri, connect_timeout=connect_timeout)
-        except (LinkError, TimeoutError, OSError, Exception) as e:  # cflib raises plain Exceptions for bad URIs
+        except (LinkError, TimeoutError, OSError, Exception) as e:  # noqa: BLE001  cflib raises plain Exceptions for bad URIs
             raise ValueError(f"--uri {uri}: could not connect to a Crazyflie: {e}") from None
         self._status: dict | None = None
         self._lock = threading.Lock()

@@ -8,28 +8,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class State:
-    """t: host time.monotonic() when it was measured; world z up, body FLU, quaternion wxyz, rad/s."""
-    t: float
-    pos: np.ndarray
-    quat: np.ndarray
-    vel: np.ndarray
-    omega: np.ndarray
-
-
-class Link(Protocol):
-    name: str
-
-    def read_state(self) -> State | None: ...
-    def send_action(self, action: np.ndarray) -> None: ...
-    def stop(self) -> None: ...
-    def close(self) -> None: ...
+from .protocol import Link, State  # noqa: F401  (re-exported: edgectl.runtime.links.State / Link)
 
 
 @dataclass
@@ -50,7 +32,7 @@ class SimLink:
     reads: int = field(default=0, init=False)
 
     def __post_init__(self):
-        from train_fast.sims.numba import quadrotor as nq
+        from edgectl.plant import quadrotor as nq
         self.nq = nq
         self.params = nq.params_from_platform(self.platform)
         self.x = nq.hover_state(self.params)
@@ -113,7 +95,8 @@ class MavlinkMotorLink:
                 self.link.request_message_interval(msg, 200.0)
             except Exception as e:  # noqa: BLE001  an autopilot that refuses keeps its own rate: say so
                 import warnings
-                warnings.warn(f"{url}: could not raise the {msg} rate ({e}); flying on the autopilot's default rate")
+                warnings.warn(f"{url}: could not raise the {msg} rate ({e}); flying on the autopilot's default rate",
+                              stacklevel=2)
 
     def read_state(self) -> State | None:
         s = self.link.state()

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .flightlog import FlightLog
-from .links import Link
+from .protocol import Link
 
 NOMINAL, BACKUP, STOPPED = "nominal", "backup", "stopped"
 
@@ -99,7 +99,7 @@ class ControlLoop:
 
     def __init__(self, link: Link, policy: Callable, contract: dict, backup, config: LoopConfig, *,
                  shield=None, log: FlightLog | None = None, ref=(0.0, 0.0, 0.0), monitors=()):
-        from edgectl.safety.shield import check_contract, observation
+        from edgectl.observation import check_contract, observation
         check_contract(contract)  # a field the host cannot build fails here, naming it, not on the first tick
         self.observation = observation
         self.link, self.policy, self.contract, self.backup = link, policy, contract, backup
@@ -135,7 +135,7 @@ class ControlLoop:
         obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, integral=integral)
         try:
             a = np.asarray(self.policy(obs[None]), np.float64).reshape(4)
-        except Exception as e:  # a backend failure must not leave the motors without a command
+        except Exception as e:  # noqa: BLE001  a backend failure must not leave the motors without a command
             return np.zeros(4), float("nan"), f"policy raised {type(e).__name__}: {e}"
         if not np.all(np.isfinite(a)):
             return a, float("nan"), f"policy returned non-finite action {a.tolist()}"

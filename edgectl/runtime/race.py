@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from train_fast.tracks import Track, extract_checkpoints
+from edgectl.tracks import Track, extract_checkpoints
 
 NOMINAL, BACKUP = "nominal", "backup"
 BRAKE = np.array([0.0, -1.0])  # the backup's command: straight wheels, full brake (the car has no reverse)
@@ -149,7 +149,7 @@ class SimCar:
     kind = "in-process simulator"
 
     def __init__(self, platform: str, x: float, y: float, yaw: float):
-        from firmware_bridge.rccar.sim_car import load_dynamics
+        from edgectl.plant.car_model import load_dynamics
 
         self.dyn, self.params, self.model = load_dynamics(platform)
         self.names = tuple(self.dyn.STATE_NAMES)

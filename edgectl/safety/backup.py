@@ -516,13 +516,3 @@ class BackupController:
     def phase(self):
         p = np.asarray(self.state["phase"])
         return PHASES[int(p)] if p.ndim == 0 else [PHASES[int(v)] for v in p.ravel()]
-
-
-def jax_step(model: BackupModel, gains: BackupGains):
-    """``(cs, pos, quat, vel, omega) -> (cs, action)`` in jax.numpy, for jitted/vmapped rollouts."""
-    import jax.numpy as jnp
-
-    def fn(cs, pos, quat, vel, omega):
-        return step(model, gains, cs, pos, quat, vel, omega, xp=jnp)
-
-    return fn

@@ -128,8 +128,8 @@ def jax_ops():
                 p, q = jnp.broadcast_arrays(p, q)
                 return _scan(p, q, reverse)
 
-        def combine(e, l):  # e: earlier maps, l: later ones
-            return jnp.maximum(l[0], jnp.minimum(l[1], e[0])), jnp.minimum(e[1], l[1])
+        def combine(e, later):  # e: earlier maps, later: later ones
+            return jnp.maximum(later[0], jnp.minimum(later[1], e[0])), jnp.minimum(e[1], later[1])
 
         # jit: called eagerly, an associative scan is hundreds of tiny dispatches (~2 s); under
         # an outer jit this inlines.

@@ -133,8 +133,8 @@ def _py_source(ops: list[Op], result: int, signals: tuple[str, ...]) -> str:
         elif op.kind == "since":
             state.append(f"a{i}")
             init.append(f"a{i} = {-INF!r}")
-            l, r = x
-            body += [f"if {l} < a{i}: a{i} = {l}", f"if {r} > a{i}: a{i} = {r}", f"{v} = a{i}"]
+            lhs, rhs = x
+            body += [f"if {lhs} < a{i}: a{i} = {lhs}", f"if {rhs} > a{i}: a{i} = {rhs}", f"{v} = a{i}"]
         elif op.kind == "delay":
             init.append(f"d{i}.clear(); d{i}.extend([{op.fill!r}] * {op.w})")
             body += [f"d{i}.append({x[0]})", f"{v} = d{i}.popleft()"]

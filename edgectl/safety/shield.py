@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from edgectl.observation import SUPPORTED_FIELDS as _SUPPORTED_FIELDS
+from edgectl.observation import check_contract, observation  # noqa: F401  (observation: re-exported)
 from edgectl.safety import backup as bk
 
 # Used when the platform file has no [safety] section, and by the sabotage demonstration: within
@@ -151,51 +153,6 @@ def reason_text(config: ShieldConfig, spec: int, rob: float, safe: bool) -> str:
             f"{config.margins[spec]:g}")
 
 
-# --- the policy's observation from a state, numpy (the contract's fields, by name) ----------------
-_SUPPORTED_FIELDS = ("position_error", "rotation_matrix", "velocity_error", "angular_velocity", "previous_actions",
-                     "reference_acceleration", "position_error_integral")
-
-
-def check_contract(contract: dict) -> None:
-    names = [f["name"] for f in contract["observation"]["fields"]]
-    bad = [n for n in names if n not in _SUPPORTED_FIELDS]
-    if bad:
-        raise ValueError(f"shield: contract.observation.fields: cannot build {bad} from a state estimate "
-                         f"(known: {list(_SUPPORTED_FIELDS)})")
-
-
-def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None,
-                integral=None) -> np.ndarray:
-    """Raw (unnormalized, noise-free) observation (..., size) in the contract's field order. `integral`: the
-    position_error_integral the caller keeps (edgectl.contract.integral_update), zeros if None. Callers check the
-    contract once (check_contract), not every tick."""
-    pos, quat, vel, omega = (np.asarray(v, np.float64) for v in (pos, quat, vel, omega))
-    z3 = np.zeros(3)
-    ref_pos = z3 if ref_pos is None else np.asarray(ref_pos, np.float64)
-    ref_vel = z3 if ref_vel is None else np.asarray(ref_vel, np.float64)
-    w, x, y, z = (quat[..., i] for i in range(4))
-    rot = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                    2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                    2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1)
-    parts = {"position_error": pos - ref_pos, "rotation_matrix": rot, "velocity_error": vel - ref_vel,
-             "angular_velocity": omega}
-    out = []
-    for fd in contract["observation"]["fields"]:
-        name = fd["name"]
-        if name == "previous_actions":
-            v = np.asarray(prev_actions, np.float64)
-        elif name == "reference_acceleration":
-            v = np.broadcast_to(z3 if ref_acc is None else np.asarray(ref_acc, np.float64), pos.shape)
-        elif name == "position_error_integral":
-            v = np.broadcast_to(z3 if integral is None else np.asarray(integral, np.float64), pos.shape)
-        else:
-            v = parts[name]
-        if v.shape[-1] != fd["size"]:
-            raise ValueError(f"shield: observation field {name!r}: built {v.shape[-1]} values, contract says {fd['size']}")
-        out.append(np.broadcast_to(v, pos.shape[:-1] + (fd["size"],)))
-    return np.concatenate(out, axis=-1)
-
-
 # --- Numba kernels for the prediction: the observation, the bundle's MLP and the simulator in one
 # loop. Through numpy, building the observation alone cost 80 us per predicted step (4 ms a tick
 # at H = 50); fused it is about 1 us. Compiled on first use, so importing this module stays cheap.
@@ -209,7 +166,7 @@ def _kernels():
         return _KERNELS
     import numba as nb
 
-    from train_fast.sims.numba.quadrotor import step_into
+    from edgectl.plant.quadrotor import step_into
 
     @nb.njit(cache=True)
     def obs_into(x, prev, integ, ref, codes, sizes, out):
@@ -336,7 +293,7 @@ class Shield:
 
     def __init__(self, policy: Callable[[np.ndarray], np.ndarray], contract: dict, platform,
                  config: ShieldConfig | None = None, gains: bk.BackupGains | None = None, *, allow_short: bool = False):
-        from train_fast.sims.numba import quadrotor as nq  # numba, no JAX
+        from edgectl.plant import quadrotor as nq  # numba, no JAX
 
         check_contract(contract)
         self.policy, self.contract, self.nq = policy, contract, nq
@@ -473,7 +430,7 @@ class Shield:
 
 def _random_params(platform, n: int, seed: int) -> np.ndarray:
     """n randomized vehicles (the platform's randomization ranges and disturbances), numpy only."""
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     rng = np.random.default_rng(seed)
     base = nq.params_as_dict(nq.params_from_platform(platform))
@@ -511,7 +468,7 @@ def shield_cost(H: int = 50, ticks: int = 200, bundle=None, platform=None, sampl
     cfg = ShieldConfig(specs=base.specs, margin=base.margin, holdoff_s=base.holdoff_s, horizon_s=H * dt,
                        samples=samples, dt=dt)
     sh = Shield(bundle.act, bundle.contract, platform, cfg, allow_short=True)
-    from train_fast.sims.numba import quadrotor as nq
+    from edgectl.plant import quadrotor as nq
 
     p = nq.params_from_platform(platform)
     x = nq.hover_state(p)

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from edgectl.platforms import Platform
+if TYPE_CHECKING:  # edgectl.platforms imports this module (its spec check): no import of it here, not even for types
     from edgectl.safety.stl import Formula
 
 QUADROTOR_SIGNALS: tuple[str, ...] = (
@@ -58,7 +57,7 @@ def signals_from_state(pos, quat_wxyz, vel, omega, ref_pos) -> dict:
     }
 
 
-def platform_formulas(platform: "Platform") -> list["Formula"]:
-    """The parsed ``safety.specs`` of a platform (already checked when the platform loaded)."""
+def platform_formulas(platform) -> list["Formula"]:
+    """The parsed ``safety.specs`` of an edgectl.platforms.Platform (already checked when the platform loaded)."""
     from edgectl.safety.stl import parse
     return [parse(s, SIGNALS_BY_KIND[platform.kind]) for s in platform.get("safety.specs")]

@@ -205,7 +205,7 @@ def _flash_once(uri: str, data: bytes, *, verify: bool, reply_timeout: float | N
     finally:
         try:
             loader.close()
-        except Exception:
+        except Exception:  # noqa: BLE001  closing a loader on a dead link must not hide the flash's outcome
             pass
 
 

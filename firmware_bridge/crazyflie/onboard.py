@@ -2,7 +2,7 @@
 
 The app is export/crazyflie/edgectl_controller.c.in (the out-of-tree controller, selected with
 stabilizer.controller = 6); the simulated Crazyflie runs that C itself, compiled for this host
-(host_app.py). What it does, in short:
+(firmware_bridge/sim/crazyflie/host_app.py). What it does, in short:
 - it drives the motors with normalized forces while the supervisor lets the motors run and the
   setpoint asks for thrust (a z position/velocity setpoint, or thrust > 0); otherwise it disengages,
   which is also how a latched fault is cleared;
@@ -23,8 +23,7 @@ stabilizer.controller = 6); the simulated Crazyflie runs that C itself, compiled
   before the backup has landed it (hold 5 s, then 0.3 m/s down); it stops feeding once landed.
 
 The numbers here are the C's (EDGECTL_LINK_TIMEOUT_MS, EDGECTL_LINK_LATCH_MS, EDGECTL_KEEPALIVE_MS;
-tests/test_crazyflie_host_app.py checks them against the compiled app). ``BundlePolicy`` is the old
-name of host_app.AppImage.
+tests/test_crazyflie_host_app.py checks them against the compiled app).
 """
 from __future__ import annotations
 
@@ -42,9 +41,3 @@ LINK_PARAM = "edgectl.linkMs"
 LINK_LATCH_S = 0.1
 KEEPALIVE_S = 0.1  # well inside the supervisor's 0.5 s level-out watchdog
 
-
-def __getattr__(name: str):
-    if name == "BundlePolicy":  # the old name; importing host_app pulls in numpy and ctypes, so only on use
-        from .host_app import AppImage
-        return AppImage
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
     ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy); ``faults``: SimVehicle's
     fault-injection arguments; ``physics_hz``: physics ticks per sim second (the motor-stream watchdog,
     6 ms, is checked once a tick: None, the platform's 100 Hz, makes it 10 ms coarse)."""
-    from .sim_vehicle import SimVehicle
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
 
     vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,
                          offboard_timeout=offboard_timeout, failsafe=failsafe, physics_hz=physics_hz, **(faults or {}))
@@ -56,8 +56,8 @@ def sitl_server_main(kind: str = "px4", host: str = "127.0.0.1", port: int | Non
     (``kind="ardupilot"``, UDP 9002: ``sim_vehicle.py -v ArduCopter --model JSON:127.0.0.1``).
     ``platform``: a platform file to fly instead of the iris-sized generic quad (re-laid out as
     Quad-X; the autopilot's gains must suit it)."""
-    from .physics import platform_params, quad_x_layout
-    from .sitl_server import ArduPilotJsonServer, Px4SitlServer
+    from firmware_bridge.sim.mavlink.physics import platform_params, quad_x_layout
+    from firmware_bridge.sim.mavlink.sitl_server import ArduPilotJsonServer, Px4SitlServer
 
     params = None
     if platform is not None:

@@ -15,7 +15,7 @@ def sim_vehicle_main(uri: str | None = None, speed: float = 1.0, *, platform: st
     (``uri="tcp://127.0.0.1:5760"``; connect with pyserial ``socket://127.0.0.1:5760``).
     ``core``: "python" (car_core.py) or "c" (firmware/car_link.c compiled with gcc). Returns an
     exit code."""
-    from .sim_car import SimCar
+    from firmware_bridge.sim.rccar.sim_car import SimCar
 
     try:
         f = dict(faults or {})

@@ -237,7 +237,7 @@ def encode_values(v: VescValues) -> bytes:
     vals = astuple(v)
     k = max([i + 1 for i, x in enumerate(vals) if x is not None] + [REQUIRED])
     raw = []
-    for (name, code, scale), x in zip(VALUE_FIELDS[:k], vals[:k]):
+    for (name, _code, scale), x in zip(VALUE_FIELDS[:k], vals[:k]):
         if x is None:
             raise ValueError(f"VescValues.{name} is None but a later field is set")
         raw.append(int(x * scale))  # truncation toward zero, as the firmware's (int) cast

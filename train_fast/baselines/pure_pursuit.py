@@ -94,7 +94,7 @@ def _params_batch(env: ct.CarEnv, cfgs: list[dict]):
 
 
 def evaluate(env: ct.CarEnv, cfgs: list[dict], laps: int = 3, seed: int = 12345) -> list[dict]:
-    from train_fast.evaluate_car import make_lap_rollout, summarize
+    from train_fast.laps import make_lap_rollout, summarize
 
     run = make_lap_rollout(env, make_policy(env), laps=laps)
     out, _ = run(_params_batch(env, cfgs), jax.random.PRNGKey(seed))

@@ -14,7 +14,7 @@ Model (one 50 Hz control period):
    kinematic side slip and yaw rate reached by relaxation, see the Numba twin).
 
 Conventions: world frame z up; body x forward, y left; yaw counter-clockwise from world x, not
-wrapped; vx, vy in the body frame; steer + = left. `train_fast/sims/numba/car.py` is the same math
+wrapped; vx, vy in the body frame; steer + = left. `edgectl/plant/car.py` is the same math
 (and owns the constants), for the host side; tests/test_car.py checks the two agree.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from edgectl.platforms import Platform
-from train_fast.sims.numba.car import (BRAKE_SPEED, KIN_SPEED_HI, KIN_SPEED_LO, KIN_TAU, PARAM_NAMES,
+from edgectl.plant.car import (BRAKE_SPEED, KIN_SPEED_HI, KIN_SPEED_LO, KIN_TAU, PARAM_NAMES,
                                        STATE_NAMES, SUBSTEPS)
 
 
@@ -78,7 +78,7 @@ RANDOMIZED = ("mass", "friction", "cornering_stiffness", "max_force", "steering_
 
 
 def nominal_params(platform: Platform, dtype=jnp.float32) -> Params:
-    from train_fast.sims.numba.car import params_from_platform
+    from edgectl.plant.car import params_from_platform
 
     arr = params_from_platform(platform)
     return Params(**{n: jnp.asarray(v, dtype) for n, v in zip(PARAM_NAMES, arr)})

@@ -2,7 +2,7 @@
 from it, and the car practices driving through them; hitting the track edge puts the car back on the
 demonstration line a little before where it failed, and practice goes on toward the same checkpoint.
 
-Track (train_fast/tracks.py, numpy; the runtime reads it too): a CSV demonstration lap (hardware/tracks/README.md) is resampled by arc
+Track (edgectl/tracks.py, numpy; the runtime reads it too): a CSV demonstration lap (hardware/tracks/README.md) is resampled by arc
 length, smoothed (the log has localization noise and 10 Hz corners), and resampled again at
 `TRACK_SPACING`. The drivable corridor is every point within `half_width` of that line; the car
 collides when a corner of its body footprint leaves the corridor.
@@ -29,8 +29,8 @@ import numpy as np
 
 from edgectl.platforms import Platform
 from train_fast.sims import car
-# The track half lives in train_fast/tracks.py (numpy only, the runtime reads it too); re-exported here.
-from train_fast.tracks import (TRACK_SPACING, Track, TrackError, extract_checkpoints, load_track,  # noqa: F401
+# The track half lives in edgectl/tracks.py (numpy only, the runtime reads it too); re-exported here.
+from edgectl.tracks import (TRACK_SPACING, Track, TrackError, extract_checkpoints, load_track,  # noqa: F401
                                parse_track, resolve_track)
 
 

@@ -5,7 +5,7 @@
  * bytes to cl_feed(), calls cl_tick() every loop, applies cl_outputs() to the servo and the ESC,
  * and calls cl_send_telemetry()/cl_send_heartbeat() at its own rates.
  *
- * The Python twin is firmware_bridge/rccar/car_core.py; the tests compile this file for the host
+ * The Python twin is firmware_bridge/sim/rccar/car_core.py; the tests compile this file for the host
  * and hold both to the same bytes and the same verdicts.
  */
 #ifndef CAR_LINK_H

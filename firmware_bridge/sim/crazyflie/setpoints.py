@@ -1,0 +1,137 @@
+"""Setpoints as the firmware's commander sees them: decoding of ports 3 and 7, the thrust lock.
+
+Conventions are the firmware's setpoint_t ones, on purpose, so the controller reads the same numbers
+the real stabilizer would: angles in degrees with the legacy pitch sign (positive = nose up, the
+opposite of the ZYX Euler pitch), yaw rate positive = counter-clockwise seen from above. cflib's
+send_setpoint() already negates pitch, and the RPYT decoder negates the yaw rate ("legacy rate
+input is inverted", crtp_commander_rpyt.c), so send_setpoint(pitch=+10) tilts the nose down and
+flies forward (+x) and send_setpoint(yawrate=+30) turns clockwise.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from firmware_bridge.crazyflie import crtp
+
+MODE_DISABLE, MODE_ABS, MODE_VELOCITY = 0, 1, 2
+RATE, ANGLE = 0, 1  # flightmode.stabModeRoll/Pitch/Yaw values
+
+
+@dataclass
+class Setpoint:
+    mode_x: int = MODE_DISABLE
+    mode_y: int = MODE_DISABLE
+    mode_z: int = MODE_DISABLE
+    mode_roll: int = MODE_DISABLE
+    mode_pitch: int = MODE_DISABLE
+    mode_yaw: int = MODE_DISABLE
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 0.0
+    vx: float = 0.0
+    vy: float = 0.0
+    vz: float = 0.0
+    velocity_body: bool = False
+    roll: float = 0.0  # deg
+    pitch: float = 0.0  # deg, legacy sign
+    yaw: float = 0.0  # deg
+    roll_rate: float = 0.0  # deg/s
+    pitch_rate: float = 0.0  # deg/s, legacy sign
+    yaw_rate: float = 0.0  # deg/s
+    thrust: float = 0.0  # firmware thrust units, 0..65535
+    timestamp: float = 0.0  # vehicle time, s
+
+    @property
+    def is_null(self) -> bool:
+        return (self.thrust == 0.0 and self.mode_x == self.mode_y == self.mode_z == MODE_DISABLE)
+
+
+class MalformedSetpoint(ValueError):
+    pass
+
+
+_RPYT = struct.Struct("<fffH")
+_FOUR_FLOATS = struct.Struct("<ffff")
+_MANUAL = struct.Struct("<fffHB")
+
+
+def _need(payload: bytes, size: int, what: str) -> None:
+    # The firmware ASSERTs (reboots) on a wrong-sized generic setpoint and reads garbage for RPYT;
+    # the simulation refuses the packet and counts it instead.
+    if len(payload) != size:
+        raise MalformedSetpoint(f"{what}: expected {size} payload bytes, got {len(payload)}")
+
+
+class Commander:
+    """The commander's view: the latest setpoint and the RPYT thrust lock."""
+
+    def __init__(self):
+        self.setpoint = Setpoint()  # the null setpoint: motors off
+        # Set at boot (the commander starts at priority DISABLE); a RPYT setpoint with thrust 0
+        # releases it, and only a reboot sets it again.
+        self.thrust_locked = True
+        self.stab_mode = {"roll": ANGLE, "pitch": ANGLE, "yaw": RATE}
+
+    def rpyt(self, payload: bytes, now: float) -> Setpoint:
+        _need(payload, _RPYT.size, "commander (port 3) roll/pitch/yawrate/thrust")
+        roll, pitch, yaw, thrust = _RPYT.unpack(payload)
+        if thrust == 0:
+            self.thrust_locked = False
+        sp = Setpoint(timestamp=now)
+        sp.thrust = 0.0 if (self.thrust_locked or thrust < crtp.RPYT_MIN_THRUST) else float(min(thrust, crtp.RPYT_MAX_THRUST))
+        for axis, value in (("roll", roll), ("pitch", pitch)):
+            if self.stab_mode[axis] == RATE:
+                setattr(sp, f"mode_{axis}", MODE_VELOCITY)
+                setattr(sp, f"{axis}_rate", value)
+            else:
+                setattr(sp, f"mode_{axis}", MODE_ABS)
+                setattr(sp, axis, value)
+        if self.stab_mode["yaw"] == RATE:
+            sp.mode_yaw, sp.yaw_rate = MODE_VELOCITY, -yaw
+        else:
+            sp.mode_yaw, sp.yaw = MODE_ABS, yaw
+        self.setpoint = sp
+        return sp
+
+    def generic(self, payload: bytes, now: float) -> Setpoint:
+        if not payload:
+            raise MalformedSetpoint("generic setpoint (port 7): empty packet")
+        kind, data = payload[0], payload[1:]
+        sp = Setpoint(timestamp=now)  # the firmware zeroes the setpoint before decoding
+        if kind == crtp.SP_STOP:
+            pass
+        elif kind == crtp.SP_POSITION:
+            _need(data, 16, "position setpoint")
+            sp.x, sp.y, sp.z, sp.yaw = _FOUR_FLOATS.unpack(data)
+            sp.mode_x = sp.mode_y = sp.mode_z = sp.mode_yaw = MODE_ABS
+        elif kind in (crtp.SP_VELOCITY_WORLD, crtp.SP_VELOCITY_WORLD_LEGACY):
+            _need(data, 16, "velocity setpoint")
+            sp.vx, sp.vy, sp.vz, rate = _FOUR_FLOATS.unpack(data)
+            sp.mode_x = sp.mode_y = sp.mode_z = sp.mode_yaw = MODE_VELOCITY
+            sp.yaw_rate = rate if kind == crtp.SP_VELOCITY_WORLD else -rate
+        elif kind in (crtp.SP_ZDISTANCE, crtp.SP_ZDISTANCE_LEGACY):
+            _need(data, 16, "z-distance setpoint")
+            sp.roll, sp.pitch, rate, sp.z = _FOUR_FLOATS.unpack(data)
+            sp.mode_z, sp.mode_roll, sp.mode_pitch, sp.mode_yaw = MODE_ABS, MODE_ABS, MODE_ABS, MODE_VELOCITY
+            sp.yaw_rate = rate if kind == crtp.SP_ZDISTANCE else -rate
+        elif kind in (crtp.SP_HOVER, crtp.SP_HOVER_LEGACY):
+            _need(data, 16, "hover setpoint")
+            sp.vx, sp.vy, rate, sp.z = _FOUR_FLOATS.unpack(data)
+            sp.mode_x = sp.mode_y = sp.mode_yaw = MODE_VELOCITY
+            sp.mode_z, sp.velocity_body = MODE_ABS, True
+            sp.yaw_rate = rate if kind == crtp.SP_HOVER else -rate
+        elif kind == crtp.SP_MANUAL:
+            _need(data, _MANUAL.size, "manual setpoint")
+            roll, pitch, rate, thrust, is_rate = _MANUAL.unpack(data)
+            mode = MODE_VELOCITY if is_rate else MODE_ABS
+            sp.mode_roll = sp.mode_pitch = mode
+            if is_rate:
+                sp.roll_rate, sp.pitch_rate = roll, pitch
+            else:
+                sp.roll, sp.pitch = roll, pitch
+            sp.mode_yaw, sp.yaw_rate, sp.thrust = MODE_VELOCITY, rate, float(thrust)
+        else:
+            raise MalformedSetpoint(f"generic setpoint type {kind} is not simulated")
+        self.setpoint = sp
+        return sp

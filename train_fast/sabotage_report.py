@@ -1,0 +1,102 @@
+"""``edgectl eval BUNDLE --shield [--sabotage KIND]``: the sabotage demonstration as a report.
+
+Flies the same episodes (same seed, same vehicles) twice, without and with the predictive shield,
+prints a table and, with ``json_out``, one JSON object as the last stdout line. Imports JAX only
+when called.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+_ROWS = (
+    ("violation_rate", "spec violations", "pct"),
+    ("survival_rate", "survival (never past the task's bound)", "pct"),
+    ("nominal_fraction", "ticks flown by the policy", "pct"),
+    ("switches_to_backup", "switches to backup (all episodes)", "int"),
+    ("switches_per_episode_max", "most switches in one episode", "int"),
+    ("episode_robustness_min", "worst episode robustness", "num"),
+)
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    return x
+
+
+_SHARED = ("specs", "shield_margin", "shield_holdoff_s", "shield_horizon_s", "shield_samples", "start", "sabotage",
+           "sabotage_description", "episodes", "eval_seed", "shield")
+
+
+def _own(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in _SHARED}
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{100 * v:.1f} %" if kind == "pct" else f"{v:d}" if kind == "int" else f"{v:.3f}"
+
+
+def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabotage: str | None = None,
+                    json_out: bool = False, specs: str = "demo") -> dict:
+    """Returns {"bundle", "sabotage", "episodes", "eval_seed", "specs", ..., "without_shield": {...},
+    "with_shield": {...}} (each as ``sabotage.evaluate_shielded`` reports). Raises BundleError for
+    a bad bundle and ValueError for a bad sabotage kind, episode count or spec set (the CLI turns
+    them into ``error:`` lines)."""
+    from edgectl.bundle import load_bundle
+    from train_fast.sabotage import SABOTAGES, evaluate_shielded
+
+    if sabotage is not None and sabotage not in SABOTAGES:
+        raise ValueError(f"--sabotage: unknown kind {sabotage!r}; choose one of {', '.join(SABOTAGES)}")
+    if int(episodes) != episodes or episodes < 1:
+        raise ValueError(f"--episodes: expected a positive integer, got {episodes!r}")
+    b = load_bundle(Path(bundle_path))
+    if b.task_name != "hover":
+        raise ValueError(f"{b.path}: the shield demonstration flies the hover task, this bundle's task is {b.task_name!r}")
+    t0 = time.time()
+    runs = {}
+    for key, shield in (("without_shield", False), ("with_shield", True)):
+        runs[key] = evaluate_shielded(b, episodes=episodes, seed=seed, sabotage=sabotage, shield=shield, specs=specs)
+    first = runs["with_shield"]
+    out = {"bundle": str(b.path.resolve()), "platform": b.platform_name, "sabotage": first["sabotage"],
+           "sabotage_description": first["sabotage_description"], "episodes": episodes, "eval_seed": seed,
+           "specs": first["specs"], "shield_margin": first["shield_margin"], "shield_holdoff_s": first["shield_holdoff_s"],
+           "shield_horizon_s": first["shield_horizon_s"], "start": first["start"],
+           "without_shield": _own(runs["without_shield"]), "with_shield": _own(first), "eval_seconds": time.time() - t0}
+    _print_table(out)
+    if json_out:
+        sys.stdout.flush()
+        print(json.dumps(_json_safe(out), allow_nan=False), flush=True)
+    return out
+
+
+def _print_table(out: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"edgectl eval --shield {out['bundle']}", title_justify="left")
+    t.add_column("")
+    t.add_column("without shield", justify="right")
+    t.add_column("with shield", justify="right")
+    for key, label, kind in _ROWS:
+        t.add_row(label, _fmt(out["without_shield"].get(key), kind), _fmt(out["with_shield"].get(key), kind))
+    con = Console(highlight=False)
+    con.print(t)
+    con.print(f"sabotage: {out['sabotage']} ({out['sabotage_description']})")
+    con.print(f"specs (margin {', '.join(f'{m:g}' for m in out['shield_margin'])}, hold-off {out['shield_holdoff_s']:g} s, "
+              f"horizon {out['shield_horizon_s']:g} s): " + "; ".join(out["specs"]))
+    con.print(f"{out['episodes']} episodes, eval seed {out['eval_seed']}, start {out['start']}, "
+              f"{out['eval_seconds']:.1f} s")
+    for ep in out["with_shield"].get("switch_log", [])[:1]:
+        con.print(f"switch log, episode {ep['episode']}:")
+        for e in ep["events"][:6]:
+            con.print(f"  t={e['t']:.2f} s {e['direction']}: {e['reason']}")
