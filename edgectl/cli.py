@@ -936,41 +936,48 @@ def run_cmd(
             _fail(f"--ref {ref!r}: expected three numbers x,y,z")
     from edgectl.runtime.backends import load_policy
     from edgectl.runtime.flightlog import FlightLog
-    from edgectl.runtime.links import open_link
+    from edgectl.runtime.links import flies_on_board, open_link
     from edgectl.runtime.loop import ControlLoop, LoopConfig
     from edgectl.safety.backup import BackupController
 
-    link = None
+    # Everything that can refuse the bundle or the policy is checked before the link is opened: a Crazyflie
+    # link arms as it connects.
+    onboard = flies_on_board(uri)
+    monitors, sh = (), None
     try:
-        link = open_link(uri, plat)
-        onboard = getattr(link, "onboard", False)
+        from edgectl.safety.shield import check_contract
+        check_contract(b.contract)  # a field the host cannot build, named
         if onboard:
             if policy is not None:
                 raise ValueError(f"--policy {policy}: {uri} flies the policy on board (its flashed edgectl app); "
                                  "the host runs none")
             act, backend = None, "on board (the vehicle's edgectl app)"
+            # The host cannot shield a vehicle it has no motor authority over; it monitors the platform's
+            # specs in the same past-time form the app checks on board.
+            from edgectl.safety.monitor import OnlineMonitor
+            from export.crazyflie_app import onboard_formulas
+            monitors = [OnlineMonitor(f, 1.0 / float(b.contract["rate_hz"])) for f in onboard_formulas(plat)]
+            shield = False
         else:
             act, backend = load_policy(policy if policy is not None else b.path, b)
+            if shield:
+                from edgectl.safety.shield import Shield
+                sh = Shield(act, b.contract, plat)
     except (ValueError, OSError) as e:
-        if link is not None:
-            link.close()
+        _fail(str(e))
+    link = None
+    try:
+        link = open_link(uri, plat, bundle=b)
+    except (ValueError, OSError) as e:
         _fail(str(e))
     if ref_xyz is None:
         ref_xyz = tuple(getattr(link, "default_ref", (0.0, 0.0, 0.0)))
-    monitors = ()
-    if onboard:
-        # The host cannot shield a vehicle it has no motor authority over; it monitors the platform's
-        # specs in the same past-time form the app checks on board.
-        from edgectl.safety.monitor import OnlineMonitor
-        from export.crazyflie_app import onboard_formulas
-        monitors = [OnlineMonitor(f, 1.0 / float(b.contract["rate_hz"])) for f in onboard_formulas(plat)]
-        shield = False
-    sh = None
-    if shield:
-        from edgectl.safety.shield import Shield
-        sh = Shield(act, b.contract, plat)
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    flog = FlightLog(log_path)
+    try:
+        flog = FlightLog(log_path)
+    except OSError as e:
+        link.close()
+        _fail(f"--log {log_path}: cannot write it ({e.strerror or e})")
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
     try:
         loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz,
