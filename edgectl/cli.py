@@ -712,6 +712,9 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export folder."),
     samples: int = typer.Option(10_000, "--samples", min=100, help="Rollout observations the artifact is checked on."),
     episodes: int = typer.Option(1000, "--episodes", min=10, help="Closed-loop episodes comparing int8 with float."),
+    calibration: str = typer.Option("rollouts", "--calibration", help="Where the parity and int8 calibration observations "
+                                    "come from: rollouts (the policy flying) or random-states (states from the task's "
+                                    "start distribution, the policy not flown: for a policy that crashes too often)."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the report as one JSON object."),
 ) -> None:
     """Export a bundle for a runtime or MCU and prove the artifact computes the same policy.
@@ -722,6 +725,9 @@ def export_cmd(
     """
     if target not in EXPORT_TARGETS:
         _fail(f"--target {target!r}: unknown target; expected one of {', '.join(EXPORT_TARGETS)}")
+    from export.calibration import SOURCES
+    if calibration not in SOURCES:
+        _fail(f"--calibration {calibration!r}: expected one of {', '.join(SOURCES)}")
     path = latest_bundle() if bundle is None else bundle
     dest = out if out is not None else Path("exports") / f"{path.resolve().name}-{target}{'-int8' if int8 else ''}"
     from export.errors import ExportError
@@ -737,7 +743,7 @@ def export_cmd(
     try:
         with console.status(f"exporting {path} to {target}") as status:
             report = export(path, target, dest, overwrite=overwrite, int8=int8, samples=samples,
-                            eval_episodes=episodes, progress=lambda m: status.update(m))
+                            eval_episodes=episodes, calibration=calibration, progress=lambda m: status.update(m))
     except ExportError as e:
         _fail(str(e))
     from rich.table import Table
