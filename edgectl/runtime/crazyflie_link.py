@@ -47,6 +47,8 @@ class CrazyflieOnboardLink:
         self.thrust_shape = tuple(rotor_model(platform)["thrust_shape"])
         try:
             self.link = CrazyflieLink(uri, connect_timeout=connect_timeout)
+        except ImportError:
+            raise  # the CLI names the extra that brings the missing package
         except (LinkError, TimeoutError, OSError, Exception) as e:  # cflib raises plain Exceptions for bad URIs
             raise ValueError(f"--uri {uri}: could not connect to a Crazyflie: {e}") from None
         self._status: dict | None = None
