@@ -31,7 +31,7 @@ Sections (sizes: full / --quick):
 - sigkill: `edgectl run --uri sim://` SIGKILLed mid-flight (10 / 2 times): the log holds every row that was on
   disk before the kill, in order, and no torn row.
 
-    python3 bench/faults.py [--quick] [--json] [--only link,fuzz,...] [--seed 0] [--jobs N]
+    python3 bench/faults.py [--quick] [--json] [--only link,fuzz,...] [--seed 0] [--jobs N] [--link-vehicles A,B]
 
 With --json the last stdout line is one JSON object: totals `crashes`, `corrupted_accepted`, `silent_failures`,
 `failures`, and `rows` (every row's counts and figures). Exit status 0 when all four totals are 0.
@@ -672,10 +672,18 @@ def section_sensors(sizes: Sizes, seed: int) -> list[dict]:
 # ==================================================================================================
 def section_flash(sizes: Sizes, seed: int) -> list[dict]:
     import logging
+    quiet = logging.getLogger("firmware_bridge.crazyflie.flash")  # "flash attempt N failed": expected here
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return _flash_rows(sizes, seed)
+    finally:
+        quiet.setLevel(level)
 
+
+def _flash_rows(sizes: Sizes, seed: int) -> list[dict]:
     from firmware_bridge.crazyflie.flash import FlashError, flash
     from firmware_bridge.crazyflie.sim_vehicle import CrazyflieSim
-    logging.getLogger("firmware_bridge").setLevel(logging.ERROR)
     rng = random.Random(seed)
     t0 = time.perf_counter()
     image = rng.randbytes(50 * 1024)
@@ -940,6 +948,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="processes for the link cuts")
+    ap.add_argument("--link-vehicles", default="", help=f"comma-separated subset of: {', '.join(LINK_VEHICLES)}")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in SECTIONS]
@@ -947,6 +956,14 @@ def main(argv=None) -> int:
         print(f"error: --only {','.join(unknown)}: unknown section; expected some of {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     sizes = QUICK if args.quick else FULL
+    if args.link_vehicles:
+        chosen = tuple(v.strip() for v in args.link_vehicles.split(",") if v.strip())
+        wrong = [v for v in chosen if v not in LINK_VEHICLES]
+        if wrong:
+            print(f"error: --link-vehicles {','.join(wrong)}: expected some of {', '.join(LINK_VEHICLES)}", file=sys.stderr)
+            return 2
+        from dataclasses import replace
+        sizes = replace(sizes, link_vehicles=chosen)
     print(f"fault matrix ({'quick' if args.quick else 'full'}): {sizes.cuts} cuts per vehicle, {sizes.frames:,} frames per "
           f"parser, {len(sizes.sensors)} sensor faults per vehicle, {sizes.flash_cuts} interrupted flashes, "
           f"{sizes.kills} kills; seed {args.seed}", flush=True)
