@@ -44,18 +44,38 @@ def fuzz_crtp(n: int, seed: int = 0) -> dict:
     return {"frames": n, "raised": raised, "still_answers": alive}
 
 
-def fuzz_mavlink(n: int, seed: int = 0) -> dict:
+SIGNING_KEY = bytes(range(32))
+
+
+def fuzz_mavlink(n: int, seed: int = 0, *, version: int = 2, signed: bool = False) -> dict:
+    """`version` 1 or 2: the wire format of the valid frames that get corrupted (the receiver is the MAVLink 2
+    parser, which reads both, as mavutil connections do). `signed`: the frames are signed (MAVLink 2 only) and
+    the receiver has the key, as a vehicle with signing on (unsigned and wrong-signature frames are rejected)."""
     from firmware_bridge.mavlink._mav import mavutil
     mavlink = mavutil.mavlink
+    if signed and version != 2:
+        raise ValueError("MAVLink 1 frames cannot be signed")
     rng = random.Random(seed)
     tx = mavlink.MAVLink(None, srcSystem=255, srcComponent=190)
-    valid = [tx.command_long_encode(1, 1, 400, 0, 1, 0, 0, 0, 0, 0, 0).pack(tx),
-             tx.set_attitude_target_encode(0, 1, 1, 0, [1, 0, 0, 0], 0, 0, 0, 0.5).pack(tx),
-             tx.heartbeat_encode(6, 8, 0, 0, 0).pack(tx)]
+    if signed:
+        tx.signing.secret_key, tx.signing.sign_outgoing, tx.signing.link_id = SIGNING_KEY, True, 1
+        tx.signing.timestamp = 1000
+    v1 = version == 1
+    msgs = [tx.command_long_encode(1, 1, 400, 0, 1, 0, 0, 0, 0, 0, 0),
+            tx.set_attitude_target_encode(0, 1, 1, 0, [1, 0, 0, 0], 0, 0, 0, 0.5),
+            tx.heartbeat_encode(6, 8, 0, 0, 0)]
+
     def receiver():
         r = mavlink.MAVLink(None)
         r.robust_parsing = True  # what mavutil connections (bridge and simulated vehicle) use: bad bytes -> BAD_DATA
+        if signed:
+            r.signing.secret_key = SIGNING_KEY  # as conn.setup_signing(key, allow_unsigned_callback=None)
         return r
+    # the receiver takes the valid frames (else "nothing accepted" would prove nothing)
+    check = receiver()
+    valid_ok = sum(sum(m.get_type() != "BAD_DATA" for m in (check.parse_buffer(msg.pack(tx, force_mavlink1=v1)) or []))
+                   for msg in msgs)
+    valid = [msg.pack(tx, force_mavlink1=v1) for msg in msgs]
     rx = receiver()
     raised = accepted_corrupt = unknown_ids = 0
     for i in range(n):
@@ -64,7 +84,7 @@ def fuzz_mavlink(n: int, seed: int = 0) -> dict:
         frame[bit // 8] ^= 1 << (bit % 8)
         data = bytes(frame) if i % 2 == 0 else rng.randbytes(rng.randrange(1, 300))
         try:
-            msgs = rx.parse_buffer(data) or []
+            msgs_out = rx.parse_buffer(data) or []
         except Exception:  # noqa: BLE001  pymavlink raises on some garbage: the bridge must catch it
             raised += 1
             rx = receiver()
@@ -72,11 +92,11 @@ def fuzz_mavlink(n: int, seed: int = 0) -> dict:
         if i % 2 == 0:
             # a flipped msgid bit gives an id pymavlink does not know, so it cannot check the CRC (no CRC_EXTRA)
             # and hands back UNKNOWN_<id>; the bridge and the vehicle dispatch on known types only and ignore them
-            types = [m.get_type() for m in msgs if m.get_type() != "BAD_DATA"]
+            types = [m.get_type() for m in msgs_out if m.get_type() != "BAD_DATA"]
             unknown_ids += sum(t.startswith("UNKNOWN_") for t in types)
             accepted_corrupt += sum(not t.startswith("UNKNOWN_") for t in types)
     return {"frames": n, "parser_raised": raised, "corrupted_accepted": accepted_corrupt,
-            "corrupted_as_unknown_id": unknown_ids}
+            "corrupted_as_unknown_id": unknown_ids, "valid_accepted": f"{valid_ok}/{len(msgs)}"}
 
 
 def fuzz_serial(n: int, seed: int = 0) -> dict:

@@ -13,6 +13,7 @@ import time
 _IMPORT_TIME = time.time()  # fallback for process_start_time(); taken before anything slow is imported
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -37,7 +38,53 @@ RECORD_EPISODES = 4
 # (a notebook, a test runner): the budget then counts from the import instead.
 _MAX_STARTUP_S = 60.0
 
-app = typer.Typer(
+# A package a command needs but that is not installed -> the extra that brings it (pyproject.toml).
+EXTRAS = {"jax": "train", "jaxlib": "train", "optax": "train", "numba": "train", "matplotlib": "train",
+          "onnx": "export", "onnxruntime": "export", "ai_edge_litert": "export", "flatbuffers": "export",
+          "cflib": "bridge", "pymavlink": "bridge", "serial": "bridge", "cobs": "bridge", "usb": "bridge",
+          "cv2": "camera", "rotorpy": "transfer"}
+_PACKAGE_NAMES = {"serial": "pyserial", "cv2": "opencv-python-headless", "usb": "pyusb", "ai_edge_litert": "ai-edge-litert"}
+# Client libraries whose own log lines (cflib logs a full traceback when no Crazyradio is plugged in) only -v shows.
+_OUR_LOGGERS = ("edgectl", "firmware_bridge", "export", "train_fast")
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """`command needs ...` text for an ImportError of a package an extra provides, else None."""
+    e: BaseException | None = exc
+    while e is not None:
+        name = getattr(e, "name", None) if isinstance(e, ImportError) else None
+        top = (name or "").split(".")[0]
+        if top in EXTRAS:
+            pkg = _PACKAGE_NAMES.get(top, top)
+            return f"the Python package {pkg} is not installed; it comes with the {EXTRAS[top]} extra: pip install \"edgectl[{EXTRAS[top]}]\""
+        e = e.__cause__ or e.__context__
+    return None
+
+
+class _Typer(typer.Typer):
+    """Commands registered here turn a missing optional package into one `error:` line naming its extra."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def wrap(fn):
+            import functools
+
+            @functools.wraps(fn)
+            def run(*a, **kw):
+                try:
+                    return fn(*a, **kw)
+                except ImportError as e:
+                    what = missing_extra(e)
+                    if what is None:
+                        raise
+                    _fail(f"{(kwargs.get('name') or (args[0] if args else fn.__name__)).replace('_', '-')}: {what}")
+            register(run)
+            return fn
+        return wrap
+
+
+app = _Typer(
     name="edgectl",
     help="Train tiny quadrotor policies in JAX on a laptop CPU, evaluate them, export them to MCUs.",
     no_args_is_help=True,
@@ -77,10 +124,14 @@ def process_start_time() -> float:
     return min(start, _IMPORT_TIME)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print `error: message` on stderr (plain text: no wrapping, no markup) and exit with `code`."""
+def _echo_error(message: str) -> None:
     typer.secho("error: ", fg="red", bold=True, err=True, nl=False)
-    typer.echo(message, err=True)
+    typer.echo(" ".join(str(message).split("\n")), err=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: message` on stderr (plain text, one line: no wrapping, no markup) and exit with `code`."""
+    _echo_error(message)
     raise typer.Exit(code)
 
 
@@ -227,10 +278,42 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _Quiet(logging.Handler):
+    """Without -v: our own warnings as one `warning:` line each; client libraries' log (cflib's tracebacks) hidden.
+    With -v: everything, tracebacks included."""
+    verbose = False
+
+    def emit(self, record):
+        if record.levelno < logging.INFO or (not self.verbose and (record.levelno < logging.WARNING or
+                                                                    not record.name.startswith(_OUR_LOGGERS))):
+            return
+        try:
+            text = self.format(record) if self.verbose else record.getMessage().strip().splitlines()[0]
+            print(text if self.verbose else f"warning: {text}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001  logging must never take the command down
+            pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _Quiet)), None)
+    if handler is None:
+        handler = _Quiet()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)  # a handler on the root: Python's last-resort printer no longer fires
+    handler.verbose = verbose
+    if verbose and root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the log of the libraries underneath "
+                                       "(cflib, pymavlink: their tracebacks included).")) -> None:
     """Train tiny quadrotor policies in JAX on a laptop CPU, evaluate them, export them to MCUs."""
+    _setup_logging(verbose)
 
 
 @app.command()
@@ -294,6 +377,7 @@ def train(
             track = str(load_track(track or DEFAULT_TRACK).path)
         except TrackError as e:
             _fail(str(e))
+    default_out = out is None
     if out is None:
         out = _default_out(vehicle, task, seed)
     _check_out(out, overwrite)
@@ -304,12 +388,27 @@ def train(
                       "take about 5-10 s of it, so expect little training")
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
                                             task_overrides={"action_delay": action_delay} if action_delay else None,
-                                            robust=robust)
+                                            robust=robust, default_out=default_out)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
+def failed_evaluation(best: dict, task: str) -> str | None:
+    """Why the best checkpoint's own evaluation says the bundle does not fly (None: it does). The line is where
+    the evaluation's own median stops being defined: half the episodes lost (hover, figure8), half the obstacle
+    fields not crossed (avoid), no lap finished (race)."""
+    if task == "race":
+        return None if best.get("lap_time_s") is not None else "no lap finished from a standing start"
+    if task == "avoid":
+        rate = best.get("success_rate")
+        return None if rate is not None and rate >= 0.5 else f"{_fmt_pct(rate)} of the obstacle fields crossed"
+    rate = best.get("survival_rate")
+    return None if rate is not None and rate >= 0.5 else \
+        f"survival {_fmt_pct(rate)} of {best.get('episodes')} episodes (under half: no median error)"
+
+
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
-                  track: Optional[str] = None, task_overrides: Optional[dict] = None, robust: bool = False):
+                  track: Optional[str] = None, task_overrides: Optional[dict] = None, robust: bool = False,
+                  default_out: bool = True):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -400,12 +499,24 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
         written = time.time()
         result.metrics["post_train_s"] = written - trained  # curve + bundle (the manifest is already written)
         progress.update(tid, description="done")
-    try:
-        latest = update_latest(out)
-    except OSError as e:
-        console.print(f"[yellow]warning:[/] could not update {RUNS / LATEST_LINK}: {e}")
-        latest = None
+    latest, why_not = move_latest(out, default_out, result.metrics.get("best_eval", {}), task)
+    if why_not is not None:
+        result.metrics["latest_not_moved"] = why_not
     return result, written, latest
+
+
+def move_latest(out: Path, default_out: bool, best: dict, task: str) -> tuple[Optional[Path], Optional[str]]:
+    """runs/latest is what `edgectl eval/export/run` take without a BUNDLE: it moves only to a bundle written to the
+    default place that passed its own evaluation. Returns (what was written, None) or (None, why it did not move)."""
+    failed = failed_evaluation(best, task)
+    if not default_out:
+        return None, "--out was given"
+    if failed is not None:
+        return None, f"the bundle failed its own evaluation ({failed})"
+    try:
+        return update_latest(out), None
+    except OSError as e:
+        return None, f"could not update it ({e})"
 
 
 def _print_train_summary(console, result, out: Path, latest, seconds: float, to_bundle: float, json_out: bool) -> None:
@@ -443,6 +554,11 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
             t.add_row("best eval tracking RMSE", _fmt_m(best.get("tracking_rmse_m")))
     t.add_row("bundle", str(out))
     console.print(t)
+    why_not = m.get("latest_not_moved")
+    if why_not is not None:
+        link = RUNS / LATEST_LINK
+        now = f"it still points at {link.resolve()}" if (link.is_symlink() or link.exists()) else "there is none yet"
+        console.print(f"[yellow]note:[/] {link} not moved: {why_not}; {now}", soft_wrap=True)
     cmd = "edgectl eval" if latest is not None and Path(latest).name == LATEST_LINK else f"edgectl eval {out}"
     console.print(f"next: [bold]{cmd}[/]", soft_wrap=True)
     # a warm cache still traces and lowers the programs: 3-4.3 s on a loaded 2-core machine; a cold one compiles for 45 s
@@ -454,7 +570,8 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
         summary = {"bundle": str(out), "seconds": seconds, "seconds_to_bundle": to_bundle,
                    "post_train_s": m["post_train_s"],
                    "env_steps": m["env_steps"], "chunks": m["chunks"], "compile_seconds": comp, "best_eval": best,
-                   "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed}
+                   "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed,
+                   "latest_moved": latest is not None, "latest_not_moved": why_not}
         if result.task.get("name") == "race":
             summary["track"] = result.task.get("track")
         _print_json(summary)
@@ -712,6 +829,9 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export folder."),
     samples: int = typer.Option(10_000, "--samples", min=100, help="Rollout observations the artifact is checked on."),
     episodes: int = typer.Option(1000, "--episodes", min=10, help="Closed-loop episodes comparing int8 with float."),
+    calibration: str = typer.Option("rollouts", "--calibration", help="Where the parity and int8 calibration observations "
+                                    "come from: rollouts (the policy flying) or random-states (states from the task's "
+                                    "start distribution, the policy not flown: for a policy that crashes too often)."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the report as one JSON object."),
 ) -> None:
     """Export a bundle for a runtime or MCU and prove the artifact computes the same policy.
@@ -722,6 +842,9 @@ def export_cmd(
     """
     if target not in EXPORT_TARGETS:
         _fail(f"--target {target!r}: unknown target; expected one of {', '.join(EXPORT_TARGETS)}")
+    from export.calibration import SOURCES
+    if calibration not in SOURCES:
+        _fail(f"--calibration {calibration!r}: expected one of {', '.join(SOURCES)}")
     path = latest_bundle() if bundle is None else bundle
     dest = out if out is not None else Path("exports") / f"{path.resolve().name}-{target}{'-int8' if int8 else ''}"
     from export.errors import ExportError
@@ -737,7 +860,7 @@ def export_cmd(
     try:
         with console.status(f"exporting {path} to {target}") as status:
             report = export(path, target, dest, overwrite=overwrite, int8=int8, samples=samples,
-                            eval_episodes=episodes, progress=lambda m: status.update(m))
+                            eval_episodes=episodes, calibration=calibration, progress=lambda m: status.update(m))
     except ExportError as e:
         _fail(str(e))
     from rich.table import Table
@@ -849,8 +972,8 @@ def sim_vehicle_cmd(
         try:
             mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform,
                      echo=typer.echo, faults=faults, physics_hz=physics_hz)
-        except ValueError as e:
-            _fail(str(e))
+        except (ValueError, OSError) as e:
+            _fail(f"sim-vehicle mavlink: {e}")
     elif kind == "rc-car":
         from firmware_bridge.rccar.cli_hooks import sim_vehicle_main as car_main
         raise typer.Exit(car_main(uri=uri, speed=speed, platform="rc_car_1_10" if platform == "crazyflie_2_1" else platform,
@@ -936,41 +1059,48 @@ def run_cmd(
             _fail(f"--ref {ref!r}: expected three numbers x,y,z")
     from edgectl.runtime.backends import load_policy
     from edgectl.runtime.flightlog import FlightLog
-    from edgectl.runtime.links import open_link
+    from edgectl.runtime.links import flies_on_board, open_link
     from edgectl.runtime.loop import ControlLoop, LoopConfig
     from edgectl.safety.backup import BackupController
 
-    link = None
+    # Everything that can refuse the bundle or the policy is checked before the link is opened: a Crazyflie
+    # link arms as it connects.
+    onboard = flies_on_board(uri)
+    monitors, sh = (), None
     try:
-        link = open_link(uri, plat)
-        onboard = getattr(link, "onboard", False)
+        from edgectl.safety.shield import check_contract
+        check_contract(b.contract)  # a field the host cannot build, named
         if onboard:
             if policy is not None:
                 raise ValueError(f"--policy {policy}: {uri} flies the policy on board (its flashed edgectl app); "
                                  "the host runs none")
             act, backend = None, "on board (the vehicle's edgectl app)"
+            # The host cannot shield a vehicle it has no motor authority over; it monitors the platform's
+            # specs in the same past-time form the app checks on board.
+            from edgectl.safety.monitor import OnlineMonitor
+            from export.crazyflie_app import onboard_formulas
+            monitors = [OnlineMonitor(f, 1.0 / float(b.contract["rate_hz"])) for f in onboard_formulas(plat)]
+            shield = False
         else:
             act, backend = load_policy(policy if policy is not None else b.path, b)
+            if shield:
+                from edgectl.safety.shield import Shield
+                sh = Shield(act, b.contract, plat)
     except (ValueError, OSError) as e:
-        if link is not None:
-            link.close()
+        _fail(str(e))
+    link = None
+    try:
+        link = open_link(uri, plat, bundle=b)
+    except (ValueError, OSError) as e:
         _fail(str(e))
     if ref_xyz is None:
         ref_xyz = tuple(getattr(link, "default_ref", (0.0, 0.0, 0.0)))
-    monitors = ()
-    if onboard:
-        # The host cannot shield a vehicle it has no motor authority over; it monitors the platform's
-        # specs in the same past-time form the app checks on board.
-        from edgectl.safety.monitor import OnlineMonitor
-        from export.crazyflie_app import onboard_formulas
-        monitors = [OnlineMonitor(f, 1.0 / float(b.contract["rate_hz"])) for f in onboard_formulas(plat)]
-        shield = False
-    sh = None
-    if shield:
-        from edgectl.safety.shield import Shield
-        sh = Shield(act, b.contract, plat)
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    flog = FlightLog(log_path)
+    try:
+        flog = FlightLog(log_path)
+    except OSError as e:
+        link.close()
+        _fail(f"--log {log_path}: cannot write it ({e})")
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
     try:
         loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz,
@@ -1190,7 +1320,29 @@ def _na_reason(v, pct: int) -> str:
 
 
 def main() -> None:
-    app(prog_name="edgectl")
+    """The `edgectl` program: as `app`, with a usage error (a flag's bad value, an unknown option) as one `error:`
+    line naming the flag, exit 2, instead of click's framed usage panel."""
+    try:
+        from typer._click import exceptions as cx  # typer >= 0.26 carries its own click
+    except ImportError:
+        from click import exceptions as cx
+
+    try:
+        rv = app(prog_name="edgectl", standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help())
+        sys.exit(0)
+    except cx.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "edgectl"
+        _echo_error(f"{e.format_message()} (see {where} -h)")
+        sys.exit(e.exit_code)
+    except cx.ClickException as e:
+        _echo_error(e.format_message())
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

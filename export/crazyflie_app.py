@@ -254,7 +254,9 @@ def _app_files(bundle, policy_files: dict[str, str]) -> dict[str, str]:
                      FIELDS=fields, RATE_HZ=rate, THRUST_MAX_N=f"{thrust_max:.4g}",
                      TRACK_NOTE=("position, velocity and acceleration (feed-forward), as in training."
                                  if track else "its position only, as in training."))
+    from firmware_bridge.crazyflie.onboard import bundle_id
     controller = _render(CONTROLLER + ".in", BUNDLE_DESC=desc, TASK=task, RATE_HZ=rate,
+                         BUNDLE_ID=f"0x{bundle_id(bundle.manifest):08x}",
                          TRACK_TRAJECTORY=int(track),
                          TRACK_DESC=" with its velocity and acceleration" if track else " (position only)")
     safety = safety_files(bundle)

@@ -35,6 +35,7 @@ class Job:
     calib_samples: int = 20_000  # int8 calibration observations (fewer clipped rare states: see quantize.py)
     eval_episodes: int = 1000  # closed-loop comparison of int8 against float
     seed: int = 0
+    calibration: str = "rollouts"  # where parity and calibration observations come from (calibration.SOURCES)
     firmware_dir: Path | None = None
     progress: Callable[[str], None] = lambda msg: None
     report: dict = field(default_factory=dict)
@@ -57,8 +58,8 @@ class Job:
     @cached_property
     def parity_obs(self) -> np.ndarray:
         from .calibration import rollout_observations
-        self.progress(f"collecting {self.samples:,} observations from simulator rollouts")
-        return rollout_observations(self.bundle, self.samples, seed=self.seed + 1)
+        self.progress(f"collecting {self.samples:,} observations from simulator {self.calibration}")
+        return rollout_observations(self.bundle, self.samples, seed=self.seed + 1, source=self.calibration)
 
     @cached_property
     def reference(self) -> tuple[str, np.ndarray]:
@@ -72,8 +73,9 @@ class Job:
     def quant(self):
         from .calibration import rollout_observations
         from .quantize import calibrate
-        self.progress(f"calibrating int8 ranges on {self.calib_samples:,} rollout observations")
-        return calibrate(self.bundle, rollout_observations(self.bundle, self.calib_samples, seed=self.seed + 2))
+        self.progress(f"calibrating int8 ranges on {self.calib_samples:,} observations ({self.calibration})")
+        return calibrate(self.bundle, rollout_observations(self.bundle, self.calib_samples, seed=self.seed + 2,
+                                                           source=self.calibration))
 
     def c_files(self) -> dict[str, str]:
         from .c_codegen import generate_c
@@ -329,12 +331,13 @@ def export(bundle_path, target: str, out_dir, *, overwrite: bool = False, **job_
     _check_out(out, overwrite)
     job = Job(Path(bundle_path), **job_kw)
     job.bundle  # noqa: B018  (load and verify before anything is written)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # folders a failure must take back
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         os.chmod(tmp, 0o755)
         TARGETS[target](job, tmp)
-        report = {"target": target, "int8": job.int8, "bundle": str(job.bundle.path),
+        report = {"target": target, "int8": job.int8, "calibration": job.calibration, "bundle": str(job.bundle.path),
                   "bundle_weights_sha256": job.bundle.manifest["weights"]["sha256"],
                   "platform": job.bundle.platform_name, "task": job.bundle.task_name, **job.report}
         report["files"] = _files_with_hashes(tmp)
@@ -344,6 +347,11 @@ def export(bundle_path, target: str, out_dir, *, overwrite: bool = False, **job_
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:  # innermost first: a failed export leaves the disk as it found it
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise
     return report
 

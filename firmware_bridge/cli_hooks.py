@@ -18,6 +18,11 @@ def _print(*args):
     print(*args, flush=True)
 
 
+def error(message: str) -> None:
+    """A command's error: one `error: ...` line on stderr (the CLI's convention; the caller returns 2)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850", speed: float = 1.0,
                      platform: str = "crazyflie_2_1", duration: float | None = None,
                      stop_event: threading.Event | None = None, bundle=None, onboard: str = "c",
@@ -26,12 +31,17 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
     ``bundle``: the vehicle carries its policy as the on-board edgectl app (``onboard``: c, numpy or an
     export folder); ``faults``: CrazyflieSim's fault-injection arguments."""
     if kind not in SIM_KINDS:
-        _print(f"sim-vehicle: unknown vehicle kind {kind!r}; available: {', '.join(SIM_KINDS)}")
+        error(f"sim-vehicle: unknown vehicle kind {kind!r}; available: {', '.join(SIM_KINDS)}")
         return 2
-    parsed = urlparse(uri)
-    if parsed.scheme != "udp" or not parsed.hostname or parsed.port is None:
-        _print(f"sim-vehicle: {uri}: serve on a UDP URI such as udp://127.0.0.1:19850 "
-               "(sim:// URIs only exist inside one Python process)")
+    try:
+        parsed = urlparse(uri)
+        port = parsed.port
+    except ValueError as e:  # a port that is not a number
+        error(f"sim-vehicle crazyflie --uri {uri}: {e}")
+        return 2
+    if parsed.scheme != "udp" or not parsed.hostname or port is None:
+        error(f"sim-vehicle crazyflie --uri {uri}: serve on a UDP URI such as udp://127.0.0.1:19850 "
+              "(sim:// URIs only exist inside one Python process)")
         return 2
     from firmware_bridge.crazyflie.bootloader import FLASH_PAGES, FLASH_START, PAGE_SIZE
     from firmware_bridge.sim.crazyflie.host_app import NoCompiler
@@ -41,11 +51,13 @@ def sim_vehicle_main(kind: str = "crazyflie", uri: str = "udp://127.0.0.1:19850"
         sim = CrazyflieSim(platform, speed=speed, bundle=bundle, onboard_impl=onboard, **(faults or {}))
         server = sim.serve_udp(parsed.hostname, parsed.port)
     except NoCompiler as e:  # the on-board app is C compiled here: nothing to fly without a compiler
-        print(f"error: sim-vehicle --bundle: {e}", file=sys.stderr, flush=True)
+        error(f"sim-vehicle --bundle: {e}")
         return 2
+    except ImportError:
+        raise  # the CLI names the extra that brings the missing package
     except Exception as e:  # noqa: BLE001  a bad bundle, fault or port: one line, not a traceback
-        _print(f"sim-vehicle: {e}")
-        return 1
+        error(f"sim-vehicle crazyflie: {e}")
+        return 2
     stop = stop_event or threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -92,10 +104,19 @@ def flash_main(uri: str, path: str | Path, *, verify: bool = True, retries: int 
             if done == total:
                 sys.stdout.write("\n")
 
+    started = []
+
+    def progress_and_mark(stage, done, total):
+        started.append(stage)
+        progress(stage, done, total)
     try:
-        report = flash(uri, path, verify=verify, retries=retries, warm_boot=warm_boot, progress=progress)
+        report = flash(uri, path, verify=verify, retries=retries, warm_boot=warm_boot, progress=progress_and_mark)
     except FlashError as e:
-        _print(f"\nflash failed: {e}")
-        return 1
+        if started:
+            sys.stdout.write("\n")
+        # 2: nothing was written (a bad file or URI, no radio); 1: the flash started and failed (it never reports
+        # success: flash it again)
+        error(f"flash {'failed' if started else 'refused'}: {e}")
+        return 1 if started else 2
     _print(str(report))
     return 0

@@ -286,3 +286,36 @@ def test_update_latest_falls_back_to_a_file_without_symlinks(tmp_path, monkeypat
     written = cli.update_latest(Path("runs") / "a")
     assert written.name == cli.LATEST_FILE and not (tmp_path / "runs" / cli.LATEST_LINK).exists()
     assert cli.latest_bundle().resolve() == (tmp_path / "runs" / "a").resolve()
+
+
+def test_runs_latest_moves_only_for_the_default_out_and_a_bundle_that_passed_its_evaluation(tmp_path, monkeypatch):
+    """issue 16: a train with --out elsewhere, or whose bundle failed its own evaluation, leaves runs/latest (what
+    eval/export/run take without a BUNDLE) where it was, and says why."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("good", "bad", "elsewhere"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    good = {"survival_rate": 0.97, "episodes": 256}
+    latest, why = cli.move_latest(Path("runs") / "good", True, good, "hover")
+    assert why is None and cli.latest_bundle().name == "good"
+    latest, why = cli.move_latest(Path("runs") / "elsewhere", False, good, "hover")
+    assert latest is None and why == "--out was given" and cli.latest_bundle().name == "good"
+    latest, why = cli.move_latest(Path("runs") / "bad", True, {"survival_rate": 0.0, "episodes": 256}, "hover")
+    assert latest is None and why.startswith("the bundle failed its own evaluation (survival 0.0 % of 256 episodes")
+    assert cli.latest_bundle().name == "good"
+    assert cli.failed_evaluation({"survival_rate": 0.49, "episodes": 10}, "figure8") is not None
+    assert cli.failed_evaluation({"success_rate": 0.3}, "avoid") and cli.failed_evaluation({"success_rate": 0.9}, "avoid") is None
+    assert cli.failed_evaluation({"lap_time_s": None}, "race") and cli.failed_evaluation({"lap_time_s": 7.5}, "race") is None
+
+
+def test_shield_report_says_where_the_ticks_the_policy_did_not_fly_went(capsys):
+    from edgectl.safety import report
+    side = {"violation_rate": 0.0, "survival_rate": 1.0, "nominal_fraction": 0.96, "start_backup_fraction": 0.04,
+            "switches_to_backup": 0, "switches_per_episode_max": 1, "episode_robustness_min": 0.2, "switch_log": []}
+    out = {"bundle": "b", "without_shield": {**side, "nominal_fraction": 1.0, "start_backup_fraction": 0.0},
+           "with_shield": side, "sabotage": "none", "sabotage_description": "", "shield_margin": [0.0],
+           "shield_holdoff_s": 0.5, "shield_horizon_s": 0.5, "specs": ["x"], "episodes": 10, "eval_seed": 1,
+           "start": {}, "eval_seconds": 1.0}
+    report._print_table(out)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "ticks on the backup from the start" in text and "switches policy -> backup after that" in text
+    assert "the policy flies 96.0 % of the ticks, the backup 4.0 % from the start and 0.0 % after 0 switch(es)" in text

@@ -321,7 +321,7 @@ void controllerOutOfTree(control_t *control, const setpoint_t *setpoint, const s
     "task.h": "#include <stdint.h>\nvoid vTaskDelay(uint32_t ticks);\nuint32_t xTaskGetTickCount(void);\n",
     "debug.h": "void debugPrint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));\n"
                 "#define DEBUG_PRINT(...) debugPrint(__VA_ARGS__)\n",
-    "param.h": """enum { PARAM_UINT8 = 0x08, PARAM_UINT16 = 0x09, PARAM_UINT32 = 0x0A, PARAM_FLOAT = 0x06 };
+    "param.h": """enum { PARAM_UINT8 = 0x08, PARAM_UINT16 = 0x09, PARAM_UINT32 = 0x0A, PARAM_FLOAT = 0x06, PARAM_RONLY = 0x40 };
 typedef struct { int type; const char *name; void *address; } param_entry_t;
 #define PARAM_GROUP_START(NAME) param_entry_t param_##NAME[] = {
 #define PARAM_ADD(TYPE, NAME, ADDRESS) {TYPE, #NAME, (void *)(ADDRESS)},

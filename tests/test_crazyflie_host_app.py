@@ -7,6 +7,7 @@ The vehicle flies the platform file the fixture bundles were trained on (VEHICLE
 firmware's yaw convention in hardware/crazyflie_2_1.toml (e06d6be) and spin up there until retrained."""
 from __future__ import annotations
 
+import json
 import re
 import struct
 import time
@@ -73,12 +74,14 @@ def test_the_apps_log_and_param_variables_are_the_vehicles():
     sim = CrazyflieSim(VEHICLE, realtime=False, bundle=HOVER)
     image, src = sim.onboard_image, sim.onboard_image.sources["edgectl_controller.c"]
     # every LOG_ADD / PARAM_ADD of the generated controller, in order and with its type, is in the TOCs
-    codes = {"LOG_UINT8": 1, "LOG_UINT32": 3, "LOG_FLOAT": 7, "PARAM_UINT16": 0x09}
+    codes = {"LOG_UINT8": 1, "LOG_UINT32": 3, "LOG_FLOAT": 7, "PARAM_UINT16": 0x09, "PARAM_UINT32 | PARAM_RONLY": 0x4A}
     logs = [(n, codes[t]) for t, n in re.findall(r"LOG_ADD\((\w+), (\w+),", src)]
     assert [(n, t) for g, n, t in image.log_vars] == logs and {g for g, _, _ in image.log_vars} == {"edgectl"}
     assert [n for n in sim.log_names() if n.startswith("edgectl.")] == [f"edgectl.{n}" for n, _ in logs]
     assert [(f"{g}.{n}", t) for g, n, t, _ in image.param_vars] == \
-        [(f"edgectl.{n}", codes[t]) for t, n in re.findall(r"PARAM_ADD\((\w+), (\w+),", src)]
+        [(f"edgectl.{n}", codes[t]) for t, n in re.findall(r"PARAM_ADD\(([\w |]+), (\w+),", src)]
+    # which bundle the app flies: read-only, the first 32 bits of its weights sha256 (edgectl run checks it)
+    assert sim.param(onboard.BUNDLE_PARAM) == onboard.bundle_id(json.loads((HOVER / "bundle.json").read_text()))
     # the host side's constants are the C's
     assert sim.param(onboard.LINK_PARAM) == round(1000 * onboard.DEFAULT_LINK_TIMEOUT_S)
     for macro, value_s in (("EDGECTL_LINK_LATCH_MS", onboard.LINK_LATCH_S), ("EDGECTL_KEEPALIVE_MS", onboard.KEEPALIVE_S)):

@@ -449,8 +449,9 @@ def test_cli_hooks(capsys, tmp_path, cflib):
         uri = sim.serve_inprocess(f"test/{next(_names)}")
         assert flash_main(uri, image) == 0
         assert "verified by read-back" in capsys.readouterr().out
-        assert flash_main(uri, tmp_path / "missing.bin") == 1
-        assert "no such firmware image" in capsys.readouterr().out
+        assert flash_main(uri, tmp_path / "missing.bin") == 2  # refused before anything was written
+        err = capsys.readouterr().err
+        assert err.startswith("error: flash refused:") and "no such firmware image" in err and err.count("\n") == 1
 
 
 def test_cli_flash_reports_verified_write(live, tmp_path):

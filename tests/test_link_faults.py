@@ -340,8 +340,9 @@ def test_sim_vehicle_cli_hook_reports_the_app_and_the_faults(capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "C compiled for this host, numpy (bundle) policy" in out and "loss=0.1" in out
     assert "weak_motor=(2, 0.7)" in out
-    assert sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", faults={"nan_sensor": "nope"}, duration=0.1) == 1
-    assert "nan_sensor 'nope'" in capsys.readouterr().out
+    assert sim_vehicle_main("crazyflie", uri="udp://127.0.0.1:0", faults={"nan_sensor": "nope"}, duration=0.1) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sim-vehicle crazyflie:") and "nan_sensor 'nope'" in err
 
 
 def test_rc_car_cut_brakes_on_the_car_and_loss_shows_as_gaps():

@@ -146,10 +146,31 @@ def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int
     return summary, None
 
 
-def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
+class TooFewObservations(ValueError):
+    """The policy crashed too often to yield `wanted` in-flight observations."""
+
+    def __init__(self, got: int, wanted: int, episodes: int, survived: int):
+        self.got, self.wanted, self.episodes, self.survived = got, wanted, episodes, survived
+        super().__init__(f"only {got} in-flight observations from {episodes} episodes ({survived} flew to the end), "
+                         f"{wanted} wanted")
+
+
+def random_state_observations(env, reset, observe, n: int, seed: int) -> np.ndarray:
+    """`n` observations of states drawn from the task's start distribution (`reset`), the policy not flown: for
+    a policy that crashes too often to be observed in flight."""
+    k_reset, k_obs = jax.random.split(jax.random.PRNGKey(seed))
+    s0 = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, n), env)
+    obs = jax.vmap(observe, in_axes=(0, None, 0))(jax.random.split(k_obs, n), env, s0)
+    return np.asarray(jax.device_get(obs), np.float32).reshape(n, -1)
+
+
+def collect_observations(bundle, n: int, seed: int = 0, source: str = "rollouts") -> np.ndarray:
     """`n` actor observations (raw, with sensor noise) met while the bundle's own policy flies
-    randomized vehicles from the task's start distribution: what an exported policy will be fed."""
+    randomized vehicles from the task's start distribution: what an exported policy will be fed.
+    source="random-states": start-distribution states instead (random_state_observations)."""
     env = env_for_bundle(bundle)
+    if source == "random-states":
+        return random_state_observations(env, qt.reset, qt.observe, n, seed)
     params, apply = bundle_policy(bundle)
     episodes = max(16, -(-2 * n // env.episode_steps))  # twice what is needed, then subsample across episodes
 
@@ -171,5 +192,5 @@ def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
     obs, alive = jax.device_get(run(params, jax.random.PRNGKey(seed)))
     pool = np.asarray(obs, np.float32)[np.asarray(alive)]
     if len(pool) < n:
-        raise ValueError(f"only {len(pool)} in-flight observations from {episodes} episodes, {n} wanted")
+        raise TooFewObservations(len(pool), n, episodes, int(np.asarray(alive)[-1].sum()))
     return pool[np.random.default_rng(seed).choice(len(pool), n, replace=False)]

@@ -136,12 +136,14 @@ def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int
     return summary, None
 
 
-def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
+def collect_observations(bundle, n: int, seed: int = 0, source: str = "rollouts") -> np.ndarray:
     """`n` raw actor observations (rendered, noisy images + proprioception) met while the bundle's own
-    policy flies: what an exported policy is checked on."""
-    from train_fast.evaluate import bundle_policy
+    policy flies: what an exported policy is checked on (source="random-states": start states, not flown)."""
+    from train_fast.evaluate import TooFewObservations, bundle_policy, random_state_observations
 
     env = env_for_bundle(bundle)
+    if source == "random-states":
+        return random_state_observations(env, at.reset, at.observe, n, seed)
     params, apply = bundle_policy(bundle)
     episodes = max(16, -(-2 * n // (env.episode_steps // 2)))
     episodes = min(episodes, 4096)
@@ -165,7 +167,7 @@ def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
     obs, active = jax.device_get(run(params, jax.random.PRNGKey(seed)))
     pool = np.asarray(obs, np.float32)[np.asarray(active)]
     if len(pool) < n:
-        raise ValueError(f"only {len(pool)} in-flight observations from {episodes} episodes, {n} wanted")
+        raise TooFewObservations(len(pool), n, episodes, int(np.asarray(active)[-1].sum()))
     return pool[np.random.default_rng(seed).choice(len(pool), n, replace=False)]
 
 

@@ -79,13 +79,16 @@ def evaluate_bundle(bundle, laps: int = 3, seed: int = 12345, baseline: bool = T
     return summary, trajectory
 
 
-def collect_observations(bundle, n: int, seed: int = 0) -> np.ndarray:
+def collect_observations(bundle, n: int, seed: int = 0, source: str = "rollouts") -> np.ndarray:
     """`n` actor observations (raw, with sensor noise) met while the bundle's own policy drives
-    randomized cars from the task's start distribution: what an exported policy will be fed."""
-    from train_fast.evaluate import bundle_policy
+    randomized cars from the task's start distribution: what an exported policy will be fed
+    (source="random-states": start states, not driven)."""
+    from train_fast.evaluate import bundle_policy, random_state_observations
 
     env = env_for_bundle(bundle)
     env = ct.make_env(env.cfg, _platform(bundle), track=env.track, randomize=True)
+    if source == "random-states":
+        return random_state_observations(env, ct.reset, ct.observe, n, seed)
     params, apply = bundle_policy(bundle)
     episodes = max(16, -(-2 * n // env.episode_steps))
 

@@ -178,6 +178,10 @@ def evaluate_shielded(bundle, episodes: int = 1000, seed: int = 12345, sabotage:
         "episode_robustness_min": float(np.min(rob)),
         "survival_rate": float(alive.mean()),
         "nominal_fraction": float(nominal.mean()),
+        # with config.start_in_backup every episode starts on the backup and hands to the policy once the prediction
+        # is safe: those ticks are neither the policy's nor a switch to the backup
+        "start_backup_fraction": float(np.where(nominal.any(axis=0), nominal.argmax(axis=0), nominal.shape[0]).sum()
+                                       / nominal.size) if shield and config.start_in_backup else 0.0,
         "switches_to_backup": int(to_b.sum()),
         "switches_to_nominal": int(to_n.sum()),
         "switches_per_episode_mean": float((to_b.sum(0) + to_n.sum(0)).mean()),

@@ -16,7 +16,8 @@ _ROWS = (
     ("violation_rate", "spec violations", "pct"),
     ("survival_rate", "survival (never past the task's bound)", "pct"),
     ("nominal_fraction", "ticks flown by the policy", "pct"),
-    ("switches_to_backup", "switches to backup (all episodes)", "int"),
+    ("start_backup_fraction", "ticks on the backup from the start (until the prediction is safe)", "pct"),
+    ("switches_to_backup", "switches policy -> backup after that (all episodes)", "int"),
     ("switches_per_episode_max", "most switches in one episode", "int"),
     ("episode_robustness_min", "worst episode robustness", "num"),
 )
@@ -64,8 +65,14 @@ def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabota
         raise ValueError(f"{b.path}: the shield demonstration flies the hover task, this bundle's task is {b.task_name!r}")
     t0 = time.time()
     runs = {}
-    for key, shield in (("without_shield", False), ("with_shield", True)):
-        runs[key] = evaluate_shielded(b, episodes=episodes, seed=seed, sabotage=sabotage, shield=shield, specs=specs)
+    from rich.console import Console
+    status = Console(stderr=True, highlight=False)  # progress on stderr: stdout stays the table (and the JSON line)
+    for i, (key, shield) in enumerate((("without_shield", False), ("with_shield", True))):
+        what = f"flying {episodes} episodes {'with' if shield else 'without'} the shield ({i + 1} of 2; compiling first)"
+        with status.status(what):
+            t1 = time.time()
+            runs[key] = evaluate_shielded(b, episodes=episodes, seed=seed, sabotage=sabotage, shield=shield, specs=specs)
+        status.print(f"{what.split(' (')[0]}: {time.time() - t1:.1f} s")
     first = runs["with_shield"]
     out = {"bundle": str(b.path.resolve()), "platform": b.platform_name, "sabotage": first["sabotage"],
            "sabotage_description": first["sabotage_description"], "episodes": episodes, "eval_seed": seed,
@@ -96,6 +103,13 @@ def _print_table(out: dict) -> None:
               f"horizon {out['shield_horizon_s']:g} s): " + "; ".join(out["specs"]))
     con.print(f"{out['episodes']} episodes, eval seed {out['eval_seed']}, start {out['start']}, "
               f"{out['eval_seconds']:.1f} s")
+    w = out["with_shield"]
+    if w.get("start_backup_fraction"):
+        con.print(f"with the shield every episode starts on the backup (mid-air, observers cold) and hands to the "
+                  f"policy once the prediction is safe: the policy flies {_fmt(w['nominal_fraction'], 'pct')} of the "
+                  f"ticks, the backup {_fmt(w['start_backup_fraction'], 'pct')} from the start and "
+                  f"{_fmt(max(0.0, 1.0 - w['nominal_fraction'] - w['start_backup_fraction']), 'pct')} after "
+                  f"{w['switches_to_backup']} switch(es)")
     for ep in out["with_shield"].get("switch_log", [])[:1]:
         con.print(f"switch log, episode {ep['episode']}:")
         for e in ep["events"][:6]:

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from firmware_bridge.crazyflie.onboard import DEFAULT_LINK_TIMEOUT_S, LINK_PARAM, LINK_TIMEOUT_S
+from firmware_bridge.crazyflie.onboard import BUNDLE_PARAM, DEFAULT_LINK_TIMEOUT_S, LINK_PARAM, LINK_TIMEOUT_S, bundle_id
 
 from .keepalive import KeepAlive
 from .protocol import State
@@ -36,7 +36,9 @@ class CrazyflieOnboardLink:
     default_ref = (0.0, 0.0, 1.0)  # z = 0 is the floor on a Crazyflie
 
     def __init__(self, uri: str, platform, *, connect_timeout: float = 10.0, takeoff_speed: float = 0.4,
-                 settle_s: float = 1.0, rate_hz: float = 100.0):
+                 settle_s: float = 1.0, rate_hz: float = 100.0, bundle=None):
+        """``bundle``: the bundle the host means to fly (edgectl.bundle.Bundle); the vehicle's app must have been
+        exported from it, checked before anything is armed."""
         from firmware_bridge.crazyflie.bridge import CrazyflieLink, LinkError
 
         self.uri, self.name = uri, f"crazyflie {uri} (policy on board)"
@@ -45,6 +47,8 @@ class CrazyflieOnboardLink:
         self.thrust_shape = tuple(rotor_model(platform)["thrust_shape"])
         try:
             self.link = CrazyflieLink(uri, connect_timeout=connect_timeout)
+        except ImportError:
+            raise  # the CLI names the extra that brings the missing package
         except (LinkError, TimeoutError, OSError, Exception) as e:  # noqa: BLE001  cflib raises plain Exceptions for bad URIs
             raise ValueError(f"--uri {uri}: could not connect to a Crazyflie: {e}") from None
         self._status: dict | None = None
@@ -59,6 +63,8 @@ class CrazyflieOnboardLink:
                 raise ValueError(f"--uri {uri}: the vehicle does not carry the edgectl app (its firmware logs no "
                                  f"{', '.join(missing)}): {NOT_OUR_APP}, then edgectl build-firmware and "
                                  f"edgectl flash --uri {uri}")
+            if bundle is not None:
+                self._check_bundle(bundle)
             self._start_app_log()
             self.link.set_param("stabilizer.controller", CONTROLLER_OOT)
             self._wait_param("stabilizer.controller", CONTROLLER_OOT)
@@ -88,6 +94,20 @@ class CrazyflieOnboardLink:
                             "fault": int(data["edgectl.fault"]), "steps": int(data["edgectl.steps"]),
                             "link_drops": int(data["edgectl.linkdrops"]),
                             "forces": np.array([data[f"edgectl.f{i}"] for i in range(1, 5)], float)}
+
+    def _check_bundle(self, bundle) -> None:
+        want = bundle_id(bundle.manifest)
+        try:
+            got = int(float(self.link.get_param(BUNDLE_PARAM)))
+        except Exception:  # noqa: BLE001  cflib raises KeyError / plain Exceptions for unknown parameters
+            raise ValueError(f"--uri {self.uri}: the vehicle's edgectl app has no parameter {BUNDLE_PARAM} (built by an "
+                             f"older edgectl), so it cannot say which bundle it flies: {NOT_OUR_APP} from "
+                             f"{bundle.path}") from None
+        if got != want:
+            raise ValueError(f"--uri {self.uri}: the vehicle's edgectl app was exported from another bundle "
+                             f"({BUNDLE_PARAM} = 0x{got:08x}, {bundle.path.name} is 0x{want:08x}): fly the bundle it "
+                             f"carries, or flash this one (edgectl export {bundle.path} --target crazyflie, "
+                             f"edgectl build-firmware, edgectl flash --uri {self.uri})")
 
     def _set_link_timeout(self, seconds: float) -> None:
         ms = round(1000 * seconds)

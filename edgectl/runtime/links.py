@@ -140,19 +140,28 @@ def _is_sim_start(rest: str) -> bool:
         return False
 
 
-def open_link(uri: str, platform) -> Link:
+def flies_on_board(uri: str) -> bool:
+    """True for a Crazyflie URI (the policy flies in the vehicle's app, the host streams references), as
+    open_link decides it, without connecting."""
+    if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
+        return False
+    return "://" in uri and uri.split("://", 1)[0] in ("radio", "usb", "udp", "sim")
+
+
+def open_link(uri: str, platform, bundle=None) -> Link:
     """sim://[x,y,z] (in-process dynamics, host flies the motors), a pymavlink URL (udpout:, udpin:, tcp:,
     serial device), or a cflib URI (radio://, usb://, udp://host:port, sim://NAME of an in-process simulated
-    Crazyflie): a Crazyflie flies the exported policy on board and the host streams the reference."""
+    Crazyflie): a Crazyflie flies the exported policy on board and the host streams the reference; given
+    ``bundle``, its app must have been exported from that bundle (checked before arming)."""
     if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
         rest = uri[len("sim://"):]
         start = tuple(float(v) for v in rest.split(",")) if rest else (0.0, 0.0, 0.0)
         if len(start) != 3:
             raise ValueError(f"--uri {uri}: expected sim:// or sim://x,y,z")
         return SimLink(platform, start_pos=start)
-    if uri.split("://", 1)[0] in ("radio", "usb", "udp", "sim") and "://" in uri:
+    if flies_on_board(uri):
         from .crazyflie_link import CrazyflieOnboardLink
-        return CrazyflieOnboardLink(uri, platform)
+        return CrazyflieOnboardLink(uri, platform, bundle=bundle)
     if uri.split(":", 1)[0] in ("udpout", "udpin", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
         return MavlinkMotorLink(uri)
     raise ValueError(f"--uri {uri}: unknown link; expected sim://, a MAVLink URL such as udpout:127.0.0.1:14550, "

@@ -319,7 +319,9 @@ def drive(car, tracker: LapTracker, act: Callable[[np.ndarray], np.ndarray], *, 
             touching = ex > 0.0
             if ex > lost_m:
                 switch(t, f"{ex:.2f} m outside the corridor (more than {lost_m:g} m: off course)")
-        elif not finite and p is not None:
+        elif p is None:  # nothing from the car (a link that went silent): no pose to fly the policy on
+            switch(t, "no state from the car (link silent)")
+        elif not finite:
             switch(t, "state is not finite")
         elif t - last_good > stale_s:
             switch(t, f"no fresh state for {1000 * (t - last_good):.0f} ms")

@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 class FlashError(RuntimeError):
     """Flashing failed; the message names the URI and, where known, the page."""
 
-    def __init__(self, message: str, *, page: int | None = None):
+    def __init__(self, message: str, *, page: int | None = None, retry: bool = True):
         super().__init__(message)
         self.page = page
+        self.retry = retry  # False: another attempt cannot help (no link driver or radio dongle at all)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _flash_once(uri: str, data: bytes, *, verify: bool, reply_timeout: float | N
     try:
         loader.open_bootloader_uri(uri)
     except Exception as e:
-        raise FlashError(f"{uri}: cannot open the link: {e}") from e
+        raise FlashError(f"{uri}: cannot open the link: {e}", retry=False) from e
     if loader.link is None:
         raise FlashError(f"{uri}: no cflib link driver for this URI")
     try:
@@ -259,11 +260,11 @@ def flash(uri: str, image: bytes | str | Path, *, verify: bool = True, retries: 
             if not isinstance(e, FlashError):  # a driver error (radio unplugged, socket closed)
                 where = f"{at['stage']} page {at['page']}" if at["page"] is not None else at["stage"]
                 e = FlashError(f"{uri}: {where} failed: {type(e).__name__}: {e}", page=at["page"])
-            log.warning("flash attempt %d of %d failed: %s", attempt, attempts, e)
-            if attempt == attempts:
-                if attempts > 1:
-                    raise FlashError(f"{e} (after {attempts} attempts)", page=e.page) from e
+            if attempt == attempts or not getattr(e, "retry", True):
+                if attempt > 1:
+                    raise FlashError(f"{e} (after {attempt} attempts)", page=e.page) from e
                 raise e
+            log.warning("flash attempt %d of %d failed: %s", attempt, attempts, e)
             continue
         return FlashReport(uri=uri, source=source, bytes=len(data), pages=pages, start_page=start,
                            page_size=page_size, seconds=time.monotonic() - t0, verified=verify,

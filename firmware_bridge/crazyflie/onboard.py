@@ -40,4 +40,12 @@ DEFAULT_LINK_TIMEOUT_S = 0.05  # the app's at boot: any 100 Hz setpoint source (
 LINK_PARAM = "edgectl.linkMs"
 LINK_LATCH_S = 0.1
 KEEPALIVE_S = 0.1  # well inside the supervisor's 0.5 s level-out watchdog
+# Read-only parameter: which bundle the app was exported from (the first 32 bits of the bundle's weights
+# sha256). `edgectl run` reads it before it arms and refuses a vehicle that carries another bundle's app.
+BUNDLE_PARAM = "edgectl.bundle"
+
+
+def bundle_id(manifest: dict) -> int:
+    """The app's edgectl.bundle value for a bundle manifest (bundle.json)."""
+    return int(manifest["weights"]["sha256"][:8], 16)
 

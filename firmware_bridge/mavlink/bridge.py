@@ -23,6 +23,7 @@ counts the rejected messages).
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -227,6 +228,8 @@ class MavlinkLink:
                 self._update(quat_wxyz=quat_ned_frd_to_enu_flu(q), t_attitude=now,
                              omega=frd_to_flu([m.rollspeed, m.pitchspeed, m.yawspeed]))
         elif mtype == "ATTITUDE":
+            if not all(math.isfinite(v) for v in (m.roll, m.pitch, m.yaw)):
+                return  # as a NaN ATTITUDE_QUATERNION: the attitude goes stale, the loop's watchdog acts
             self._update(quat_wxyz=quat_ned_frd_to_enu_flu(quat_from_euler(m.roll, m.pitch, m.yaw)),
                          omega=frd_to_flu([m.rollspeed, m.pitchspeed, m.yawspeed]), t_attitude=now)
         elif mtype == "LOCAL_POSITION_NED":

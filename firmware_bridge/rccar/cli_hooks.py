@@ -15,13 +15,14 @@ def sim_vehicle_main(uri: str | None = None, speed: float = 1.0, *, platform: st
     (``uri="tcp://127.0.0.1:5760"``; connect with pyserial ``socket://127.0.0.1:5760``).
     ``core``: "python" (car_core.py) or "c" (firmware/car_link.c compiled with gcc). Returns an
     exit code."""
+    from ..cli_hooks import error
     from firmware_bridge.sim.rccar.sim_car import SimCar
 
     try:
         f = dict(faults or {})
         unsupported = sorted(k for k, v in f.items() if v not in (None, 0.0) and k not in ("loss", "cut_at", "cut_for"))
         if unsupported:
-            echo(f"sim-vehicle rc-car: faults {', '.join(unsupported)} are not simulated on the car (loss, cut are)")
+            error(f"sim-vehicle rc-car: faults {', '.join(unsupported)} are not simulated on the car (loss, cut are)")
             return 2
         car = SimCar(platform, speed=speed, core=core, **{k: f[k] for k in ("loss", "cut_at", "cut_for") if k in f})
         if uri is None:
@@ -29,12 +30,12 @@ def sim_vehicle_main(uri: str | None = None, speed: float = 1.0, *, platform: st
         else:
             u = urlparse(uri)
             if u.scheme != "tcp" or not u.hostname or u.port is None:
-                echo(f"sim-vehicle rc-car: {uri}: give no --uri for a pty, or tcp://HOST:PORT")
+                error(f"sim-vehicle rc-car --uri {uri}: give no --uri for a pty, or tcp://HOST:PORT")
                 return 2
             path = car.serve_tcp(u.hostname, u.port)
     except (OSError, ValueError, RuntimeError) as e:
-        echo(f"sim-vehicle rc-car: {e}")
-        return 1
+        error(f"sim-vehicle rc-car: {e}")
+        return 2
     car.start()
     echo(f"simulated RC car ({car.model}, {core} link core) at {speed:g}x real time\n"
          f"  serial port: {path}\n"

@@ -561,7 +561,9 @@ class SimVehicle:
             dq = np.concatenate([[1.0], 0.5 * self.rng.normal(0, s["orientation"], 3)])
             q = quat_mul(q, dq / np.linalg.norm(dq))
             w = w + self.rng.normal(0, s["omega"], 3)
-        qn, wn = quat_enu_flu_to_ned_frd(q), flu_to_frd(w)
+        # a NaN attitude (an injected sensor fault) goes out as NaN, as an estimator that lost it would send it
+        qn = quat_enu_flu_to_ned_frd(q) if np.all(np.isfinite(q)) else np.full(4, np.nan)
+        wn = flu_to_frd(w)
         self.conn.mav.attitude_quaternion_send(self._boot_ms(), *(float(c) for c in qn), *(float(c) for c in wn))
 
     def _send_highres_imu(self) -> None:
