@@ -308,7 +308,7 @@ def test_runs_latest_moves_only_for_the_default_out_and_a_bundle_that_passed_its
 
 
 def test_shield_report_says_where_the_ticks_the_policy_did_not_fly_went(capsys):
-    from edgectl.safety import report
+    from train_fast import sabotage_report as report
     side = {"violation_rate": 0.0, "survival_rate": 1.0, "nominal_fraction": 0.96, "start_backup_fraction": 0.04,
             "switches_to_backup": 0, "switches_per_episode_max": 1, "episode_robustness_min": 0.2, "switch_log": []}
     out = {"bundle": "b", "without_shield": {**side, "nominal_fraction": 1.0, "start_backup_fraction": 0.0},
