@@ -609,7 +609,7 @@ def sensor_mavlink(kind: str, sensor: str, seed: int) -> dict:
     from edgectl.safety.backup import BackupController
     from edgectl.safety.shield import Shield
     from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
-    from train_fast.sims.numba import quadrotor as qd
+    from edgectl.plant import quadrotor as qd
     bundle, _ = _app_image()
     platform = link_cut._platform(bundle)
     fault = {"stuck_sensor": sensor} if kind == "stuck" else {"nan_sensor": sensor}
