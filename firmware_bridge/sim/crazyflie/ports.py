@@ -129,9 +129,11 @@ def bootloader_packet(sim, raw: bytes, link):
         sim.stats.unknown += 1
         return
     if sim.mode != BOOTLOADER:
-        # Simulation shortcut: a bootloader command reboots into the bootloader, as if the
-        # host had done the nRF reset dance (which flash() also does) or the button was held.
-        sim.reboot(to_bootloader=True)
+        # The firmware ignores STM32 bootloader packets: only the nRF51's reset (target 0xFE, above) or the
+        # button starts the bootloader. (A shortcut that rebooted into it here let one random packet in the
+        # fault matrix's CRTP fuzz drop a flying vehicle.)
+        sim.stats.unknown += 1
+        return
     if len(raw) > crtp.MAX_BOOTLOADER_DATA + 1:
         raise ValueError(f"bootloader packet of {len(raw) - 1} bytes")
     reply = sim.bootloader.handle(data)
