@@ -116,7 +116,7 @@ def test_vector_env_autoresets_same_step_with_the_critic_observation_in_info():
     assert info["critic_observation"].shape == (N, venv.state_space.shape[0])
     venv.params = envs.EnvParams(max_steps_in_episode=3)  # traced: no recompile
     hover = venv.contract["action"]["hover_action"]
-    for i in range(3):
+    for _ in range(3):
         obs_i, rew, term, trunc, info = venv.step(np.full((N, 4), hover, np.float32))
         assert rew.shape == (N,) and np.all(np.isfinite(rew))
         np.testing.assert_array_equal(venv.state(), info["critic_observation"])
@@ -204,7 +204,37 @@ def actor_layers(agent) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(p[k]["kernel"], np.float32), np.asarray(p[k]["bias"], np.float32)) for k in dense]
 
 
-def test_outside_ppo_trains_through_the_gymnasium_interface():
+def actor_onnx(layers, path):
+    """The actor as an ONNX file, as torch.onnx.export writes nn.Linear layers (Gemm, W as [out, in], transB=1)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, x = [], [], "obs"
+    for i, (w, b) in enumerate(layers):
+        inits += [numpy_helper.from_array(np.ascontiguousarray(w.T), f"W{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [f"z{i}"], transB=1, name=f"/actor/Gemm_{i}"))
+        x = f"z{i}"
+        if i < len(layers) - 1:
+            nodes.append(helper.make_node("Tanh", [x], [f"h{i}"], name=f"/actor/Tanh_{i}"))
+            x = f"h{i}"
+    g = helper.make_graph(nodes, "skrl_actor",
+                          [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", layers[0][0].shape[0]])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", layers[-1][0].shape[1]])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="skrl actor (test)")
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_outside_ppo_trains_through_the_gymnasium_interface_and_its_policy_flies_as_a_bundle(tmp_path):
+    """skrl's PPO trains on edgectl/Hover-v0; its actor, as ONNX, with the environment's contract declared in TOML,
+    goes through `edgectl import` -> `edgectl eval` -> `edgectl export --target c` -> `edgectl run --uri sim://`."""
+    from typer.testing import CliRunner
+
+    from edgectl import cli
+    from edgectl.bundle import load_bundle
+    from train_fast.importer import contract_template
+
     venv = gymnasium.make_vec("edgectl/Hover-v0", num_envs=N)
     agent = skrl_ppo(venv, timesteps=256)  # 4096 env steps, 16 PPO updates
     obs, _ = venv.reset(seed=5)
@@ -212,8 +242,32 @@ def test_outside_ppo_trains_through_the_gymnasium_interface():
     assert actions.shape == (N, 4)
     layers = actor_layers(agent)
     assert [w.shape for w, _ in layers] == [(venv.single_observation_space.shape[0], 32), (32, 32), (32, 4)]
-    # the trained actor's mean, computed as a bundle computes it (tanh hidden layers, linear output)
-    h = obs
+    h = obs  # the trained actor's mean, computed as a bundle computes it (tanh hidden layers, linear output)
     for w, b in layers[:-1]:
         h = np.tanh(h @ w + b)
     np.testing.assert_allclose(h @ layers[-1][0] + layers[-1][1], np.asarray(outputs["mean_actions"]), atol=1e-5)
+
+    # the environment's observation is the contract's normalized one: the template's offsets and scales are it
+    (tmp_path / "contract.toml").write_text(contract_template("hover"))
+    model = actor_onnx(layers, tmp_path / "skrl_actor.onnx")
+    bundle, runner = tmp_path / "skrl_hover", CliRunner()
+    r = runner.invoke(cli.app, ["import", str(model), "--contract", str(tmp_path / "contract.toml"), "--out", str(bundle), "--json"])
+    assert r.exit_code == 0, r.output
+    b = load_bundle(bundle)
+    assert b.contract == venv.contract
+    raw = obs * np.asarray(b.contract["observation"]["normalization"]["scale"]) + np.asarray(b.contract["observation"]["normalization"]["offset"])
+    np.testing.assert_allclose(b.act(raw), np.clip(np.asarray(outputs["mean_actions"]), -1, 1), atol=1e-4)
+
+    r = runner.invoke(cli.app, ["eval", str(bundle), "--episodes", "16", "--json", "--plot", str(tmp_path / "eval.png")])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output.strip().splitlines()[-1])
+    assert ev["episodes"] == 16 and 0.0 <= ev["survival_rate"] <= 1.0
+    r = runner.invoke(cli.app, ["export", str(bundle), "--target", "c", "--out", str(tmp_path / "c"), "--samples", "200", "--json"])
+    assert r.exit_code == 0, r.output
+    ex = json.loads(r.output.strip().splitlines()[-1])
+    assert ex["parity"]["c_host_float32"]["max_abs_error"] < 1e-4
+    r = runner.invoke(cli.app, ["run", str(bundle), "--uri", "sim://", "--seconds", "2", "--json", "--as-fast-as-possible",
+                                "--log", str(tmp_path / "flight.csv")])
+    assert r.exit_code == 0, r.output
+    run = json.loads(r.output.strip().splitlines()[-1])
+    assert run["ticks"] == 200 and run["shield"] is True and run["final_mode"]
