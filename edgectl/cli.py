@@ -1170,7 +1170,8 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
 
 @app.command("import")
 def import_cmd(
-    model: Optional[Path] = typer.Argument(None, help="An ONNX model (.onnx) or a stable-baselines3 zip (PPO/A2C actor)."),
+    model: Optional[Path] = typer.Argument(None, help="An ONNX model (.onnx), a stable-baselines3 zip (PPO/A2C actor) or "
+                                           "an RLtools checkpoint (.h5, e.g. learning-to-fly's)."),
     contract: Optional[Path] = typer.Option(None, "--contract", "-c", help="The contract TOML: task, platform, rate_hz, "
                                             "[[observation]] fields in the model's input order (name, size, unit, frame, "
                                             "offset, scale), [action] (names, low, high, mapping)."),

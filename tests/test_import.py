@@ -245,6 +245,46 @@ def test_sb3_ppo_zip_imports_without_torch(fx, tmp_path):
     assert "torch" not in sys.modules
 
 
+# --- RLtools checkpoints (HDF5): learning-to-fly's MLPs import; RAPTOR's foundation policy is recurrent --------------
+def rltools_h5(path: Path, layers, activation="TANH") -> Path:
+    """An RLtools actor checkpoint as foundation_policy reads them: actor (mlp) with input/hidden/output dense layers,
+    weights [out, in], biases [1, out]."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        a = f.create_group("actor")
+        a.attrs["type"], a.attrs["num_layers"] = "mlp", len(layers)
+        names = ["input_layer", *[f"hidden_layer_{i}" for i in range(len(layers) - 2)], "output_layer"]
+        for i, (name, (w, b)) in enumerate(zip(names, layers)):
+            g = a.create_group(name)
+            g.attrs["type"] = "dense"
+            g.attrs["activation_function"] = activation if i < len(layers) - 1 else "IDENTITY"
+            g.create_group("weights").create_dataset("parameters", data=np.asarray(w, np.float32).T)
+            g.create_group("biases").create_dataset("parameters", data=np.asarray(b, np.float32)[None])
+    return path
+
+
+def test_rltools_mlp_checkpoint_imports(fx, tmp_path):
+    rep = import_model(rltools_h5(tmp_path / "actor.h5", fx.layers), template(tmp_path), tmp_path / "b")
+    assert rep["format"] == "rltools"
+    b = load_bundle(tmp_path / "b")
+    x = np.random.default_rng(4).normal(size=(100, fx.contract["observation"]["size"]))
+    np.testing.assert_array_equal(b.act(x), fx.act(x))
+    with pytest.raises(ImportRefused, match="FAST_TANH is RLtools' rational approximation"):
+        import_model(rltools_h5(tmp_path / "fast.h5", fx.layers, "FAST_TANH"), template(tmp_path), tmp_path / "b2")
+
+
+def test_raptor_foundation_policy_is_refused_for_its_gru():
+    """RAPTOR (pip foundation-policy): Dense(22 -> 16, ReLU) -> GRU(16) -> Dense(16 -> 4). Its GRU keeps a hidden
+    state across control periods; a bundle, its C export, the runtime and the shield's model are memoryless MLPs."""
+    fp = pytest.importorskip("foundation_policy")  # the [test] extra installs it: CI's skip audit fails on this skip
+    from train_fast.importer import read_model
+
+    ckpt = Path(fp.__file__).parent / "blob" / "checkpoint.h5"
+    with pytest.raises(ImportRefused, match=r"checkpoint.h5: actor/layers/1 \(gru, 16 units\): a recurrent layer"):
+        read_model(ckpt)
+
+
 # --- refusals: one line naming file, node or field, and value; exit 2; nothing written ----------------------------
 def _sub(old, new, count=1):
     return lambda text: text.replace(old, new, count)

@@ -1,4 +1,5 @@
-"""`edgectl import`: a policy trained elsewhere (an ONNX model, or a stable-baselines3 zip's actor) plus a contract
+"""`edgectl import`: a policy trained elsewhere (an ONNX model, a stable-baselines3 zip's actor, or an RLtools
+checkpoint such as learning-to-fly's) plus a contract
 the user declares (TOML) becomes a policy bundle that evaluates, exports, shields and flies like a native one.
 
 What can be imported is what a bundle can hold: a plain MLP (ONNX Gemm, or MatMul + Add; Tanh or Relu hidden
@@ -19,6 +20,11 @@ Reading a stable-baselines3 zip needs neither stable-baselines3 nor PyTorch: pol
 format, whose pickle is read by a restricted unpickler that builds numpy arrays (only the state dict's classes
 are allowed; anything else is refused). PPO / A2C actors (mlp_extractor.policy_net + action_net) can be
 imported; SAC / TD3 / DDPG actors squash their output with tanh, which a bundle's clip cannot express.
+
+RLtools checkpoints (HDF5, an "actor" group of dense / mlp / sequential layers) are read with h5py. RAPTOR's
+foundation policy (pip foundation-policy) is one, and cannot be imported: Dense(22 -> 16, ReLU) -> GRU(16) ->
+Dense(16 -> 4); its GRU carries a hidden state from one control period to the next, and a bundle, its C export,
+the runtime and the shield's model are memoryless MLPs.
 """
 from __future__ import annotations
 
@@ -66,7 +72,7 @@ def _sha(data: bytes) -> str:
 class Model:
     """An MLP as the model computes it, in the model's own input/output order and units."""
     file: str
-    format: str  # "onnx" | "sb3"
+    format: str  # "onnx" | "sb3" | "rltools"
     sha256: str
     layers: list  # [(W [in, out], b [out]) float64]
     activation: str  # tanh | relu (hidden layers)
@@ -443,11 +449,74 @@ def read_sb3(path: Path) -> Model:
                  details={"stable_baselines3": version, "observation_shape": oshape, "action_shape": ashape})
 
 
+# --- RLtools checkpoints (learning-to-fly, RAPTOR's foundation-policy): HDF5 with an "actor" group ----------------
+_RLTOOLS_ACTS = {"RELU": "Relu", "TANH": "Tanh", "IDENTITY": None}
+
+
+def read_rltools(path: Path) -> Model:
+    fname = path.name
+    try:
+        import h5py
+    except ImportError:
+        raise ImportRefused(f"{fname}: an HDF5 file (RLtools checkpoint?): reading it needs h5py: pip install h5py") from None
+    data = path.read_bytes()
+    raw: list[dict] = []
+
+    def walk(g, where: str) -> None:
+        kind = g.attrs.get("type")
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "sequential":
+            for i in range(len(g["layers"])):
+                walk(g["layers"][str(i)], f"{where}/layers/{i}")
+        elif kind == "mlp":
+            n = int(g.attrs["num_layers"])
+            for name in ["input_layer", *[f"hidden_layer_{i}" for i in range(n - 2)], "output_layer"]:
+                walk(g[name], f"{where}/{name}")
+        elif kind == "dense":
+            fn = g.attrs.get("activation_function")
+            fn = fn.decode() if isinstance(fn, bytes) else fn
+            if fn not in _RLTOOLS_ACTS:
+                raise ImportRefused(f"{fname}: {where} (dense) activation {fn}: a bundle's activation is tanh or relu"
+                                    + (" (FAST_TANH is RLtools' rational approximation of tanh, clipped at +-3: not tanh)"
+                                       if fn == "FAST_TANH" else ""))
+            w = np.asarray(g["weights"]["parameters"][()], np.float64).T
+            b = np.asarray(g["biases"]["parameters"][()], np.float64).reshape(-1)
+            if raw and raw[-1]["act"] is None:
+                raw[-1]["act_node"] = where
+            raw.append({"w": w, "b": b, "act": _RLTOOLS_ACTS[fn], "node": where, "act_node": where})
+        elif kind == "gru":
+            units = g["weights_input"]["parameters"].shape[0] // 3
+            raise ImportRefused(f"{fname}: {where} (gru, {units} units): a recurrent layer carries a hidden state from one "
+                                "control period to the next; a bundle (and its C export, runtime and shield) is a memoryless MLP")
+        elif kind == "sample_and_squash":
+            raise ImportRefused(f"{fname}: {where} (sample_and_squash): the output is squashed by tanh, which a bundle "
+                                "(linear output, clipped) cannot express")
+        else:
+            raise ImportRefused(f"{fname}: {where}: layer type {kind!r} is not an MLP layer")
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            if "actor" not in f:
+                raise ImportRefused(f"{fname}: an HDF5 file without an 'actor' group: not an RLtools checkpoint")
+            meta = f["actor"].attrs.get("meta", "")
+            walk(f["actor"], "actor")
+    except ImportRefused:
+        raise
+    except (OSError, KeyError, ValueError) as e:
+        raise ImportRefused(f"{fname}: unreadable RLtools checkpoint ({type(e).__name__}: {e})") from None
+    layers, act = _finish_layers(fname, raw)
+    meta = meta.decode() if isinstance(meta, bytes) else str(meta)
+    return Model(file=fname, format="rltools", sha256=_sha(data), layers=layers, activation=act,
+                 details={"rltools_meta": meta[:300]})
+
+
 def read_model(path: str | Path) -> Model:
     p = Path(path)
     if not p.is_file():
         raise ImportRefused(f"{p}: model file not found")
-    head = p.read_bytes()[:4]
+    head = p.read_bytes()[:8]
+    if head.startswith(b"\x89HDF"):
+        return read_rltools(p)
     if p.suffix.lower() == ".zip" or head.startswith(b"PK"):
         return read_sb3(p)
     return read_onnx(p)
@@ -803,7 +872,8 @@ def _reference_outputs(model: Model, path: Path, y: np.ndarray) -> tuple[np.ndar
             out = sess.run(None, {inp.name: y.astype(dtype)})[0]
         return np.asarray(out, np.float64).reshape(len(y), -1), "onnxruntime"
     out = model.forward(y)
-    return out, "stable-baselines3 actor mean, clipped to its action space (numpy)"
+    return out, ("stable-baselines3 actor mean, clipped to its action space (numpy)" if model.format == "sb3"
+                 else "the RLtools checkpoint's layers (numpy)")
 
 
 def _plain(x):
