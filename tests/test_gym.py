@@ -75,6 +75,21 @@ def test_gymnasium_env_checker_passes():
     check_env(env.unwrapped, skip_render_check=True)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["figure8", "race", "avoid"])
+def test_every_other_task_passes_the_env_checker_and_steps_as_a_vector(task):
+    """About a minute each on a cold compilation cache (2 cores), seconds warm."""
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(gymnasium.make(envs.GYM_IDS[task]).unwrapped, skip_render_check=True)
+    venv = gymnasium.make_vec(envs.GYM_IDS[task], num_envs=4)
+    obs, info = venv.reset(seed=0)
+    for _ in range(3):
+        obs, rew, term, trunc, info = venv.step(venv.action_space.sample())
+    assert obs.shape == (4, venv.single_observation_space.shape[0]) and np.all(np.isfinite(obs))
+    assert info["critic_observation"].shape == (4, venv.state_space.shape[0]) and np.all(np.isfinite(rew))
+
+
 def test_observation_is_the_normalized_contract_observation_and_seeded_runs_repeat():
     env = envs.GymEnv("hover")
     obs, info = env.reset(seed=7)
