@@ -159,9 +159,10 @@ def test_gymnax_api():
     assert info["final_observation"].shape == (N, gx.obs_size)
 
 
-def skrl_ppo(venv, timesteps: int, seed: int = 0, hidden: int = 32):
+def skrl_ppo(venv, timesteps: int, seed: int = 0, hidden: int = 32, agent=None, cfg_overrides: dict | None = None,
+             action_bias: float = 0.0):
     """skrl's PPO (JAX backend) through the gymnasium vector interface: actor on the observation, critic on the
-    privileged state (skrl's asymmetric `state()`). Returns the trained agent."""
+    privileged state (skrl's asymmetric `state()`). Returns the trained agent (pass it back to train on)."""
     import flax.linen as nn
     import jax.numpy as jnp
     from skrl import config
@@ -183,7 +184,10 @@ def skrl_ppo(venv, timesteps: int, seed: int = 0, hidden: int = 32):
         def __call__(self, inputs, role=""):
             x = nn.tanh(nn.Dense(hidden)(inputs["observations"]))
             x = nn.tanh(nn.Dense(hidden)(x))
-            return nn.Dense(self.num_actions)(x), {"log_std": self.param("log_std", lambda _: jnp.full(self.num_actions, -0.7))}
+            # the output starts near action_bias (for hover: the hover command), as edgectl's own PPO starts
+            out = nn.Dense(self.num_actions, kernel_init=nn.initializers.normal(0.01),
+                           bias_init=nn.initializers.constant(action_bias))(x)
+            return out, {"log_std": self.param("log_std", lambda _: jnp.full(self.num_actions, -0.7))}
 
     class Value(DeterministicMixin, Model):
         def __init__(self, observation_space, state_space, action_space, device=None, **kw):
@@ -197,14 +201,19 @@ def skrl_ppo(venv, timesteps: int, seed: int = 0, hidden: int = 32):
             return nn.Dense(1)(nn.tanh(nn.Dense(64)(x))), {}
 
     env = wrap_env(venv, wrapper="gymnasium")
+    if agent is not None:
+        SequentialTrainer(cfg={"timesteps": timesteps, "headless": True, "disable_progressbar": True,
+                               "close_environment_at_exit": False}, env=env, agents=agent).train()
+        return agent
     models = {"policy": Policy(env.observation_space, env.state_space, env.action_space, env.device),
               "value": Value(env.observation_space, env.state_space, env.action_space, env.device)}
     for role, m in models.items():
         m.init_state_dict(role=role)
-    cfg = PPO_CFG(rollouts=16, learning_epochs=4, mini_batches=4, learning_rate=3e-4, discount_factor=0.98)
+    cfg = PPO_CFG(**{"rollouts": 16, "learning_epochs": 4, "mini_batches": 4, "learning_rate": 3e-4, "discount_factor": 0.98,
+                     **(cfg_overrides or {})})
     cfg.experiment.write_interval = 0
     cfg.experiment.checkpoint_interval = 0
-    agent = PPO(models=models, memory=RandomMemory(memory_size=16, num_envs=env.num_envs, device=env.device), cfg=cfg,
+    agent = PPO(models=models, memory=RandomMemory(memory_size=cfg.rollouts, num_envs=env.num_envs, device=env.device), cfg=cfg,
                 observation_space=env.observation_space, state_space=env.state_space, action_space=env.action_space,
                 device=env.device)
     SequentialTrainer(cfg={"timesteps": timesteps, "headless": True, "disable_progressbar": True,
@@ -251,7 +260,7 @@ def test_outside_ppo_trains_through_the_gymnasium_interface_and_its_policy_flies
     from train_fast.importer import contract_template
 
     venv = gymnasium.make_vec("edgectl/Hover-v0", num_envs=N)
-    agent = skrl_ppo(venv, timesteps=256)  # 4096 env steps, 16 PPO updates
+    agent = skrl_ppo(venv, timesteps=256, action_bias=venv.contract["action"]["hover_action"])  # 4096 env steps, 16 updates
     obs, _ = venv.reset(seed=5)
     actions, outputs = agent.policy.act({"observations": jax.numpy.asarray(obs)}, role="policy")
     assert actions.shape == (N, 4)
