@@ -1298,6 +1298,45 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
     _print_run_end(console, summary, f"log: {log_path}", json_out)
 
 
+@app.command("import")
+def import_cmd(
+    model: Optional[Path] = typer.Argument(None, help="An ONNX model (.onnx), a stable-baselines3 zip (PPO/A2C actor) or "
+                                           "an RLtools checkpoint (.h5, e.g. learning-to-fly's)."),
+    contract: Optional[Path] = typer.Option(None, "--contract", "-c", help="The contract TOML: task, platform, rate_hz, "
+                                            "[[observation]] fields in the model's input order (name, size, unit, frame, "
+                                            "offset, scale), [action] (names, low, high, mapping)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle directory to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+    template: Optional[str] = typer.Option(None, "--template", help="Print a contract TOML for a task (hover, figure8, "
+                                           "race, avoid), as edgectl's own policies see it, and exit."),
+    json_out: bool = typer.Option(False, "--json", help="Make the last stdout line the import report as one JSON object."),
+) -> None:
+    """Turn a policy trained elsewhere into a bundle that evaluates, exports, shields and flies like a native one.
+
+    Only plain MLPs can become bundle layers (Gemm or MatMul+Add, Tanh or Relu); the model's input and output sizes
+    and the declared fields, units, frames, rate and action mapping are checked against what edgectl's simulator and
+    runtime build for the task. Anything else is refused with one line (exit 2) and nothing is written.
+    """
+    from train_fast.importer import ImportRefused, contract_template, import_model
+
+    try:
+        if template is not None:
+            typer.echo(contract_template(template), nl=False)
+            return
+        if model is None or contract is None or out is None:
+            _fail("edgectl import MODEL --contract CONTRACT.toml --out BUNDLE (or --template TASK)")
+        report = import_model(model, contract, out, overwrite=overwrite, command=" ".join(["edgectl", *sys.argv[1:]]))
+    except ImportRefused as e:
+        _fail(str(e))
+    console = _console(stderr=json_out)
+    console.print(f"imported {report['model']} ({report['format']}, {report['activation']} MLP "
+                  f"{' -> '.join(str(s[0]) for s in report['layers'])} -> {report['layers'][-1][1]}) as a {report['task']} "
+                  f"bundle for {report['platform']}: {report['bundle']}; max |action - model| {report['parity_max_abs_error']:.1e} "
+                  f"over {report['parity_observations']} observations ({report['parity_reference']})")
+    if json_out:
+        _print_json(report)
+
+
 @app.command("plot")
 def plot_cmd(
     log: Path = typer.Argument(..., help="Flight log CSV from `edgectl run`."),
