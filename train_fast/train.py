@@ -82,7 +82,7 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
     pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**QUAD_PPO, **(ppo_overrides or {})})
     env = qt.make_env(tcfg, plat, randomize=robust)  # evaluation: the task's own start distribution
     contract = qt.contract(tcfg, plat)
-    hover_action = contract["action"]["hover_action"]
+    hover_action = contract["action"].get("hover_actions", contract["action"]["hover_action"])  # ctbr: per output
 
     init, train_chunk, actor_apply = ppo_mod.make_train(
         pcfg, qt.make_env(tcfg, plat, training=True), qt.reset, qt.step, qt.observe, qt.observe_privileged,
