@@ -259,6 +259,9 @@ def train(
                                        "delay drawn per episode up to at least this fraction of a control period (0-1); "
                                        "the platform's randomization.action_delay already draws 0-1 period (a host link "
                                        "such as MAVLink: 1-7 ms at 100 Hz)."),
+    action: str = typer.Option("motor", "--action", help="quadrotor hover/figure8: motor (four normalized motor "
+                               "commands) or ctbr (collective thrust + body rates, flown through the platform's "
+                               "[rate_controller] loop: what PX4 offboard and ArduPilot GUIDED_NOGPS accept over MAVLink)."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
@@ -276,6 +279,10 @@ def train(
         _fail(f"--seconds must be a positive number, got {seconds}")
     if action_delay and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
         _fail(f"--action-delay applies to quadrotor hover and figure8, not to {vehicle} {task}")
+    if action not in ("motor", "ctbr"):
+        _fail(f"--action {action!r}: expected motor or ctbr")
+    if action == "ctbr" and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
+        _fail(f"--action ctbr applies to quadrotor hover and figure8, not to {vehicle} {task}")
     if not (0.0 <= action_delay <= 1.0):
         _fail(f"--action-delay must be between 0 and 1 control period, got {action_delay}")
     from edgectl.platforms import PlatformError, load_platform
@@ -287,6 +294,9 @@ def train(
         _fail(str(e))
     if plat.kind != PLATFORM_KIND.get(vehicle, vehicle):
         _fail(f"platform {plat.name!r} ({plat.path}) is a {plat.kind}, not a {vehicle}")
+    if action == "ctbr" and "rate_controller.firmware" not in plat.values:
+        _fail(f"--action ctbr: platform {plat.name!r} ({plat.path}) has no [rate_controller] section naming the autopilot "
+              "whose rate loop flies the policy (firmware = crazyflie | px4 | ardupilot, max_rate)")
     if vehicle == "rc-car":
         from train_fast.tasks.car_tasks import TrackError, load_track
 
@@ -295,16 +305,16 @@ def train(
         except TrackError as e:
             _fail(str(e))
     if out is None:
-        out = _default_out(vehicle, task, seed)
+        out = _default_out(vehicle, task + ("-ctbr" if action == "ctbr" else ""), seed)
     _check_out(out, overwrite)
 
     console = _console()
     if seconds < 10:
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
+    overrides = ({"action_delay": action_delay} if action_delay else {}) | ({"action": action} if action != "motor" else {})
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
-                                            task_overrides={"action_delay": action_delay} if action_delay else None,
-                                            robust=robust)
+                                            task_overrides=overrides or None, robust=robust)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
@@ -906,6 +916,10 @@ def run_cmd(
                                          "renders a simulated obstacle field from the position the vehicle reports; a "
                                          "device index or path (0, /dev/video0) reads a real camera through OpenCV.",
                                          show_default="field:0"),
+    motor_firmware: Optional[str] = typer.Option(None, "--motor-firmware", help="MAVLink, motor-level bundles: the "
+                                                 "firmware (your name for it) that takes SET_ACTUATOR_CONTROL_TARGET "
+                                                 "group 0 as motors M1..M4; skips the check that refuses PX4 and ArduPilot "
+                                                 "(which drive no motor from it) and vehicles not declaring EDGECTL_MOTOR_IN."),
 ) -> None:
     """Fly a policy in a fixed-rate loop under the shield and watchdogs, on a simulated or real vehicle.
 
@@ -927,6 +941,12 @@ def run_cmd(
         _run_race(b, uri, seconds, policy, log, as_fast, json_out)
         return
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+    ctbr = b.contract["action"]["mapping"].get("kind") == "ctbr"
+    if ctbr and shield:
+        # the shield predicts motor-level policies; the autopilot's rate loop and failsafes fly a ctbr one
+        _console(stderr=json_out).print("note: ctbr bundle: flying without the shield (it models motor-level policies); "
+                                        "watchdogs hand over to the ctbr backup, the autopilot's failsafes stay")
+        shield = False
     ref_xyz = None
     if ref is not None:
         try:
@@ -942,7 +962,7 @@ def run_cmd(
 
     link = None
     try:
-        link = open_link(uri, plat)
+        link = open_link(uri, plat, contract=b.contract, motor_firmware=motor_firmware)
         onboard = getattr(link, "onboard", False)
         if onboard:
             if policy is not None:
@@ -972,8 +992,14 @@ def run_cmd(
     log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
     flog = FlightLog(log_path)
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
+    if ctbr:
+        from edgectl.safety.ctbr_backup import CtbrBackup
+        backup = CtbrBackup(b.contract)
+        backend += f", {getattr(link, 'autopilot', 'simulated')} rate loop"
+    else:
+        backup = BackupController(plat)
     try:
-        loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz,
+        loop = ControlLoop(link, act, b.contract, backup, cfg, shield=sh, log=flog, ref=ref_xyz,
                            monitors=monitors)
     except ValueError as e:  # a contract field the host cannot build
         flog.close()
