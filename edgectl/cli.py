@@ -475,6 +475,7 @@ def warmup_cmd(
     vehicle: Optional[str] = typer.Argument(None, help="quadrotor or rc-car; default: both."),
     task: Optional[str] = typer.Option(None, "--task", help="One task (hover, figure8, avoid, race); default: every "
                                        "task of the vehicle except avoid (its 300 s budget absorbs its compile)."),
+    action: Optional[str] = typer.Option(None, "--action", help="quadrotor hover/figure8: motor or ctbr; default: both."),
 ) -> None:
     """Compile the training programs into the persistent cache once, so `edgectl train` spends its budget training.
 
@@ -492,13 +493,17 @@ def warmup_cmd(
         for t in tasks:
             if t not in VEHICLES[v]:
                 _fail(f"unknown task {t!r} for {v}; supported tasks: {', '.join(VEHICLES[v])}")
-            jobs.append((v, t))
+            for a in ([action] if action else ["motor", "ctbr"]) if (v == "quadrotor" and t in ("hover", "figure8")) else ["motor"]:
+                if a not in ("motor", "ctbr"):
+                    _fail(f"--action {a!r}: expected motor or ctbr")
+                jobs.append((v, t, a))
     console = _console()
     total = 0.0
-    for v, t in jobs:
+    for v, t, a in jobs:
         from edgectl.platforms import load_platform
         plat = load_platform(DEFAULT_PLATFORM[v])
-        with console.status(f"compiling {v} {t} (cache: {tr._CACHE})"):
+        label = f"{v} {t}" + (" --action ctbr" if a == "ctbr" else "")
+        with console.status(f"compiling {label} (cache: {tr._CACHE})"):
             t0 = time.time()
             # One chunk: compiles init, the training chunk and the checkpoint evaluation, as `edgectl train` does.
             if t == "race":
@@ -506,10 +511,11 @@ def warmup_cmd(
             elif t == "avoid":
                 res = tr.train_avoid(platform_name=str(plat.path), seconds=600.0, max_env_steps=1)
             else:
-                res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1)
+                res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1,
+                               task_overrides={"action": a} if a != "motor" else None)
         took = time.time() - t0
         total += took
-        console.print(f"{v} {t}: compiled in {res.metrics.get('compile_seconds') or 0.0:.1f} s ({took:.1f} s in all)")
+        console.print(f"{label}: compiled in {res.metrics.get('compile_seconds') or 0.0:.1f} s ({took:.1f} s in all)")
     console.print(f"done in {total:.1f} s; cache: {tr._CACHE}")
 
 
