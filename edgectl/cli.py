@@ -840,6 +840,11 @@ def sim_vehicle_cmd(
     physics_hz: float = typer.Option(500.0, "--physics-hz", min=50.0, max=5000.0, help="mavlink: physics steps (and link "
                                      "reads) per simulated second; the Crazyflie's stabilizer runs at 500 Hz."),
     weak_motor: Optional[str] = typer.Option(None, "--weak-motor", help="Fault: MOTOR:FRACTION, e.g. 2:0.7 = motor 2 gives 70 % of its thrust."),
+    identity: str = typer.Option("edgectl", "--identity", help="mavlink: edgectl (takes motor commands, declares "
+                                 "EDGECTL_MOTOR_IN), px4 (answers as PX4 1.15: OFFBOARD, COM_OF_LOSS_T) or ardupilot "
+                                 "(ArduCopter 4.5.7: GUIDED_NOGPS, GUID_OPTIONS, GUID_TIMEOUT)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="mavlink: NAME=VALUE, a parameter of the identity "
+                                              "(e.g. GUID_OPTIONS=8, COM_OF_LOSS_T=0.5); repeatable."),
 ) -> None:
     """Run a simulated vehicle that speaks the real protocol, driven by edgectl's simulator (Ctrl-C to stop).
 
@@ -862,9 +867,16 @@ def sim_vehicle_cmd(
         if bundle is not None:
             _fail("--bundle: only a simulated Crazyflie carries an on-board app; a MAVLink vehicle is flown by `edgectl run`")
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
+        params = {}
+        for item in param or []:
+            name, _, value = item.partition("=")
+            try:
+                params[name.strip()] = float(value)
+            except ValueError:
+                _fail(f"--param {item!r}: expected NAME=NUMBER, e.g. GUID_OPTIONS=8")
         try:
             mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform,
-                     echo=typer.echo, faults=faults, physics_hz=physics_hz)
+                     echo=typer.echo, faults=faults, physics_hz=physics_hz, identity=identity, parameters=params or None)
         except ValueError as e:
             _fail(str(e))
     elif kind == "rc-car":

@@ -33,7 +33,7 @@ def test_contract_records_the_mapping_and_the_rate_loop():
     validate_contract(c)
     a = c["action"]
     assert a["names"] == ["thrust", "roll_rate", "pitch_rate", "yaw_rate"] and a["mapping"]["kind"] == "ctbr"
-    assert a["mapping"]["max_rate"] == [6.0, 6.0, 3.0]
+    assert a["mapping"]["max_rate"] == [10.0, 10.0, 5.0]
     loop = a["mapping"]["rate_loop"]
     assert loop["firmware"] == "crazyflie" and loop["rate_hz"] == 500.0 and loop["gains"]["input_unit"] == "deg/s"
     assert loop["gains"]["p"] == [250.0, 250.0, 120.0] and "platform_defaults_cf2.h" in loop["source"]
@@ -60,7 +60,7 @@ def test_hover_action_holds_and_rate_commands_keep_their_sign():
         for _ in range(10):
             s2, *_ = step(s2, hover.at[axis].set(0.1 * sign))
         w = np.asarray(s2.sim.omega)
-        assert np.sign(w[axis - 1]) == sign and abs(w[axis - 1]) > 0.3 * 0.1 * [6, 6, 3][axis - 1], (axis, w)
+        assert np.sign(w[axis - 1]) == sign and abs(w[axis - 1]) > 0.3 * 0.1 * [10, 10, 5][axis - 1], (axis, w)
 
 
 def test_actuation_delay_holds_the_previous_setpoint_inside_the_period():
