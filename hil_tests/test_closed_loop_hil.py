@@ -238,7 +238,7 @@ def test_mavlink_ctbr_hovers_then_the_autopilots_failsafe_takes_over(ctbr_vehicl
     try:
         rep, d = _hover(link, tmp_path, bundle=CTBR_BUNDLE)
         e = _errors(d, after_s=2.0)
-        assert e.size and np.nanmax(e) < 0.10, f"{url} ({link.autopilot}): max distance to {REF} after 2 s: {np.nanmax(e):.3f} m"
+        assert e.size and np.nanmax(e) < 0.10, f"{url} ({link.autopilot}): max distance to {REF} after 2 s: {np.nanmax(e):.3f} m; {rep.summary()['switches']}"
         ap = link.link.autopilot
         name = "COM_OF_LOSS_T" if ap == "px4" else "GUID_TIMEOUT"
         timeout = link.link.param(name, timeout=2.0)
