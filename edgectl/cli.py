@@ -342,6 +342,9 @@ def train(
                                        "delay drawn per episode up to at least this fraction of a control period (0-1); "
                                        "the platform's randomization.action_delay already draws 0-1 period (a host link "
                                        "such as MAVLink: 1-7 ms at 100 Hz)."),
+    action: str = typer.Option("motor", "--action", help="quadrotor hover/figure8: motor (four normalized motor "
+                               "commands) or ctbr (collective thrust + body rates, flown through the platform's "
+                               "[rate_controller] loop: what PX4 offboard and ArduPilot GUIDED_NOGPS accept over MAVLink)."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
@@ -359,6 +362,10 @@ def train(
         _fail(f"--seconds must be a positive number, got {seconds}")
     if action_delay and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
         _fail(f"--action-delay applies to quadrotor hover and figure8, not to {vehicle} {task}")
+    if action not in ("motor", "ctbr"):
+        _fail(f"--action {action!r}: expected motor or ctbr")
+    if action == "ctbr" and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
+        _fail(f"--action ctbr applies to quadrotor hover and figure8, not to {vehicle} {task}")
     if not (0.0 <= action_delay <= 1.0):
         _fail(f"--action-delay must be between 0 and 1 control period, got {action_delay}")
     from edgectl.platforms import PlatformError, load_platform
@@ -370,6 +377,9 @@ def train(
         _fail(str(e))
     if plat.kind != PLATFORM_KIND.get(vehicle, vehicle):
         _fail(f"platform {plat.name!r} ({plat.path}) is a {plat.kind}, not a {vehicle}")
+    if action == "ctbr" and "rate_controller.firmware" not in plat.values:
+        _fail(f"--action ctbr: platform {plat.name!r} ({plat.path}) has no [rate_controller] section naming the autopilot "
+              "whose rate loop flies the policy (firmware = crazyflie | px4 | ardupilot, max_rate)")
     if vehicle == "rc-car":
         from train_fast.tasks.car_tasks import TrackError, load_track
 
@@ -379,16 +389,16 @@ def train(
             _fail(str(e))
     default_out = out is None
     if out is None:
-        out = _default_out(vehicle, task, seed)
+        out = _default_out(vehicle, task + ("-ctbr" if action == "ctbr" else ""), seed)
     _check_out(out, overwrite)
 
     console = _console()
     if seconds < 10:
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
+    overrides = ({"action_delay": action_delay} if action_delay else {}) | ({"action": action} if action != "motor" else {})
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
-                                            task_overrides={"action_delay": action_delay} if action_delay else None,
-                                            robust=robust, default_out=default_out)
+                                            task_overrides=overrides or None, robust=robust, default_out=default_out)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
@@ -582,6 +592,7 @@ def warmup_cmd(
     vehicle: Optional[str] = typer.Argument(None, help="quadrotor or rc-car; default: both."),
     task: Optional[str] = typer.Option(None, "--task", help="One task (hover, figure8, avoid, race); default: every "
                                        "task of the vehicle except avoid (its 300 s budget absorbs its compile)."),
+    action: Optional[str] = typer.Option(None, "--action", help="quadrotor hover/figure8: motor or ctbr; default: both."),
 ) -> None:
     """Compile the training programs into the persistent cache once, so `edgectl train` spends its budget training.
 
@@ -599,13 +610,17 @@ def warmup_cmd(
         for t in tasks:
             if t not in VEHICLES[v]:
                 _fail(f"unknown task {t!r} for {v}; supported tasks: {', '.join(VEHICLES[v])}")
-            jobs.append((v, t))
+            for a in ([action] if action else ["motor", "ctbr"]) if (v == "quadrotor" and t in ("hover", "figure8")) else ["motor"]:
+                if a not in ("motor", "ctbr"):
+                    _fail(f"--action {a!r}: expected motor or ctbr")
+                jobs.append((v, t, a))
     console = _console()
     total = 0.0
-    for v, t in jobs:
+    for v, t, a in jobs:
         from edgectl.platforms import load_platform
         plat = load_platform(DEFAULT_PLATFORM[v])
-        with console.status(f"compiling {v} {t} (cache: {tr._CACHE})"):
+        label = f"{v} {t}" + (" --action ctbr" if a == "ctbr" else "")
+        with console.status(f"compiling {label} (cache: {tr._CACHE})"):
             t0 = time.time()
             # One chunk: compiles init, the training chunk and the checkpoint evaluation, as `edgectl train` does.
             if t == "race":
@@ -613,10 +628,11 @@ def warmup_cmd(
             elif t == "avoid":
                 res = tr.train_avoid(platform_name=str(plat.path), seconds=600.0, max_env_steps=1)
             else:
-                res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1)
+                res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1,
+                               task_overrides={"action": a} if a != "motor" else None)
         took = time.time() - t0
         total += took
-        console.print(f"{v} {t}: compiled in {res.metrics.get('compile_seconds') or 0.0:.1f} s ({took:.1f} s in all)")
+        console.print(f"{label}: compiled in {res.metrics.get('compile_seconds') or 0.0:.1f} s ({took:.1f} s in all)")
     console.print(f"done in {total:.1f} s; cache: {tr._CACHE}")
 
 
@@ -947,6 +963,11 @@ def sim_vehicle_cmd(
     physics_hz: float = typer.Option(500.0, "--physics-hz", min=50.0, max=5000.0, help="mavlink: physics steps (and link "
                                      "reads) per simulated second; the Crazyflie's stabilizer runs at 500 Hz."),
     weak_motor: Optional[str] = typer.Option(None, "--weak-motor", help="Fault: MOTOR:FRACTION, e.g. 2:0.7 = motor 2 gives 70 % of its thrust."),
+    identity: str = typer.Option("edgectl", "--identity", help="mavlink: edgectl (takes motor commands, declares "
+                                 "EDGECTL_MOTOR_IN), px4 (answers as PX4 1.15: OFFBOARD, COM_OF_LOSS_T) or ardupilot "
+                                 "(ArduCopter 4.5.7: GUIDED_NOGPS, GUID_OPTIONS, GUID_TIMEOUT)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="mavlink: NAME=VALUE, a parameter of the identity "
+                                              "(e.g. GUID_OPTIONS=8, COM_OF_LOSS_T=0.5); repeatable."),
 ) -> None:
     """Run a simulated vehicle that speaks the real protocol, driven by edgectl's simulator (Ctrl-C to stop).
 
@@ -969,9 +990,16 @@ def sim_vehicle_cmd(
         if bundle is not None:
             _fail("--bundle: only a simulated Crazyflie carries an on-board app; a MAVLink vehicle is flown by `edgectl run`")
         from firmware_bridge.mavlink.cli_hooks import sim_vehicle_main as mav_main
+        params = {}
+        for item in param or []:
+            name, _, value = item.partition("=")
+            try:
+                params[name.strip()] = float(value)
+            except ValueError:
+                _fail(f"--param {item!r}: expected NAME=NUMBER, e.g. GUID_OPTIONS=8")
         try:
             mav_main(uri=uri or "udpin:127.0.0.1:14550", speed=speed, signing_key=signing_key, platform=platform,
-                     echo=typer.echo, faults=faults, physics_hz=physics_hz)
+                     echo=typer.echo, faults=faults, physics_hz=physics_hz, identity=identity, parameters=params or None)
         except (ValueError, OSError) as e:
             _fail(f"sim-vehicle mavlink: {e}")
     elif kind == "rc-car":
@@ -1029,6 +1057,10 @@ def run_cmd(
                                          "renders a simulated obstacle field from the position the vehicle reports; a "
                                          "device index or path (0, /dev/video0) reads a real camera through OpenCV.",
                                          show_default="field:0"),
+    motor_firmware: Optional[str] = typer.Option(None, "--motor-firmware", help="MAVLink, motor-level bundles: the "
+                                                 "firmware (your name for it) that takes SET_ACTUATOR_CONTROL_TARGET "
+                                                 "group 0 as motors M1..M4; skips the check that refuses PX4 and ArduPilot "
+                                                 "(which drive no motor from it) and vehicles not declaring EDGECTL_MOTOR_IN."),
 ) -> None:
     """Fly a policy in a fixed-rate loop under the shield and watchdogs, on a simulated or real vehicle.
 
@@ -1050,6 +1082,12 @@ def run_cmd(
         _run_race(b, uri, seconds, policy, log, as_fast, json_out)
         return
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+    ctbr = b.contract["action"]["mapping"].get("kind") == "ctbr"
+    if ctbr and shield:
+        # the shield predicts motor-level policies; the autopilot's rate loop and failsafes fly a ctbr one
+        _console(stderr=json_out).print("note: ctbr bundle: flying without the shield (it models motor-level policies); "
+                                        "watchdogs hand over to the ctbr backup, the autopilot's failsafes stay")
+        shield = False
     ref_xyz = None
     if ref is not None:
         try:
@@ -1090,7 +1128,7 @@ def run_cmd(
         _fail(str(e))
     link = None
     try:
-        link = open_link(uri, plat, bundle=b)
+        link = open_link(uri, plat, bundle=b, contract=b.contract, motor_firmware=motor_firmware)
     except (ValueError, OSError) as e:
         _fail(str(e))
     if ref_xyz is None:
@@ -1102,8 +1140,14 @@ def run_cmd(
         link.close()
         _fail(f"--log {log_path}: cannot write it ({e})")
     cfg = LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast, rt_priority=rt_priority)
+    if ctbr:
+        from edgectl.safety.ctbr_backup import CtbrBackup
+        backup = CtbrBackup(b.contract)
+        backend += f", {getattr(link, 'autopilot', 'simulated')} rate loop"
+    else:
+        backup = BackupController(plat)
     try:
-        loop = ControlLoop(link, act, b.contract, BackupController(plat), cfg, shield=sh, log=flog, ref=ref_xyz,
+        loop = ControlLoop(link, act, b.contract, backup, cfg, shield=sh, log=flog, ref=ref_xyz,
                            monitors=monitors)
     except ValueError as e:  # a contract field the host cannot build
         flog.close()

@@ -93,6 +93,14 @@ _QUADROTOR: dict[str, Spec] = {
     "safety.shield_margin": Spec("", min=0.0),
     "safety.shield_holdoff": Spec("s", min=0.0),
     "safety.shield_horizon": Spec("s", positive=True),
+    # The autopilot whose body-rate loop flies a rate-level (ctbr) policy (edgectl/rate_control.py: the loop's
+    # structure and default gains, cited per firmware) and the policy's rate range (the ctbr action's +-1).
+    "rate_controller.firmware": Spec("", kind="str"),
+    "rate_controller.max_rate": Spec("rad/s", (3,), positive=True),
+    # ctbr training: a factor on the rate loop's P, I and D (a vehicle tuned away from the defaults) and on the
+    # autopilot's clamp of commanded rates (<= 1: it may cut the policy's range), each drawn per episode.
+    "randomization.rate_gain": Spec("1", kind="range", optional=True, default=[1.0, 1.0]),
+    "randomization.rate_limit": Spec("1", kind="range", optional=True, default=[1.0, 1.0]),
 }
 
 # 1/10 RC race car (train_fast/sims/car.py): dynamic bicycle model, saturating tires, servo and
@@ -153,7 +161,7 @@ _QUAD_RPM: dict[str, Spec] = {
 SCHEMAS: dict[str, dict[str, Spec]] = {"quadrotor": _QUADROTOR, "rc_car": _RC_CAR}
 # Sections a file may leave out entirely (all their fields then absent), so platform files copied
 # into bundles before the section existed still load; a section that is present must be complete.
-OPTIONAL_SECTIONS = frozenset({"safety"})
+OPTIONAL_SECTIONS = frozenset({"safety", "rate_controller"})
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,11 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
         _check_mixer(fname, kind, firmware, values)
     if "safety.specs" in values:
         _check_safety(fname, kind, values)
+    if "rate_controller.firmware" in values:
+        from edgectl.rate_control import FIRMWARES
+        if values["rate_controller.firmware"] not in FIRMWARES:
+            raise PlatformError(f"{fname}: field rate_controller.firmware: expected one of {sorted(FIRMWARES)}, "
+                                f"got {values['rate_controller.firmware']!r}")
     return Platform(name=name, kind=kind, path=path, raw=raw, values=values, units=units, sources=sources)
 
 

@@ -8,8 +8,16 @@ vehicle's own failsafe (the backup controller on board) takes over and keeps it 
 A real Crazyflie must carry the hover bundle's app (edgectl export tests/data/hover_bundle --target
 crazyflie, build-firmware, flash) and have 1.5 m of free air above it; on hardware the "cut" is the
 host falling silent (the radio keeps carrying the log, so the app's report can be read), on the
-simulated vehicles it is a cut both ways. A real MAVLink vehicle is flown with motor-level actuator
-controls: only on a tethered frame or SITL.
+simulated vehicles it is a cut both ways.
+
+MAVLink: a real PX4 or ArduPilot is flown at rate level (a ctbr bundle streamed as SET_ATTITUDE_TARGET body
+rates, PX4 OFFBOARD / ArduPilot GUIDED_NOGPS with GUID_OPTIONS bit 3), and when the stream stops its own
+offboard-loss failsafe takes over after its own timeout: PX4 COM_OF_LOSS_T (default 1 s) then COM_OBL_RC_ACT,
+ArduPilot GUID_TIMEOUT (default 3 s) then level and hold altitude. The test reads the timeout from the vehicle
+and allows it plus the 1 Hz heartbeat that shows the mode; nothing faster is claimed for a real autopilot.
+(EDGECTL_HIL_CTBR_BUNDLE: a ctbr bundle trained for that vehicle's platform file, e.g. px4_x500_v2.) The
+motor-level test flies edgectl's simulated vehicle only: real autopilots drive no motor from
+SET_ACTUATOR_CONTROL_TARGET, and edgectl refuses them; that vehicle's on-board backup takes over within 0.3 s.
 """
 from __future__ import annotations
 
@@ -27,6 +35,8 @@ BUNDLE = ROOT / "tests" / "data" / "hover_bundle"  # runs on board (Crazyflie ap
 # The host flies a MAVLink vehicle's motors, a few ms behind the state: a policy trained for that
 # (edgectl train quadrotor --action-delay 1); the on-board one diverges from 4 ms (tests/test_link_latency.py).
 LINK_BUNDLE = ROOT / "tests" / "data" / "hover_bundle"
+# Rate level (collective thrust + body rates) through the autopilot's rate loop: what PX4 and ArduPilot accept.
+CTBR_BUNDLE = Path(os.environ.get("EDGECTL_HIL_CTBR_BUNDLE", ROOT / "tests" / "data" / "ctbr_hover_bundle"))
 HOVER_S = float(os.environ.get("EDGECTL_HIL_HOVER_S", "5"))
 REF = (0.0, 0.0, 0.5)
 
@@ -54,7 +64,12 @@ def _hover(link, tmp_path, shield=False, bundle=BUNDLE):
         sh = Shield(b.act, b.contract, plat)
     log = tmp_path / "hover.csv"
     flog = FlightLog(log)
-    loop = ControlLoop(link, None if getattr(link, "onboard", False) else b.act, b.contract, BackupController(plat),
+    if b.contract["action"]["mapping"].get("kind") == "ctbr":
+        from edgectl.safety.ctbr_backup import CtbrBackup
+        backup = CtbrBackup(b.contract)
+    else:
+        backup = BackupController(plat)
+    loop = ControlLoop(link, None if getattr(link, "onboard", False) else b.act, b.contract, backup,
                        LoopConfig(rate_hz=float(b.contract["rate_hz"]), seconds=HOVER_S), shield=sh, log=flog, ref=REF)
     rep = loop.run()
     flog.close()
@@ -155,10 +170,8 @@ def test_crazyflie_failsafe_on_link_cut(crazyflie, tmp_path):
 def mavlink_vehicle(mavlink_url):
     pytest.importorskip("pymavlink")
     if mavlink_url:
-        if not flight_allowed():
-            pytest.skip("flies a real MAVLink vehicle: set EDGECTL_HIL_ALLOW_FLIGHT=1")
-        yield mavlink_url, None
-        return
+        pytest.skip("motor-level MAVLink flies edgectl's simulated vehicle only: PX4 >= 1.14 and ArduPilot drive no "
+                    "motor from SET_ACTUATOR_CONTROL_TARGET (test_mavlink_ctbr_* flies a real one)")
     from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
     v = SimVehicle("udpin:127.0.0.1:0", seed=0).start()
     host, port = v.address
@@ -191,5 +204,60 @@ def test_mavlink_hovers_within_bounds_then_fails_safe_when_the_stream_stops(mavl
             assert v.backup_active and v.failsafe_reason == "offboard setpoints lost" and v.counters["failsafes"] == 1
             # the backup flew from the first tick past actuator_timeout (6 ms), not from the latch (0.1 s)
             assert v.failsafe_at - v.last_setpoint_t <= v.actuator_timeout + v.phys.dt + 1e-9
+    finally:
+        link.close()
+
+
+# --- MAVLink at rate level: what a real PX4 / ArduPilot accepts; the autopilot's own failsafe -------------
+@pytest.fixture(params=["px4", "ardupilot"])
+def ctbr_vehicle(request, mavlink_url):
+    """(url, simulated vehicle or None). Without --hil: edgectl's simulated vehicle as PX4 1.15 and as
+    ArduPilot 4.5.7 (GUID_OPTIONS 8), each with its documented default timeout."""
+    pytest.importorskip("pymavlink")
+    if mavlink_url:
+        if not flight_allowed():
+            pytest.skip("flies a real MAVLink vehicle: set EDGECTL_HIL_ALLOW_FLIGHT=1")
+        if request.param == "ardupilot":
+            pytest.skip("a real vehicle is one autopilot: the px4 case flies it, whichever it is")
+        yield mavlink_url, None
+        return
+    from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
+    params = {"GUID_OPTIONS": 8} if request.param == "ardupilot" else {}
+    v = SimVehicle("udpin:127.0.0.1:0", seed=0, identity=request.param, parameters=params,
+                   platform=str(CTBR_BUNDLE / "platform.toml")).start()
+    host, port = v.address
+    yield f"udpout:{host}:{port}", v
+    v.stop()
+
+
+def test_mavlink_ctbr_hovers_then_the_autopilots_failsafe_takes_over(ctbr_vehicle, tmp_path):
+    from edgectl.runtime.links import MavlinkRateLink
+    url, v = ctbr_vehicle
+    b, _ = _bundle_and_platform(CTBR_BUNDLE)
+    link = MavlinkRateLink(url, b.contract)
+    try:
+        rep, d = _hover(link, tmp_path, bundle=CTBR_BUNDLE)
+        e = _errors(d, after_s=2.0)
+        assert e.size and np.nanmax(e) < 0.10, f"{url} ({link.autopilot}): max distance to {REF} after 2 s: {np.nanmax(e):.3f} m; {rep.summary()['switches']}"
+        ap = link.link.autopilot
+        name = "COM_OF_LOSS_T" if ap == "px4" else "GUID_TIMEOUT"
+        timeout = link.link.param(name, timeout=2.0)
+        timeout = {"COM_OF_LOSS_T": 1.0, "GUID_TIMEOUT": 3.0}[name] if timeout is None else timeout
+        z0 = link.link.state().pos[2]
+        link.stop()  # the host falls silent
+        t0 = time.monotonic()
+        if ap == "px4":  # leaves OFFBOARD for COM_OBL_RC_ACT's mode; the 1 Hz heartbeat shows it
+            link.link.wait_state(lambda s: s.mode != "OFFBOARD", timeout=timeout + 2.5)
+            took = time.monotonic() - t0
+            assert took > 0.8 * timeout, f"{url}: left OFFBOARD {took:.2f} s after the stream stopped, before COM_OF_LOSS_T {timeout} s"
+        else:  # ArduPilot stays in GUIDED_NOGPS, levels and holds its altitude
+            time.sleep(timeout + 2.0)
+            s = link.link.state()
+            tilt = np.degrees(np.arccos(np.clip(1 - 2 * (s.quat_wxyz[1] ** 2 + s.quat_wxyz[2] ** 2), -1, 1)))
+            assert s.mode == "GUIDED_NOGPS" and tilt < 10, (s.mode, tilt)
+        s = link.link.state()
+        assert s.armed and abs(s.pos[2] - z0) < BOX_M  # holding, not falling
+        if v is not None:
+            assert (v.counters["failsafes"] if ap == "px4" else v.counters["guided_timeouts"]) == 1
     finally:
         link.close()

@@ -136,8 +136,10 @@ def test_hardware_dir_not_empty():
 def test_every_hardware_file_loads(path):
     p = load_platform(path)
     assert p.kind in SCHEMAS
-    from edgectl.platforms import _QUAD_CURVE
-    assert set(p.values) == set(SCHEMAS[p.kind]) | (set(_QUAD_CURVE) if p.kind == "quadrotor" else set())
+    from edgectl.platforms import _QUAD_CURVE, OPTIONAL_SECTIONS
+    expected = set(SCHEMAS[p.kind]) | (set(_QUAD_CURVE) if p.kind == "quadrotor" else set())
+    present = {k.split(".")[0] for k in p.values}  # an optional section is all there or not at all
+    assert set(p.values) == {k for k in expected if k.split(".")[0] not in OPTIONAL_SECTIONS or k.split(".")[0] in present}
     assert all(s.strip() for s in p.sources.values())
     # also loadable by its file stem
     assert load_platform(path.stem).sha256 == p.sha256

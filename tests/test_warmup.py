@@ -19,7 +19,7 @@ def _edgectl(args, env, cwd):
 
 def test_warmup_fills_the_cache_that_train_reads(tmp_path):
     env = {**os.environ, "EDGECTL_JAX_CACHE": str(tmp_path / "jax"), "COLUMNS": "200"}
-    w = _edgectl(["warmup", "quadrotor", "--task", "hover"], env, tmp_path)
+    w = _edgectl(["warmup", "quadrotor", "--task", "hover", "--action", "motor"], env, tmp_path)
     assert w.returncode == 0, w.stdout + w.stderr
     cold = float(re.search(r"quadrotor hover: compiled in ([\d.]+) s", w.stdout).group(1))
     assert any((tmp_path / "jax").iterdir())

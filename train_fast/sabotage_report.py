@@ -61,6 +61,9 @@ def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabota
     if int(episodes) != episodes or episodes < 1:
         raise ValueError(f"--episodes: expected a positive integer, got {episodes!r}")
     b = load_bundle(Path(bundle_path))
+    if b.contract["action"]["mapping"].get("kind") == "ctbr":
+        raise ValueError(f"{b.path}: --shield predicts motor-level policies; this ctbr bundle flies through the autopilot's "
+                         "rate loop: run edgectl eval without --shield")
     if b.task_name != "hover":
         raise ValueError(f"{b.path}: the shield demonstration flies the hover task, this bundle's task is {b.task_name!r}")
     t0 = time.time()

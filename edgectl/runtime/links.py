@@ -1,7 +1,9 @@
-"""Vehicle links as the control loop sees them: read the latest state, send motor actions, stop.
+"""Vehicle links as the control loop sees them: read the latest state, send actions, stop.
 
 A link is a driver in cflib's sense: the loop never asks which vehicle it talks to. Actions are the
-contract's normalized motor commands in [-1, 1]; each link maps them to what its vehicle takes.
+contract's, in [-1, 1]: normalized motor commands (motor-level bundles) or collective thrust and body rates
+(``ctbr`` bundles); each link maps them to what its vehicle takes. Real autopilots take only the second from a
+companion computer (MavlinkRateLink); the motor-level MAVLink link refuses them (MavlinkMotorLink).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class SimLink:
     drop_after: int | None = None
     nan_at: int | None = None
     name: str = "sim"
+    contract: dict | None = None  # a ctbr contract: the platform's [rate_controller] loop flies the actions
     reads: int = field(default=0, init=False)
 
     def __post_init__(self):
@@ -41,6 +44,14 @@ class SimLink:
         self.x[3:7] = [np.cos(half), np.sin(half), 0.0, 0.0]  # a roll: the start the backup must recover from
         self.stopped = False
         self._lock = threading.Lock()
+        self.rate_loop = None
+        if self.contract is not None and self.contract["action"]["mapping"].get("kind") == "ctbr":
+            from edgectl import rate_control as rc
+            self.rate_loop = rc.from_platform(self.platform)
+            self._ticks = self.rate_loop.substeps(1.0 / float(self.params[self.nq.PARAM_INDEX["dt"]]))
+            self._tick_params = self.params.copy()
+            self._tick_params[self.nq.PARAM_INDEX["dt"]] /= self._ticks
+            self._pid = rc.pid_init(self.rate_loop, self.x[10:13])
 
     def read_state(self) -> State | None:
         self.reads += 1
@@ -55,10 +66,27 @@ class SimLink:
 
     def send_action(self, action: np.ndarray) -> None:
         a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        if self.rate_loop is not None:
+            self._fly_rates(a)
+            return
         if self.stopped:
             a = np.full(4, -1.0)  # motors off
         with self._lock:
             self.x = self.nq.step(self.x, a, self.params)
+
+    def _fly_rates(self, a: np.ndarray) -> None:
+        """One control period of the autopilot's rate loop (the training simulator's, train_fast/sims/rate_loop.py;
+        RK4 per tick here). Stopped: zero thrust."""
+        from edgectl import rate_control as rc
+        thrust, rates = rc.ctbr_setpoint(a, self.rate_loop)
+        if self.stopped:
+            thrust, rates = 0.0, np.zeros(3)
+        dt = float(self._tick_params[self.nq.PARAM_INDEX["dt"]])
+        with self._lock:
+            for _ in range(self._ticks):
+                out, self._pid = rc.pid_step(self.rate_loop, self._pid, rates, self.x[10:13], dt)
+                u = rc.mix(self.rate_loop, thrust, out)
+                self.x = self.nq.step(self.x, 2.0 * u - 1.0, self._tick_params)
 
     def stop(self) -> None:
         self.stopped = True
@@ -79,12 +107,20 @@ class MavlinkMotorLink:
     vehicle can tell a cut link from a quiet one within a period (the simulated vehicle's actuator_timeout)."""
 
     def __init__(self, url: str, *, signing_key: bytes | None = None, connect_timeout: float = 5.0,
-                 motor_scale: str = "speed"):
+                 motor_scale: str = "speed", motor_firmware: str | None = None):
         from firmware_bridge.mavlink.bridge import MavlinkLink
         if motor_scale not in ("speed", "force"):
             raise ValueError(f"motor_scale: expected 'speed' or 'force', got {motor_scale!r}")
         self.name, self.motor_scale = f"mavlink {url}", motor_scale
         self.link = MavlinkLink(url, signing_key=signing_key, connect_timeout=connect_timeout)
+        # Before anything is armed: only a vehicle that takes SET_ACTUATOR_CONTROL_TARGET as motors is flown so.
+        # ``motor_firmware``: the user names such a firmware (a PX4 fork with a motor-input module...); no check.
+        self.motor_firmware = motor_firmware
+        if motor_firmware is None:
+            refusal = motor_level_check(self.link)
+            if refusal is not None:
+                self.link.close()
+                raise ValueError(f"{url}: {refusal}")
         self._armed, self._sent, self._stopped = False, 0, False
         from .keepalive import KeepAlive
         self.keepalive = KeepAlive(self.link.send_actuator_controls, name=f"edgectl-keepalive {url}")
@@ -133,6 +169,102 @@ class MavlinkMotorLink:
         self.link.close()
 
 
+def motor_level_check(link) -> str | None:
+    """None if the vehicle behind ``link`` (a MavlinkLink) takes motor commands, else why not (one line):
+    HEARTBEAT names the autopilot, AUTOPILOT_VERSION its release; a PX4 release or ArduPilot is refused
+    outright, anything else must declare EDGECTL_MOTOR_IN = 1 (firmware_bridge/mavlink/autopilots.py)."""
+    from firmware_bridge.mavlink.autopilots import MOTOR_PARAM, motor_level_refusal
+    version = link.autopilot_version(timeout=1.0)
+    declares = False
+    if link.autopilot != "ardupilot" and (version is None or version[:3] == (0, 0, 0)):
+        declares = link.param(MOTOR_PARAM, timeout=1.0) == 1.0
+    return motor_level_refusal(link.autopilot, version, declares)
+
+
+class MavlinkRateLink:
+    """A real autopilot's rate-level offboard interface, over MAVLink (pymavlink): the ctbr policy's collective
+    thrust and body rates streamed as SET_ATTITUDE_TARGET (attitude ignored; rates FLU -> FRD in
+    firmware_bridge/mavlink/frames.py), then the mode switch and arming: PX4 OFFBOARD (it accepts the switch only
+    while setpoints stream at > 2 Hz: ``stream_before_s`` of them go first), ArduPilot GUIDED_NOGPS (its thrust
+    field is a thrust only with GUID_OPTIONS bit 3; without it the link refuses, naming the parameter).
+
+    Losing the stream is the autopilot's own failsafe (PX4: COM_OF_LOSS_T, default 1 s, then COM_OBL_RC_ACT;
+    ArduPilot: GUID_TIMEOUT, default 3 s, then level and hold altitude); ``stop`` leaves it to that, ``close``
+    asks for the autopilot's LAND mode first."""
+
+    def __init__(self, url: str, contract: dict, *, signing_key: bytes | None = None, connect_timeout: float = 5.0,
+                 stream_before_s: float = 0.5):
+        from firmware_bridge.mavlink.autopilots import GUID_OPTIONS_THRUST, OFFBOARD_MODE, version_text
+        from firmware_bridge.mavlink.bridge import MavlinkLink
+        mapping = contract["action"]["mapping"]
+        if mapping.get("kind") != "ctbr":
+            raise ValueError(f"{url}: MavlinkRateLink flies ctbr bundles; this contract's action mapping is {mapping.get('kind')!r}")
+        self.max_rate = np.asarray(mapping["max_rate"], np.float64)
+        self.name, self.stream_before_s = f"mavlink {url}", float(stream_before_s)
+        self.link = MavlinkLink(url, signing_key=signing_key, connect_timeout=connect_timeout)
+        ap = self.link.autopilot
+        self.version = self.link.autopilot_version(timeout=1.0)
+        self.autopilot = {"px4": "PX4", "ardupilot": "ArduPilot"}.get(ap or "", f"autopilot {ap!r}") + " " + version_text(self.version)
+        try:
+            if ap not in OFFBOARD_MODE:
+                raise ValueError(f"{url}: {self.autopilot}: edgectl knows the rate-level offboard handshake of PX4 "
+                                 "(OFFBOARD) and ArduPilot (GUIDED_NOGPS) only")
+            if ap == "ardupilot":
+                opts = self.link.param("GUID_OPTIONS", timeout=2.0)
+                if opts is None or not int(opts) & GUID_OPTIONS_THRUST:
+                    raise ValueError(f"{url}: {self.autopilot} reads SET_ATTITUDE_TARGET.thrust as a climb rate unless "
+                                     f"GUID_OPTIONS has bit 3 (+8, SetAttitudeTarget_ThrustAsThrust); GUID_OPTIONS is "
+                                     f"{'unreadable' if opts is None else int(opts)}: set it, then fly")
+        except ValueError:
+            self.link.close()
+            raise
+        self.mode = OFFBOARD_MODE[ap]
+        self._engaged, self._stopped, self._t_first, self._sent = False, False, None, 0
+        for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED", "HIGHRES_IMU"):
+            try:
+                self.link.request_message_interval(msg, 200.0)
+            except Exception as e:  # noqa: BLE001
+                import warnings
+                warnings.warn(f"{url}: could not raise the {msg} rate ({e}); flying on the autopilot's default rate", stacklevel=2)
+
+    def read_state(self) -> State | None:
+        s = self.link.state()
+        if s.t_attitude is None or s.t_position is None:
+            return None
+        return State(min(s.t_attitude, s.t_position), s.pos, s.quat_wxyz, s.vel, s.omega)
+
+    def setpoint(self, action) -> tuple[float, np.ndarray]:
+        """(collective thrust in [0, 1], body rates FLU rad/s) of a ctbr action (the contract's formula)."""
+        a = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        return float(0.5 * (a[0] + 1.0)), a[1:] * self.max_rate
+
+    def send_action(self, action: np.ndarray) -> None:
+        if self._stopped:
+            return
+        thrust, rates = self.setpoint(action)
+        self.link.send_body_rates(rates, thrust)
+        self._sent += 1
+        now = time.monotonic()
+        self._t_first = now if self._t_first is None else self._t_first
+        if not self._engaged and self._sent >= 5 and now - self._t_first >= self.stream_before_s:
+            self.link.set_mode(self.mode)
+            self.link.arm()
+            self._engaged = True
+
+    def stop(self) -> None:
+        """Stop streaming: the autopilot's offboard-loss failsafe takes over after its timeout."""
+        self._stopped = True
+
+    def close(self) -> None:
+        from firmware_bridge.mavlink.autopilots import LAND_MODE
+        try:
+            if self._engaged and self.link.state().armed:
+                self.link.set_mode(LAND_MODE[self.link.autopilot], timeout=0.5, retries=2)
+        except Exception:  # noqa: BLE001  the offboard-loss failsafe covers a vehicle that did not answer
+            pass
+        self.link.close()
+
+
 def _is_sim_start(rest: str) -> bool:
     try:
         return not rest or all(float(v) == float(v) for v in rest.split(","))
@@ -148,21 +280,27 @@ def flies_on_board(uri: str) -> bool:
     return "://" in uri and uri.split("://", 1)[0] in ("radio", "usb", "udp", "sim")
 
 
-def open_link(uri: str, platform, bundle=None) -> Link:
-    """sim://[x,y,z] (in-process dynamics, host flies the motors), a pymavlink URL (udpout:, udpin:, tcp:,
-    serial device), or a cflib URI (radio://, usb://, udp://host:port, sim://NAME of an in-process simulated
-    Crazyflie): a Crazyflie flies the exported policy on board and the host streams the reference; given
-    ``bundle``, its app must have been exported from that bundle (checked before arming)."""
+def open_link(uri: str, platform, bundle=None, contract: dict | None = None, motor_firmware: str | None = None) -> Link:
+    """sim://[x,y,z] (in-process dynamics, host flies the motors, or with a ctbr contract the platform's rate
+    loop), a pymavlink URL (udpout:, udpin:, tcp:, serial device: a ctbr contract streams body rates to PX4 /
+    ArduPilot, a motor-level one flies only a vehicle that takes motor commands, or ``motor_firmware`` named),
+    or a cflib URI (radio://, usb://, udp://host:port, sim://NAME of an in-process simulated Crazyflie): a
+    Crazyflie flies the exported policy on board and the host streams the reference; given ``bundle``, its app
+    must have been exported from that bundle (checked before arming)."""
+    ctbr = contract is not None and contract["action"]["mapping"].get("kind") == "ctbr"
     if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
         rest = uri[len("sim://"):]
         start = tuple(float(v) for v in rest.split(",")) if rest else (0.0, 0.0, 0.0)
         if len(start) != 3:
             raise ValueError(f"--uri {uri}: expected sim:// or sim://x,y,z")
-        return SimLink(platform, start_pos=start)
+        return SimLink(platform, start_pos=start, contract=contract if ctbr else None)
     if flies_on_board(uri):
+        if ctbr:
+            raise ValueError(f"--uri {uri}: a Crazyflie flies a motor-level bundle's exported app on board; a ctbr bundle "
+                             "flies through an autopilot's rate loop over MAVLink (or sim://)")
         from .crazyflie_link import CrazyflieOnboardLink
         return CrazyflieOnboardLink(uri, platform, bundle=bundle)
     if uri.split(":", 1)[0] in ("udpout", "udpin", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
-        return MavlinkMotorLink(uri)
+        return MavlinkRateLink(uri, contract) if ctbr else MavlinkMotorLink(uri, motor_firmware=motor_firmware)
     raise ValueError(f"--uri {uri}: unknown link; expected sim://, a MAVLink URL such as udpout:127.0.0.1:14550, "
                      "or a Crazyflie URI (radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850)")

@@ -106,7 +106,9 @@ class ControlLoop:
         self.cfg, self.shield, self.log = config, shield, log
         self.ref = np.asarray(ref, np.float64)
         history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions")
-        self.prev = np.full(history, float(contract["action"].get("hover_action", 0.0)))
+        act = contract["action"]
+        hover = act.get("hover_actions", [float(act.get("hover_action", 0.0))] * 4)  # ctbr: thrust at hover, zero rates
+        self.prev = np.tile(np.asarray(hover, np.float64), history // 4)
         from edgectl.contract import PositionIntegral
         self.integral = PositionIntegral(contract)
         self.mode, self.latched = NOMINAL, False

@@ -296,6 +296,10 @@ class Shield:
         from edgectl.plant import quadrotor as nq  # numba, no JAX
 
         check_contract(contract)
+        if contract["action"]["mapping"].get("kind") == "ctbr":
+            raise ValueError("shield: a ctbr bundle commands body rates through the autopilot's rate loop, which the "
+                             "shield's motor-level prediction does not model; fly it without --shield (the autopilot's own "
+                             "failsafes and edgectl's ctbr backup stay)")
         self.policy, self.contract, self.nq = policy, contract, nq
         self.codes, self.sizes = _layout(contract)
         self.kern = _kernels()

@@ -117,6 +117,8 @@ class MavlinkLink:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self.statustexts: list[str] = []
+        self.autopilot_version_msg = None  # AUTOPILOT_VERSION, once asked for (autopilot_version())
+        self._params: dict[str, tuple[float, float]] = {}  # PARAM_VALUE: name -> (value, host time)
         self.last_heartbeat = None  # the vehicle's, as received (get_msgbuf() shows the wire bytes)
         self.rejected = 0  # BAD_DATA: bad CRC, bad signature, garbage
         self._heartbeat_period = 1.0 / heartbeat_hz
@@ -245,6 +247,15 @@ class MavlinkLink:
                 self._ack_cond.notify_all()
         elif mtype == "STATUSTEXT":
             self.statustexts = (self.statustexts + [str(m.text)])[-50:]
+        elif mtype == "AUTOPILOT_VERSION":
+            with self._ack_cond:
+                self.autopilot_version_msg = m
+                self._ack_cond.notify_all()
+        elif mtype == "PARAM_VALUE":
+            name = m.param_id.decode(errors="replace") if isinstance(m.param_id, bytes) else str(m.param_id)
+            with self._ack_cond:
+                self._params[name.rstrip("\x00")] = (float(m.param_value), now)
+                self._ack_cond.notify_all()
 
     # ------------------------------------------------------------------ commands
     def command_long(self, command: int, *params: float, timeout: float = 1.0, retries: int = 3) -> int:
@@ -301,6 +312,40 @@ class MavlinkLink:
     def start_offboard(self, **kw) -> None:
         """PX4: OFFBOARD (stream setpoints first); ArduPilot: GUIDED_NOGPS."""
         self.set_mode("OFFBOARD" if self.autopilot == "px4" else "GUIDED_NOGPS", **kw)
+
+    def autopilot_version(self, timeout: float = 1.0) -> tuple[int, int, int, int] | None:
+        """(major, minor, patch, type) from AUTOPILOT_VERSION, asked for with MAV_CMD_REQUEST_MESSAGE (then the
+        older MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES); None if the vehicle does not answer within ``timeout``."""
+        from .autopilots import decode_version
+        for cmd, params in ((mavlink.MAV_CMD_REQUEST_MESSAGE, (mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION,)),
+                            (mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES, (1,))):
+            if self.autopilot_version_msg is not None:
+                break
+            try:
+                self.command_long(cmd, *params, timeout=timeout / 2, retries=1)
+            except MavlinkTimeout:
+                continue
+            deadline = time.monotonic() + timeout / 2
+            with self._ack_cond:
+                while self.autopilot_version_msg is None and time.monotonic() < deadline:
+                    self._ack_cond.wait(deadline - time.monotonic())
+        m = self.autopilot_version_msg
+        return None if m is None else decode_version(m.flight_sw_version)
+
+    def param(self, name: str, timeout: float = 1.0) -> float | None:
+        """A vehicle parameter by name (PARAM_REQUEST_READ), or None if it does not answer (no such parameter)."""
+        with self._ack_cond:
+            self._params.pop(name, None)
+        with self._send_lock:
+            self.conn.mav.param_request_read_send(self.target_system, self.target_component, name.encode(), -1)
+        deadline = time.monotonic() + timeout
+        with self._ack_cond:
+            while name not in self._params:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._ack_cond.wait(left)
+            return self._params[name][0]
 
     def request_message_interval(self, message: str | int, hz: float, **kw) -> None:
         """Ask for ``message`` (name or id) at ``hz`` (0: stop)."""

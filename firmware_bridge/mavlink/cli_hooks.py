@@ -17,7 +17,8 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
                      signing_key: str | bytes | None = None, platform: str = "crazyflie_2_1",
                      offboard_timeout: float = 1.0, failsafe: str = "land",
                      echo: Callable[[str], None] = print, duration: float | None = None,
-                     faults: dict | None = None, physics_hz: float | None = 500.0) -> None:
+                     faults: dict | None = None, physics_hz: float | None = 500.0, identity: str = "edgectl",
+                     parameters: dict | None = None) -> None:
     """Run a PX4-like simulated vehicle on ``uri``. Connect the bridge with the mirror URL
     (vehicle ``udpin:H:P`` <-> link ``udpout:H:P``; vehicle ``tcpin:H:P`` <-> link ``tcp:H:P``).
     ``signing_key``: 64 hex digits or a passphrase (SHA-256, as MAVProxy); ``faults``: SimVehicle's
@@ -26,9 +27,11 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
     from firmware_bridge.sim.mavlink.sim_vehicle import SimVehicle
 
     vehicle = SimVehicle(uri, speed=speed, signing_key=_key(signing_key), platform=platform,
-                         offboard_timeout=offboard_timeout, failsafe=failsafe, physics_hz=physics_hz, **(faults or {}))
+                         offboard_timeout=offboard_timeout, failsafe=failsafe, physics_hz=physics_hz, identity=identity,
+                         parameters=parameters, **(faults or {}))
     host, port = vehicle.address
-    echo(f"sim vehicle ({platform}, PX4-like, sysid 1) on {uri} -> {host}:{port}, speed x{speed:g}, "
+    who = {"edgectl": "PX4-like, takes motor commands", "px4": "as PX4", "ardupilot": "as ArduCopter"}[identity]
+    echo(f"sim vehicle ({platform}, {who} {'.'.join(map(str, vehicle.version))}, sysid 1) on {uri} -> {host}:{port}, speed x{speed:g}, "
          f"physics {1.0 / vehicle.phys.dt:g} Hz, "
          f"signing {'on' if signing_key else 'off'}"
          + "".join(f", {k}={v}" for k, v in (faults or {}).items() if v not in (None, 0.0)) + "; Ctrl-C to stop")

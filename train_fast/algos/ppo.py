@@ -55,7 +55,8 @@ def _init_mlp(key, sizes, out_scale, out_bias=None):
     for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
         w = jax.nn.initializers.orthogonal(out_scale if last else math.sqrt(2.0))(k, (n_in, n_out))
-        b = jnp.zeros(n_out) if (not last or out_bias is None) else jnp.full(n_out, out_bias)
+        b = jnp.zeros(n_out) if (not last or out_bias is None) else \
+            jnp.broadcast_to(jnp.asarray(out_bias, jnp.float32), (n_out,))  # a scalar or one bias per output
         layers.append({"w": w, "b": b})
     return layers
 
@@ -93,7 +94,7 @@ def _logp(mean, log_std, a):
 
 
 def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Callable, observe_critic: Callable,
-               action_size: int, action_bias: float):
+               action_size: int, action_bias):
     """Returns (init, train_chunk, evaluate, actor_apply): pure functions closed over the static env."""
     obs_offset, obs_scale = jnp.asarray(env.obs_offset), jnp.asarray(env.obs_scale)
 

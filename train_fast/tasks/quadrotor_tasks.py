@@ -65,6 +65,9 @@ class TaskConfig:
     alive_bonus: float = 2.0
     cost_cap: float = 1.0
     termination_penalty: float = 0.0
+    # "motor": the four normalized motor commands (the platform's firmware order); "ctbr": normalized collective
+    # thrust and body rates, flown through the platform's [rate_controller] loop (train_fast/tasks/ctbr_action.py)
+    action: str = "motor"
 
     @property
     def figure8_omega(self) -> float:
@@ -118,7 +121,8 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
         f.append(dict(name="reference_acceleration", size=3, unit="m/s^2", frame="world",
                       description="feed-forward acceleration of the reference", offset=0.0, scale=1.0))
     if cfg.action_history > 0:
-        f.append(dict(name="previous_actions", size=4 * cfg.action_history, unit="1", frame="motor M1..M4",
+        f.append(dict(name="previous_actions", size=4 * cfg.action_history, unit="1",
+                      frame="ctbr: thrust, roll, pitch, yaw rate (body FLU)" if cfg.action == "ctbr" else "motor M1..M4",
                       description="the last actions sent, newest first, 4 per step, after clipping to [-1, 1]",
                       offset="hover", scale=0.5))
     if cfg.integral_tau > 0:
@@ -133,6 +137,11 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
 def contract(cfg: TaskConfig, platform: Platform) -> dict:
     params = quad.nominal_params(platform)
     hover = float(quad.motor_to_action(quad.hover_motor(params), params))
+    hover_vec = [hover] * 4
+    if cfg.action == "ctbr":
+        from train_fast.tasks import ctbr_action
+        hover_vec = ctbr_action.hover_actions(platform)
+        hover = hover_vec[0]
     fs = obs_fields(cfg)
     offset, scale, noise = [], [], []
     noise_by_field = {
@@ -142,12 +151,11 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
         "angular_velocity": platform.get("sensors.angular_velocity_noise_std"),
     }
     for fd in fs:
-        off = hover if fd["offset"] == "hover" else fd["offset"]
-        offset += [float(off)] * fd["size"]
+        offset += [float(v) for v in hover_vec] * (fd["size"] // 4) if fd["offset"] == "hover" else [float(fd["offset"])] * fd["size"]
         scale += [float(fd["scale"])] * fd["size"]
         noise += [float(noise_by_field.get(fd["name"], 0.0))] * fd["size"]
     rate = platform.get("control.policy_rate")
-    return {
+    out = {
         "version": 1,
         "rate_hz": float(rate),
         "quaternion_order": "wxyz",
@@ -179,6 +187,9 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
             },
         },
     }
+    if cfg.action == "ctbr":
+        out["action"] = ctbr_action.action_contract(platform)
+    return out
 
 
 # --- the environment ---------------------------------------------------------------------------
@@ -199,6 +210,11 @@ class QuadEnv:
     delay_lo: float = 0.0
     delay_hi: float = 0.0
     gyro_bias_std: float = 0.0  # rad/s, a constant per-episode gyro bias (sensors.angular_velocity_bias_std)
+    # ctbr: the platform's rate loop (edgectl.rate_control.RateLoop), its ticks per control period, and the
+    # [lo, hi] ranges of its per-episode gain and rate-limit factors
+    rate_loop: object = field(default=None, hash=False, compare=False)
+    rate_steps: int = 1
+    rate_ranges: np.ndarray = field(default=None, hash=False, compare=False)
 
     @property
     def episode_steps(self) -> int:
@@ -219,7 +235,14 @@ def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, distur
     norm = c["observation"]["normalization"]
     ranges = quad.randomization_ranges(platform)
     d_lo, d_hi = platform.get("randomization.action_delay") if randomize else (0.0, 0.0)
+    ctbr = {}
+    if cfg.action == "ctbr":
+        from train_fast.tasks import ctbr_action
+        ctbr = ctbr_action.env_fields(platform, randomize)
+    elif cfg.action != "motor":
+        raise ValueError(f"task action {cfg.action!r}: expected 'motor' or 'ctbr'")
     return QuadEnv(
+        **ctbr,
         cfg=cfg,
         nominal=quad.nominal_params(platform),
         ranges=ranges if randomize else np.ones_like(ranges),
@@ -252,6 +275,7 @@ class EnvState:
     delay: jax.Array  # actuation delay of this episode, fraction of a control period
     integral: jax.Array  # (3,) m s, leaky integral of the position error (zero unless cfg.integral_tau > 0)
     gyro_bias: jax.Array  # (3,) rad/s, this episode's constant gyro bias
+    rate: jax.Array  # ctbr: the rate loop's state and this episode's gain and limit factors (train_fast/sims/rate_loop.py)
 
 
 def reference(cfg: TaskConfig, time):
@@ -296,11 +320,15 @@ def reset(key, env: QuadEnv) -> EnvState:
         motor=jnp.full(4, hover),
     )
     prev = jnp.tile(quad.motor_to_action(hover, params), 4 * cfg.action_history)
+    rate = jnp.zeros(2)
+    if cfg.action == "ctbr":
+        from train_fast.tasks import ctbr_action
+        prev, rate = ctbr_action.reset_fields(jax.random.fold_in(kph, 3), env, params, sim.omega)
     # fold_in, not another split: the other draws (and so every earlier evaluation's starts) stay as they were
     delay = jax.random.uniform(jax.random.fold_in(kph, 1), (), minval=env.delay_lo, maxval=env.delay_hi)
     bias = env.gyro_bias_std * jax.random.normal(jax.random.fold_in(kph, 2), (3,))
     return EnvState(sim=sim, params=params, factors=factors, t=jnp.zeros((), jnp.int32), phase=phase, prev_actions=prev,
-                    delay=delay, integral=jnp.zeros(3), gyro_bias=bias)
+                    delay=delay, integral=jnp.zeros(3), gyro_bias=bias, rate=rate)
 
 
 def _fields(env: QuadEnv, s: EnvState) -> jax.Array:
@@ -346,10 +374,16 @@ def step(key, s: EnvState, action, env: QuadEnv):
         applied = action + s.delay * (last - action)
     else:
         applied = action
-    sim = quad.dynamics_step(s.sim, applied, s.params)
+    rate = s.rate
+    if cfg.action == "ctbr":
+        from train_fast.sims import rate_loop
+        last = s.prev_actions[:4] if cfg.action_history > 0 else action
+        sim, rate = rate_loop.step(s.sim, s.rate, action, last, s.delay, s.params, env.rate_loop, env.rate_steps)
+    else:
+        sim = quad.dynamics_step(s.sim, applied, s.params)
     prev = jnp.concatenate([action, s.prev_actions[:-4]]) if cfg.action_history > 0 else s.prev_actions
     s2 = EnvState(sim=sim, params=s.params, factors=s.factors, t=s.t + 1, phase=s.phase, prev_actions=prev, delay=s.delay,
-                  integral=s.integral, gyro_bias=s.gyro_bias)
+                  integral=s.integral, gyro_bias=s.gyro_bias, rate=rate)
     p_ref, v_ref, _ = _ref_now(env, s2)
     e_p = sim.pos - p_ref
     if cfg.integral_tau > 0:
@@ -363,6 +397,9 @@ def step(key, s: EnvState, action, env: QuadEnv):
     e_v = sim.vel - v_ref
     dist2 = jnp.sum(e_p * e_p)
     hover_a = quad.motor_to_action(quad.hover_motor(env.nominal), env.nominal)
+    if cfg.action == "ctbr":
+        from train_fast.tasks import ctbr_action
+        hover_a = ctbr_action.hover_vector(env.rate_loop, env.nominal)
     cost = (cfg.w_position * dist2
             + cfg.w_orientation * (1.0 - sim.quat[0] ** 2)
             + cfg.w_velocity * jnp.sum(e_v * e_v)

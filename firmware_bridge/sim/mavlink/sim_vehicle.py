@@ -36,6 +36,20 @@ What it does, PX4-style:
   ``failsafe_at`` / ``link_drop_at`` / ``last_setpoint_t`` are sim s. Real PX4 cannot do this: its
   offboard-loss timeout (COM_OF_LOSS_T) is set in seconds and it carries no backup of ours; this
   vehicle is what a firmware with an on-board backup would do.
+- Identity (``identity``): "edgectl" (default) is the vehicle above, which declares that it takes motor
+  commands (parameter EDGECTL_MOTOR_IN = 1, AUTOPILOT_VERSION 0.0.0 with custom version "edgectl"). "px4"
+  (``version``, default 1.15.0) and "ardupilot" (default 4.5.7, HEARTBEAT autopilot ARDUPILOTMEGA, Copter modes
+  STABILIZE / GUIDED_NOGPS / ALT_HOLD / LAND) behave as those releases do toward a companion computer
+  (firmware_bridge/mavlink/autopilots.py): both ignore SET_ACTUATOR_CONTROL_TARGET (counted in
+  ``counters["ignored SET_ACTUATOR_CONTROL_TARGET"]``); PX4 leaves OFFBOARD after COM_OF_LOSS_T (param, default
+  1 s) for COM_OBL_RC_ACT (0 Position / 5 Hold: hold here, 4 Land: land); ArduPilot enters GUIDED_NOGPS without a
+  stream, reads SET_ATTITUDE_TARGET.thrust as a climb rate unless GUID_OPTIONS has bit 3 (8), and after
+  GUID_TIMEOUT (3 s) without setpoints levels and holds its altitude in GUIDED_NOGPS (``counters["guided_timeouts"]``).
+  Every identity answers AUTOPILOT_VERSION (MAV_CMD_REQUEST_MESSAGE 148 or REQUEST_AUTOPILOT_CAPABILITIES) and
+  PARAM_REQUEST_READ / PARAM_SET for its parameters (none other: a real autopilot does not answer an unknown name).
+- Body-rate setpoints fly through the platform's [rate_controller] loop (edgectl/rate_control.py: the
+  Crazyflie's, PX4's or ArduPilot's rate PID with their cited defaults and mixers), one tick per physics tick;
+  a platform without one uses ``control.AttitudeController``.
 - Signing: with a key, unsigned and wrong-key messages are dropped (``counters``).
 - Faults, on request: ``loss`` (probability a message is lost, each direction), ``latency_s`` (one-way
   delay, each direction), ``cut_at`` / ``cut_for`` (sim time from which nothing passes either way, for
@@ -76,6 +90,11 @@ FORCE_DISARM = 21196  # PX4/ArduPilot magic param2 for disarming in the air
 IDLE_THRUST = 0.05  # collective thrust fraction while armed and idle (PX4: spinning at idle)
 LAND_SPEED = 0.7  # m/s, PX4 MPC_LAND_SPEED default
 
+# identity -> default version (AUTOPILOT_VERSION); "edgectl" reports 0.0.0 with custom version "edgectl"
+IDENTITIES = {"edgectl": (0, 0, 0), "px4": (1, 15, 0), "ardupilot": (4, 5, 7)}
+# ArduCopter custom modes (mavutil.mode_mapping_acm) <-> this vehicle's PX4-style modes
+AP_STABILIZE, AP_ALT_HOLD, AP_LAND, AP_GUIDED_NOGPS = 0, 2, 9, 20
+
 # stream name -> (message id, default rate Hz)
 STREAMS = {
     "HEARTBEAT": (mavlink.MAVLINK_MSG_ID_HEARTBEAT, 1.0),
@@ -98,6 +117,7 @@ class _Setpoint:
     rates: np.ndarray | None = None  # FLU
     thrust: float = 0.0
     controls: np.ndarray | None = None
+    climb_rate: bool = False  # ArduPilot without GUID_OPTIONS bit 3: thrust is a climb rate, 0.5 = hold
 
 
 class SimVehicle:
@@ -109,7 +129,10 @@ class SimVehicle:
                  actuator_latch: float = 0.1,
                  loss: float = 0.0, latency_s: float = 0.0, cut_at: float | None = None, cut_for: float | None = None,
                  stuck_sensor: str | None = None, nan_sensor: str | None = None, sensor_fault_at: float = 0.0,
-                 weak_motor: tuple[int, float] | None = None, physics_hz: float | None = 500.0):
+                 weak_motor: tuple[int, float] | None = None, physics_hz: float | None = 500.0,
+                 identity: str = "edgectl", version: tuple[int, int, int] | None = None, parameters: dict | None = None):
+        if identity not in IDENTITIES:
+            raise ValueError(f"sim vehicle: identity must be one of {', '.join(IDENTITIES)}, got {identity!r}")
         if failsafe not in ("land", "hold"):
             raise ValueError(f"failsafe must be 'land' or 'hold', got {failsafe!r}")
         if not 0.0 < actuator_timeout <= actuator_latch:
@@ -169,6 +192,39 @@ class SimVehicle:
         self.link_drop_at: float | None = None
         self.last_setpoint_t: float | None = None
         self._faults(loss, latency_s, cut_at, cut_for, stuck_sensor, nan_sensor, sensor_fault_at, weak_motor)
+        self._identify(identity, version, parameters, platform)
+
+    # ------------------------------------------------------------------ identity, parameters, rate loop
+    def _identify(self, identity, version, parameters, platform) -> None:
+        from .autopilots import GUID_OPTIONS_THRUST, MOTOR_PARAM, OFFBOARD_LOSS  # noqa: F401
+        self.identity = identity
+        self.version = tuple(version) if version is not None else IDENTITIES[identity]
+        table = {"edgectl": {MOTOR_PARAM: 1.0, "COM_OF_LOSS_T": self.offboard_timeout},
+                 "px4": {"COM_OF_LOSS_T": self.offboard_timeout, "COM_OBL_RC_ACT": 0.0},
+                 "ardupilot": {"GUID_OPTIONS": 0.0, "GUID_TIMEOUT": 3.0}}[identity]
+        for k, v in (parameters or {}).items():
+            if k not in table:
+                raise ValueError(f"sim vehicle ({identity}): unknown parameter {k!r}; known: {', '.join(table)}")
+            table[k] = float(v)
+        self.parameters = table
+        self._apply_parameters()
+        self.rate_loop, self._pid, self._pid_active = None, None, False
+        try:
+            from edgectl.platforms import load_platform
+            from edgectl.rate_control import from_platform
+            self.rate_loop = from_platform(load_platform(platform))
+        except (ValueError, OSError):  # params given directly, or a platform without [rate_controller]
+            self.rate_loop = None
+        self.guided_timed_out = False
+
+    def _apply_parameters(self) -> None:
+        p = self.parameters
+        if "COM_OF_LOSS_T" in p:
+            self.offboard_timeout = p["COM_OF_LOSS_T"]
+        if self.identity == "px4":  # COM_OBL_RC_ACT: 4 Land; 0 Position, 1 Altitude, 5 Hold: hold (no RC here)
+            self.failsafe_action = "land" if int(p["COM_OBL_RC_ACT"]) in (3, 4, 6, 7) else "hold"
+        if self.identity == "ardupilot":
+            self.offboard_timeout = p["GUID_TIMEOUT"]
 
     # ------------------------------------------------------------------ fault injection
     SENSORS = {"x": (0, [0]), "y": (0, [1]), "z": (0, [2]), "pos": (0, [0, 1, 2]), "vx": (1, [0]), "vy": (1, [1]),
@@ -305,6 +361,8 @@ class SimVehicle:
 
     @property
     def mode_name(self) -> str:
+        if getattr(self, "identity", "edgectl") == "ardupilot":
+            return mavutil.mode_mapping_acm[self._ardupilot_mode()]
         return mavutil.interpret_px4_mode(0, px4_custom_mode(self.main_mode, self.sub_mode))
 
     def snapshot(self) -> dict:
@@ -357,10 +415,13 @@ class SimVehicle:
         elif mtype == "COMMAND_LONG" and self._for_us(m):
             self._command(m)
         elif mtype == "SET_MODE" and self._for_us(m):
-            main, sub = (m.custom_mode >> 16) & 0xFF, (m.custom_mode >> 24) & 0xFF
-            self._set_mode(main, sub)
+            self._set_custom_mode(m.custom_mode)
         elif mtype == "SET_ATTITUDE_TARGET" and self._for_us(m):
             self._attitude_target(m)
+        elif mtype in ("PARAM_REQUEST_READ", "PARAM_SET") and self._for_us(m):
+            self._param_message(m)
+        elif mtype == "SET_ACTUATOR_CONTROL_TARGET" and self.identity != "edgectl":
+            self.counters["ignored SET_ACTUATOR_CONTROL_TARGET"] += 1  # PX4 >= 1.14 and ArduPilot drive no motor from it
         elif mtype == "SET_ACTUATOR_CONTROL_TARGET" and self._for_us(m) and m.group_mlx == 0:
             u = np.asarray(m.controls[:4], dtype=np.float64)
             if np.all(np.isfinite(u)):
@@ -384,10 +445,11 @@ class SimVehicle:
         if not ok:
             self.counters["rejected_setpoints"] += 1
             return
+        climb = self.identity == "ardupilot" and not int(self.parameters["GUID_OPTIONS"]) & 8
         if use_att:
-            self._new_setpoint(_Setpoint("attitude", quat=quat_ned_frd_to_enu_flu(q), thrust=thrust))
+            self._new_setpoint(_Setpoint("attitude", quat=quat_ned_frd_to_enu_flu(q), thrust=thrust, climb_rate=climb))
         else:
-            self._new_setpoint(_Setpoint("rates", rates=frd_to_flu(rates), thrust=thrust))
+            self._new_setpoint(_Setpoint("rates", rates=frd_to_flu(rates), thrust=thrust, climb_rate=climb))
 
     def _new_setpoint(self, sp: _Setpoint) -> None:
         self._setpoint = sp
@@ -419,8 +481,17 @@ class SimVehicle:
         elif cmd == mavlink.MAV_CMD_DO_SET_MODE:
             if not int(m.param1) & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED:
                 result = mavlink.MAV_RESULT_UNSUPPORTED
+            elif self.identity == "ardupilot":
+                result = self._set_custom_mode(int(m.param2))
             else:
                 result = self._set_mode(int(m.param2), int(m.param3))
+        elif cmd in (mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES):
+            wanted = cmd == mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES or int(m.param1) == mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION
+            result = mavlink.MAV_RESULT_ACCEPTED if wanted else mavlink.MAV_RESULT_UNSUPPORTED
+            if wanted:
+                self.conn.mav.command_ack_send(cmd, result, 0, 0, m.get_srcSystem(), m.get_srcComponent())
+                self._send_autopilot_version()
+                return
         elif cmd == mavlink.MAV_CMD_SET_MESSAGE_INTERVAL:
             result = self._set_interval(int(m.param1), m.param2)
         else:
@@ -438,9 +509,16 @@ class SimVehicle:
         self.armed = False
         return mavlink.MAV_RESULT_ACCEPTED
 
+    def _set_custom_mode(self, custom: int) -> int:
+        if self.identity != "ardupilot":
+            return self._set_mode((custom >> 16) & 0xFF, (custom >> 24) & 0xFF)
+        mapped = {AP_STABILIZE: (MAIN_MANUAL, 0), AP_GUIDED_NOGPS: (MAIN_OFFBOARD, 0), AP_LAND: (MAIN_AUTO, SUB_LAND),
+                  AP_ALT_HOLD: (MAIN_AUTO, SUB_LOITER)}.get(int(custom))
+        return mavlink.MAV_RESULT_UNSUPPORTED if mapped is None else self._set_mode(*mapped)
+
     def _set_mode(self, main: int, sub: int) -> int:
         if main == MAIN_OFFBOARD:
-            if not self._stream_alive():
+            if self.identity != "ardupilot" and not self._stream_alive():  # ArduPilot enters GUIDED_NOGPS without a stream
                 self._statustext("Switching to Offboard is currently not available: no setpoint stream")
                 return mavlink.MAV_RESULT_TEMPORARILY_REJECTED
         elif not (main == MAIN_MANUAL or (main == MAIN_AUTO and sub in (SUB_LOITER, SUB_LAND))):
@@ -449,6 +527,7 @@ class SimVehicle:
         self._hold_z = float(self.phys.pos[2])
         self.failsafe_reason = None
         self.backup_active = False
+        self.guided_timed_out = False
         return mavlink.MAV_RESULT_ACCEPTED
 
     def _set_interval(self, msg_id: int, interval_us: float) -> int:
@@ -477,7 +556,14 @@ class SimVehicle:
             elif not paused and self.backup_active:
                 self.backup_active, self._backup_tick = False, 0  # the host flies again
             self.counters["link_drop_ticks"] += self.backup_active
-        if self.main_mode == MAIN_OFFBOARD and not self._stream_fresh():
+        if self.identity == "ardupilot":
+            # GUID_TIMEOUT: no mode change; level, zero rates, hold altitude until setpoints come back
+            late = self.main_mode == MAIN_OFFBOARD and not self._stream_fresh()
+            if late and not self.guided_timed_out:
+                self.counters["guided_timeouts"] += 1
+                self._hold_z = float(self.phys.pos[2])
+            self.guided_timed_out = late
+        elif self.main_mode == MAIN_OFFBOARD and not self._stream_fresh():
             self.counters["failsafes"] += 1
             self._set_mode(MAIN_AUTO, SUB_LAND if (motors or self.failsafe_action == "land") else SUB_LOITER)
             self.failsafe_reason = "offboard setpoints lost"
@@ -495,6 +581,14 @@ class SimVehicle:
                 self._statustext("Landing detected, disarmed")
 
     def _control(self) -> np.ndarray:
+        sp = self._setpoint
+        flying_rates = (self.armed and self.main_mode == MAIN_OFFBOARD and not self.backup_active and not self.guided_timed_out
+                        and sp is not None and sp.kind == "rates")
+        if not flying_rates:
+            self._pid_active = False  # the rate loop starts afresh (integrators reset) when rates fly again
+        return self._control_inner()
+
+    def _control_inner(self) -> np.ndarray:
         p, ctl = self.phys, self.ctl
         if not self.armed:
             return -np.ones(4)
@@ -504,12 +598,21 @@ class SimVehicle:
                 self._backup_action = self.backup(pos, quat, vel, omega)
             self._backup_tick += 1
             return self._backup_action
+        if self.main_mode == MAIN_OFFBOARD and self.guided_timed_out:
+            vz_des = float(np.clip(1.0 * (self._hold_z - p.pos[2]), -1.0, 1.0))
+            return ctl.attitude(quat, omega, level_with_yaw(quat), self._vertical_thrust(vz_des))
         if self.main_mode == MAIN_OFFBOARD and self._setpoint is not None:
             sp = self._setpoint
+            thrust = sp.thrust
+            if sp.climb_rate:  # ArduPilot: (thrust - 0.5) * 2 of WPNAV_SPEED_UP 2.5 m/s / WPNAV_SPEED_DN 1.5 m/s
+                vz_des = (sp.thrust - 0.5) * 2.0 * (2.5 if sp.thrust >= 0.5 else 1.5)
+                thrust = self._vertical_thrust(vz_des)
             if sp.kind == "attitude":
-                return ctl.attitude(quat, omega, sp.quat, sp.thrust)
+                return ctl.attitude(quat, omega, sp.quat, thrust)
             if sp.kind == "rates":
-                return ctl.motor_actions(omega, sp.rates, sp.thrust)
+                if self.rate_loop is None:
+                    return ctl.motor_actions(omega, sp.rates, thrust)
+                return self._rate_loop_action(omega, sp.rates, thrust if not sp.climb_rate else self._firmware_thrust(thrust))
             a = 2.0 * sp.controls - 1.0
             if self._backup_tick % self._backup_every == 0:
                 self.backup.observe(quat, vel, omega, a)
@@ -522,6 +625,24 @@ class SimVehicle:
                 vz_des = float(np.clip(1.0 * (self._hold_z - p.pos[2]), -1.0, 1.0))
             return ctl.attitude(p.quat, p.omega, level_with_yaw(p.quat), self._vertical_thrust(vz_des))
         return ctl.motor_actions(p.omega, np.zeros(3), IDLE_THRUST)
+
+    def _rate_loop_action(self, omega, rates, thrust) -> np.ndarray:
+        """The platform's cited rate loop, one tick per physics tick; re-initialized when it starts flying."""
+        from edgectl import rate_control as rc
+        if not self._pid_active or self._pid is None:
+            self._pid = rc.pid_init(self.rate_loop, np.asarray(omega, np.float64))
+        self._pid_active = True
+        out, self._pid = rc.pid_step(self.rate_loop, self._pid, np.clip(rates, -30.0, 30.0), omega, self.phys.dt)
+        u = rc.mix(self.rate_loop, float(np.clip(thrust, 0.0, 1.0)), out)
+        return 2.0 * u - 1.0
+
+    def _firmware_thrust(self, fraction: float) -> float:
+        """The rate loop's thrust setpoint for a collective of ``fraction`` of the maximum thrust."""
+        from edgectl import rate_control as rc
+        from edgectl.platforms import motor_for_fraction
+        i = qd.PARAM_INDEX
+        u = motor_for_fraction(fraction, self.phys.params[i["thrust_shape_0"]], self.phys.params[i["thrust_shape_1"]])
+        return float(rc.thrust_setpoint_for_motor(self.rate_loop, u))
 
     def _vertical_thrust(self, vz_des: float) -> float:
         p = self.phys
@@ -538,13 +659,46 @@ class SimVehicle:
                 self._next_due[name] = max(self._next_due[name] + self._interval[name], t)
                 getattr(self, f"_send_{name.lower()}")()
 
+    def _ardupilot_mode(self) -> int:
+        if self.main_mode == MAIN_OFFBOARD:
+            return AP_GUIDED_NOGPS
+        if self.main_mode == MAIN_AUTO:
+            return AP_LAND if self.sub_mode == SUB_LAND else AP_ALT_HOLD
+        return AP_STABILIZE
+
     def _send_heartbeat(self) -> None:
-        base = mavutil.px4_map.get(self.mode_name, (mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,))[0]
-        base |= mavlink.MAV_MODE_FLAG_SAFETY_ARMED if self.armed else 0
         status = (mavlink.MAV_STATE_CRITICAL if self.failsafe_reason else
                   mavlink.MAV_STATE_ACTIVE if self.armed else mavlink.MAV_STATE_STANDBY)
+        armed = mavlink.MAV_MODE_FLAG_SAFETY_ARMED if self.armed else 0
+        if self.identity == "ardupilot":
+            base = mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | mavlink.MAV_MODE_FLAG_STABILIZE_ENABLED | armed
+            self.conn.mav.heartbeat_send(mavlink.MAV_TYPE_QUADROTOR, mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA, base,
+                                         self._ardupilot_mode(), status)
+            return
+        base = mavutil.px4_map.get(self.mode_name, (mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,))[0] | armed
         self.conn.mav.heartbeat_send(mavlink.MAV_TYPE_QUADROTOR, mavlink.MAV_AUTOPILOT_PX4, base,
                                      px4_custom_mode(self.main_mode, self.sub_mode), status)
+
+    def _send_autopilot_version(self) -> None:
+        from .autopilots import encode_version
+        caps = (mavlink.MAV_PROTOCOL_CAPABILITY_MAVLINK2 | mavlink.MAV_PROTOCOL_CAPABILITY_SET_ATTITUDE_TARGET
+                | mavlink.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT | mavlink.MAV_PROTOCOL_CAPABILITY_COMMAND_INT)
+        custom = list(b"edgectl\x00") if self.identity == "edgectl" else [0] * 8
+        self.conn.mav.autopilot_version_send(caps, encode_version(*self.version), 0, 0, 0, custom, [0] * 8, [0] * 8,
+                                             0, 0, 0)
+
+    def _param_message(self, m) -> None:
+        name = m.param_id.decode(errors="replace") if isinstance(m.param_id, bytes) else str(m.param_id)
+        name = name.rstrip("\x00")
+        if name not in self.parameters:
+            self.counters["unknown parameter"] += 1
+            return  # as PX4 and ArduPilot: no answer for a name they do not have
+        if m.get_type() == "PARAM_SET" and math.isfinite(m.param_value):
+            self.parameters[name] = float(m.param_value)
+            self._apply_parameters()
+        names = list(self.parameters)
+        self.conn.mav.param_value_send(name.encode(), self.parameters[name], mavlink.MAV_PARAM_TYPE_REAL32,
+                                       len(names), names.index(name))
 
     def _send_sys_status(self) -> None:
         b = self.phys.battery
