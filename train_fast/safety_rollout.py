@@ -106,7 +106,7 @@ def make_shielded_rollout(env: qt.QuadEnv, apply, episodes: int, config: ShieldC
 
             sim0 = quad.State(pos=s.sim.pos, quat=s.sim.quat, vel=s.sim.vel, omega=s.sim.omega, motor=cs["motor"])
             st0 = qt.EnvState(sim=sim0, params=params, factors=s.factors, t=s.t, phase=s.phase, prev_actions=s.prev_actions, delay=s.delay,
-                               integral=s.integral, gyro_bias=s.gyro_bias)
+                               integral=s.integral, gyro_bias=s.gyro_bias, rate=s.rate)
             _, tr = jax.lax.scan(body, st0, None, length=H)
             pos, quat, vel, om = (jnp.concatenate([x0[None], x], axis=0) for x0, x in
                                   zip((sim0.pos, sim0.quat, sim0.vel, sim0.omega), tr))  # (H+1, N, .)
@@ -175,7 +175,7 @@ def make_shielded_rollout(env: qt.QuadEnv, apply, episodes: int, config: ShieldC
             s2 = qt.EnvState(sim=s2.sim, params=s2.params, factors=s2.factors, t=s2.t, phase=s2.phase,
                              prev_actions=jnp.concatenate([a, s.prev_actions[:, :-4]], axis=1)
                              if env.cfg.action_history > 0 else s2.prev_actions, delay=s2.delay,
-                             integral=s2.integral, gyro_bias=s2.gyro_bias)
+                             integral=s2.integral, gyro_bias=s2.gyro_bias, rate=s2.rate)
             alive = alive & ~term
             sig = signals_from_state(s2.sim.pos, s2.sim.quat, s2.sim.vel, s2.sim.omega, ref0)
             out = {"nominal": mode == NOMINAL, "to_backup": to_b, "to_nominal": to_n, "worst_spec": worst.astype(jnp.int8),
