@@ -260,12 +260,16 @@ def parse_platform(raw: bytes, path: Path) -> Platform:
     if "safety.specs" in values:
         _check_safety(fname, kind, values)
     if "rate_controller.firmware" in values:
-        from edgectl.rate_control import FIRMWARES
-        if values["rate_controller.firmware"] not in FIRMWARES:
-            raise PlatformError(f"{fname}: field rate_controller.firmware: expected one of {sorted(FIRMWARES)}, "
+        if values["rate_controller.firmware"] not in RATE_FIRMWARES:
+            raise PlatformError(f"{fname}: field rate_controller.firmware: expected one of {sorted(RATE_FIRMWARES)}, "
                                 f"got {values['rate_controller.firmware']!r}")
     return Platform(name=name, kind=kind, path=path, raw=raw, values=values, units=units, sources=sources)
 
+
+
+# The autopilot rate loops edgectl.rate_control models (its FIRMWARES table, which imports this module: the
+# names live here so the loader needs nothing above it; tests/test_rate_control.py holds the two equal).
+RATE_FIRMWARES = ("ardupilot", "crazyflie", "px4")
 
 def _check_value(fname: str, key: str, spec: Spec, value: Any) -> Any:
     where = f"{fname}: field {key} ({spec.unit or 'no unit'})"

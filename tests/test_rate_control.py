@@ -193,3 +193,8 @@ def test_jax_and_numpy_run_the_same_loop():
         out_j, st_j = rc.pid_step(loop, st_j, jnp.asarray(sp, jnp.float32), jnp.asarray(w, jnp.float32), 0.0025, 1.1, xp=jnp)
         np.testing.assert_allclose(np.asarray(out_j), out_n, rtol=2e-4, atol=2e-5)
         np.testing.assert_allclose(np.asarray(rc.mix(loop, 0.6, out_j, xp=jnp)), rc.mix(loop, 0.6, out_n), atol=2e-5)
+
+
+def test_the_loader_knows_every_modelled_rate_loop():
+    from edgectl.platforms import RATE_FIRMWARES
+    assert sorted(rc.FIRMWARES) == sorted(RATE_FIRMWARES)
