@@ -13,6 +13,14 @@ import numpy as np
 
 SUPPORTED_FIELDS = ("position_error", "rotation_matrix", "velocity_error", "angular_velocity", "previous_actions",
                     "reference_acceleration", "position_error_integral")
+# What this builder makes of each field: unit, and frame (the text before any comma; None: not checked, the actions
+# are the policy's own outputs as sent). A contract that declares another unit or frame for a field gets a policy
+# fed numbers it was not trained on (deg/s read as rad/s, a body-frame velocity as world): refused (issue 16).
+BUILT_AS = {
+    "position_error": ("m", "world"), "rotation_matrix": ("1", "body-to-world"), "velocity_error": ("m/s", "world"),
+    "angular_velocity": ("rad/s", "body"), "previous_actions": ("1", None), "reference_acceleration": ("m/s^2", "world"),
+    "position_error_integral": ("m s", "world"),
+}
 
 
 def _xp(*arrays):
@@ -31,6 +39,12 @@ def check_contract(contract: dict) -> None:
     if bad:
         raise ValueError(f"shield: contract.observation.fields: cannot build {bad} from a state estimate "
                          f"(known: {list(SUPPORTED_FIELDS)})")
+    for i, fd in enumerate(contract["observation"]["fields"]):
+        unit, frame = BUILT_AS[fd["name"]]
+        got_unit, got_frame = fd.get("unit"), str(fd.get("frame", "")).split(",")[0].strip()
+        if got_unit != unit or (frame is not None and got_frame != frame):
+            raise ValueError(f"contract.observation.fields[{i}] {fd['name']!r}: unit {got_unit!r}, frame {got_frame!r}; "
+                             f"the host builds it in {unit!r}, frame {frame!r}")
 
 
 def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=None, ref_vel=None, ref_acc=None,
@@ -70,4 +84,4 @@ def observation(contract: dict, pos, quat, vel, omega, prev_actions, ref_pos=Non
     return xp.concatenate(out, axis=-1)
 
 
-__all__ = ["SUPPORTED_FIELDS", "check_contract", "observation"]
+__all__ = ["BUILT_AS", "SUPPORTED_FIELDS", "check_contract", "observation"]

@@ -105,6 +105,17 @@ class ControlLoop:
         self.link, self.policy, self.contract, self.backup = link, policy, contract, backup
         self.cfg, self.shield, self.log = config, shield, log
         self.ref = np.asarray(ref, np.float64)
+        # A trajectory bundle (contract.reference, e.g. figure8) tracks a moving reference about `ref`: each tick
+        # sets self.ref, ref_vel and ref_acc from it (edgectl.reference), as in training; else a fixed point.
+        from edgectl.reference import trajectory
+        self.centre, self.trajectory = self.ref.copy(), trajectory(contract)
+        self.ref_vel = self.ref_acc = None
+        if self.trajectory is not None and shield is not None:
+            raise ValueError("--shield: the shield predicts about a fixed reference; fly this trajectory bundle "
+                             "(contract.reference) with --no-shield")
+        if self.trajectory is not None and getattr(link, "onboard", False):
+            raise ValueError("a trajectory bundle (contract.reference) flies from the host (sim://, MAVLink); the "
+                             "on-board app holds a fixed reference")
         history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions")
         act = contract["action"]
         hover = act.get("hover_actions", [float(act.get("hover_action", 0.0))] * 4)  # ctbr: thrust at hover, zero rates
@@ -114,6 +125,11 @@ class ControlLoop:
         self.mode, self.latched = NOMINAL, False
         self.monitors = list(monitors)  # edgectl.safety.monitor.OnlineMonitor: the host's view when it cannot shield
         self.report = RunReport()
+
+    def _set_reference(self, t: float) -> None:
+        if self.trajectory is not None:
+            p, self.ref_vel, self.ref_acc = self.trajectory(t)
+            self.ref = self.centre + p
 
     def _switch(self, t: float, to: str, reason: str) -> None:
         if to != self.mode:
@@ -134,7 +150,8 @@ class ControlLoop:
             if not np.all(np.isfinite(v)):
                 return np.zeros(4), float("nan"), f"state not finite: {name} = {np.asarray(v).tolist()}"
         integral = self.integral.update(np.asarray(s.pos, np.float64) - self.ref, self.ref)
-        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, integral=integral)
+        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, self.ref_vel,
+                               self.ref_acc, integral=integral)
         try:
             a = np.asarray(self.policy(obs[None]), np.float64).reshape(4)
         except Exception as e:  # noqa: BLE001  a backend failure must not leave the motors without a command
@@ -161,7 +178,8 @@ class ControlLoop:
         s = self.link.read_state()
         if s is None or not all(np.all(np.isfinite(v)) for v in (s.pos, s.quat, s.vel, s.omega)):
             return
-        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref)
+        self._set_reference(0.0)
+        obs = self.observation(self.contract, s.pos, s.quat, s.vel, s.omega, self.prev, self.ref, self.ref_vel, self.ref_acc)
         self.policy(obs[None])
         if self.shield is not None:
             self.shield.predict(s.pos, s.quat, s.vel, s.omega, self.ref)
@@ -209,6 +227,7 @@ class ControlLoop:
         last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
         misses_in_row = 0
         for t, scheduled, start in self._ticks():
+            self._set_reference(t)
             s = self.link.read_state()
             now = time.monotonic()
             event = ""

@@ -24,6 +24,8 @@ ROOT = HERE.parent.parent
 FIXTURES: dict[str, list[str]] = {
     # The hover task, robust preset (position-error integral, 0-1 period actuation delay, the platform's ranges).
     "hover_bundle": ["train", "quadrotor", "--task", "hover", "--robust", "--seconds", "120", "--seed", "0"],
+    # a trajectory bundle for the host loop's moving reference (tests/test_runtime_reference.py)
+    "figure8_bundle": ["train", "quadrotor", "--task", "figure8", "--seconds", "120", "--seed", "0"],
     # Rate level (collective thrust + body rates through the Crazyflie firmware's rate loop): what a real PX4 /
     # ArduPilot accepts over MAVLink; hil_tests fly it against the simulated vehicle in both identities.
     "ctbr_hover_bundle": ["train", "quadrotor", "--task", "hover", "--action", "ctbr", "--seconds", "120", "--seed", "0"],

@@ -189,6 +189,12 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
     }
     if cfg.action == "ctbr":
         out["action"] = ctbr_action.action_contract(platform)
+    if cfg.name == "figure8":
+        # The moving reference, for runtimes that fly it (edgectl.reference, tested equal to `reference` below):
+        # training starts each episode at a random phase; a run starts at phase 0 about its reference point.
+        out["reference"] = {"kind": "figure8", "amplitude_m": float(cfg.figure8_amplitude),
+                            "omega_rad_s": float(cfg.figure8_omega),
+                            "formula": "x = A sin(w t), y = A/2 sin(2 w t), z = 0 about the run's reference point"}
     return out
 
 

@@ -196,7 +196,7 @@ class SimVehicle:
 
     # ------------------------------------------------------------------ identity, parameters, rate loop
     def _identify(self, identity, version, parameters, platform) -> None:
-        from .autopilots import GUID_OPTIONS_THRUST, MOTOR_PARAM, OFFBOARD_LOSS  # noqa: F401
+        from firmware_bridge.mavlink.autopilots import GUID_OPTIONS_THRUST, MOTOR_PARAM, OFFBOARD_LOSS  # noqa: F401
         self.identity = identity
         self.version = tuple(version) if version is not None else IDENTITIES[identity]
         table = {"edgectl": {MOTOR_PARAM: 1.0, "COM_OF_LOSS_T": self.offboard_timeout},
@@ -680,7 +680,7 @@ class SimVehicle:
                                      px4_custom_mode(self.main_mode, self.sub_mode), status)
 
     def _send_autopilot_version(self) -> None:
-        from .autopilots import encode_version
+        from firmware_bridge.mavlink.autopilots import encode_version
         caps = (mavlink.MAV_PROTOCOL_CAPABILITY_MAVLINK2 | mavlink.MAV_PROTOCOL_CAPABILITY_SET_ATTITUDE_TARGET
                 | mavlink.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT | mavlink.MAV_PROTOCOL_CAPABILITY_COMMAND_INT)
         custom = list(b"edgectl\x00") if self.identity == "edgectl" else [0] * 8
