@@ -319,3 +319,15 @@ def test_shield_report_says_where_the_ticks_the_policy_did_not_fly_went(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "ticks on the backup from the start" in text and "switches policy -> backup after that" in text
     assert "the policy flies 96.0 % of the ticks, the backup 4.0 % from the start and 0.0 % after 0 switch(es)" in text
+
+
+def test_help_choices_are_what_the_commands_take():
+    """`--help` shows these lists as the flags' choices: they must be what the code underneath accepts."""
+    from export.calibration import SOURCES
+    from train_fast.importer import TASKS as IMPORT_TASKS
+    from train_fast.sabotage import SABOTAGES
+
+    assert set(cli.CALIBRATIONS) == set(SOURCES)
+    assert set(cli.SABOTAGES) == set(SABOTAGES)
+    assert set(cli.IMPORT_TEMPLATES) == set(IMPORT_TASKS)
+    assert set(cli.TASKS) == {t for tasks in cli.VEHICLES.values() for t in tasks}
