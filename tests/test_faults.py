@@ -77,10 +77,17 @@ def test_known_miss_rc_car_link_cut():
     _assert_zeros(faults.section_link(replace(faults.TINY, link_vehicles=("rc car",)), seed=0))
 
 
-def test_nan_and_stuck_sensor_on_board():
+def test_nan_sensor_on_board():
     """The app's sensorGuard (export/crazyflie/edgectl_controller.c.in): the backup holds the last good estimate of
     the bad component and lands in place (drift was 15.6 m when it dropped the whole state)."""
-    _assert_zeros(faults.section_sensors(replace(faults.TINY, sensors=(("nan", "z"), ("stuck", "z")),
+    _assert_zeros(faults.section_sensors(replace(faults.TINY, sensors=(("nan", "z"),),
+                                                 sensor_vehicles=("crazyflie on board",)), seed=0))
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: the on-board app does not check for a stuck sensor "
+                   "(EDGECTL_STUCK_SAMPLES 0: with 5 it faulted healthy noise-free simulated hovers)")
+def test_known_miss_stuck_sensor_on_board():
+    _assert_zeros(faults.section_sensors(replace(faults.TINY, sensors=(("stuck", "z"),),
                                                  sensor_vehicles=("crazyflie on board",)), seed=0))
 
 
