@@ -58,7 +58,7 @@ def test_link_loss_hands_over_to_backup_then_safe_stop(bundle, platform):
 
 def test_nan_state_and_failing_policy_hand_over_to_backup(bundle, platform):
     rep = _loop(bundle, platform, SimLink(platform, nan_at=30), seconds=1.0).run()
-    assert rep.events[0][2] == BACKUP and "state not finite: pos" in rep.events[0][3]
+    assert rep.events[0][2] == BACKUP and "sensor: pos[2] not finite" in rep.events[0][3]  # sensor_guard.py names the component
 
     calls = {"n": 0}
 

@@ -122,7 +122,9 @@ class ControlLoop:
         self.prev = np.tile(np.asarray(hover, np.float64), history // 4)
         from edgectl.contract import PositionIntegral
         self.integral = PositionIntegral(contract)
-        self.mode, self.latched = NOMINAL, False
+        self.mode, self.latched, self.sensor_fault = NOMINAL, False, False
+        from .sensor_guard import SensorGuard
+        self.guard = SensorGuard(1.0 / config.rate_hz)  # non-finite or stuck state: the backup on the last good estimate
         self.monitors = list(monitors)  # edgectl.safety.monitor.OnlineMonitor: the host's view when it cannot shield
         self.report = RunReport()
 
@@ -247,8 +249,15 @@ class ControlLoop:
                 s = None
             else:
                 last_good = t
+                g, why = self.guard.update(s.pos, s.quat, s.vel, s.omega)
+                if why is not None and not self.sensor_fault:
+                    self.sensor_fault = True
+                    if not self.latched:
+                        self.backup.engage(np.asarray(g[0], np.float64), target=np.asarray(g[0], np.float64))  # land in place
+                        self.latched = True
+                    self._switch(t, BACKUP, why)
                 if self.latched:
-                    a, rob = self.backup(s.pos, s.quat, s.vel, s.omega), float("nan")
+                    a, rob = self.backup(*g), float("nan")
                 else:
                     a, rob, why = self._nominal(s)
                     if why is not None and self.shield is None:
