@@ -10,8 +10,8 @@ A channel component is
   hardware/*.toml [noise]: position_noise_std 0.001 m, velocity_noise_std 0.002 m/s,
   angular_velocity_noise_std 0.002 rad/s, from Learning to Fly in Seconds): a float32 reading near 1 m
   has a step of 1.2e-7 m, so two noisy readings agree with probability about 1.2e-7 / (0.001 * sqrt(4 pi))
-  = 3e-5; five in a row (four repeats) about 1e-18 per component and sample: never in a flight, and the
-  backup flies 4 periods after a sensor froze.
+  = 3e-5; five in a row (four repeats) about 1e-18 per component and sample: never in a flight. The window is
+  also at least STUCK_SECONDS (30 periods at 100 Hz), for links that refresh a channel slower than the loop.
 
 Once bad, a component stays bad (the loop has handed over to the backup for good), and is estimated
 from the others, one control period ``dt`` at a time:
@@ -26,6 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 STUCK_SAMPLES = 5
+# ... and never less than STUCK_SECONDS of control periods: a link that refreshes one channel slower than the loop
+# runs (a MAVLink LOCAL_POSITION_NED stream an autopilot will not raise to 200 Hz: ArduPilot's SRx_POSITION and PX4's
+# serial-link defaults are 2-50 Hz) repeats it bit for bit between messages; 0.3 s tells apart any stream >= 4 Hz.
+STUCK_SECONDS = 0.3
 VEL_ALPHA = 0.2
 RATE_ALPHA = 1.0
 SLICES = {"pos": slice(0, 3), "quat": slice(3, 7), "vel": slice(7, 10), "omega": slice(10, 13)}
@@ -40,8 +44,9 @@ def _qmul(a, b):
 
 
 class SensorGuard:
-    def __init__(self, dt: float, stuck_samples: int = STUCK_SAMPLES):
-        self.dt, self.n = float(dt), int(stuck_samples)
+    def __init__(self, dt: float, stuck_samples: int | None = None):
+        n = stuck_samples if stuck_samples is not None else max(STUCK_SAMPLES, int(np.ceil(STUCK_SECONDS / dt - 1e-9)))
+        self.dt, self.n = float(dt), int(n)
         self.prev_raw: np.ndarray | None = None
         self.count = np.zeros(13, int)
         self.bad = np.zeros(13, bool)
