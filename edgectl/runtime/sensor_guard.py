@@ -27,8 +27,9 @@ import numpy as np
 
 STUCK_SAMPLES = 5
 # ... and never less than STUCK_SECONDS of control periods: a link that refreshes one channel slower than the loop
-# runs (a MAVLink LOCAL_POSITION_NED stream an autopilot will not raise to 200 Hz: ArduPilot's SRx_POSITION and PX4's
-# serial-link defaults are 2-50 Hz) repeats it bit for bit between messages; 0.3 s tells apart any stream >= 4 Hz.
+# runs (a MAVLink LOCAL_POSITION_NED stream the autopilot does not raise to the 200 Hz edgectl asks for: its rate is
+# the autopilot's stream setting, e.g. ArduPilot's SRx_POSITION, not checked here against a real one) repeats it bit
+# for bit between messages; 0.3 s tells apart any stream >= 4 Hz (tests/test_sensor_guard.py, a 5 Hz stream).
 STUCK_SECONDS = 0.3
 VEL_ALPHA = 0.2
 RATE_ALPHA = 1.0
