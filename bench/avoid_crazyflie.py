@@ -3,7 +3,7 @@ training model: how much of the policy survives the change of vehicle.
 
 For each obstacle field (seeds 0..N-1): `fly_vision` (edgectl/runtime/vision_link.py, what `edgectl run
 AVOID_BUNDLE --uri <cflib URI> --camera field:SEED` runs) takes the in-process simulated Crazyflie
-(sim://NAME, stock cflib on our link driver, the firmware-like cascaded controller tracking world velocity
+(cfsim://NAME, stock cflib on our link driver, the firmware-like cascaded controller tracking world velocity
 setpoints) off to the cruise height, then flies the policy at 20 Hz on the simulated camera rendered from
 the position the vehicle reports; and `fly_avoid` flies the training model (first-order velocity lag) through
 the same field. Real time for the Crazyflie (about 15 s a field), as fast as possible for the model.

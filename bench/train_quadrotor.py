@@ -29,7 +29,9 @@ import math
 import sys
 from pathlib import Path
 
-ACCEPT = {"hover": {"survival_rate": 0.99, "final_error_median_m": 0.05}, "figure8": {"tracking_rmse_m": 0.05}}
+# task -> metric -> (bound, "min" | "max", what it is called in the printout)
+ACCEPT = {"hover": {"survival_rate": (0.99, "min", "survival"), "final_error_median_m": (0.05, "max", "median")},
+          "figure8": {"tracking_rmse_m": (0.05, "max", "rmse")}}
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,16 +43,12 @@ def passes(task: str, ev: dict, to_bundle: float, seconds: float) -> tuple[bool,
     why = []
     if not to_bundle <= seconds:
         why.append(f"bundle after {to_bundle:.2f} s > {seconds:g} s")
-    if task == "hover":
-        if not ev.get("survival_rate", 0.0) >= ACCEPT["hover"]["survival_rate"]:
-            why.append(f"survival {ev.get('survival_rate')} < {ACCEPT['hover']['survival_rate']}")
-        med = ev.get("final_error_median_m")
-        if med is None or not med <= ACCEPT["hover"]["final_error_median_m"]:
-            why.append(f"median {_m(med).strip()} > {ACCEPT['hover']['final_error_median_m']} m")
-    else:
-        rmse = ev.get("tracking_rmse_m")
-        if rmse is None or not rmse <= ACCEPT["figure8"]["tracking_rmse_m"]:
-            why.append(f"rmse {_m(rmse).strip()} > {ACCEPT['figure8']['tracking_rmse_m']} m")
+    for key, (bound, kind, name) in ACCEPT[task].items():
+        v = ev.get(key)
+        if kind == "min" and not (v or 0.0) >= bound:
+            why.append(f"{name} {v} < {bound}")
+        if kind == "max" and (v is None or not v <= bound):
+            why.append(f"{name} {_m(v).strip()} > {bound} m")
     return not why, why
 
 
@@ -102,7 +100,7 @@ def main(argv=None) -> int:
           f"{args.episodes} eval episodes", flush=True)
 
     def line(row: dict) -> str:
-        rmse = f"  rmse {_m(row['tracking_rmse_m'])}" if args.task == "figure8" else ""
+        rmse = f"  rmse {_m(row['tracking_rmse_m'])}" if "tracking_rmse_m" in ACCEPT[args.task] else ""
         return (f"seed {row['seed']}: wall {row['wall_s']:5.1f} s  bundle {row['seconds_to_bundle']:5.2f} s  "
                 f"steps {row['env_steps'] / 1e6:5.2f} M  survival {row['survival_rate']:.3f}  "
                 f"median {_m(row['final_error_median_m'])}  p95 {_m(row['final_error_p95_m'])}{rmse}  "
@@ -114,7 +112,8 @@ def main(argv=None) -> int:
     if rows is None:
         return 2
     n_pass = sum(r["pass"] for r in rows)
-    crit = ("survival >= 0.99, median <= 0.05 m" if args.task == "hover" else "tracking rmse <= 0.05 m")
+    crit = ", ".join(f"{name} {'>=' if kind == 'min' else '<='} {bound:g}{'' if kind == 'min' else ' m'}"
+                     for bound, kind, name in ACCEPT[args.task].values())
     print(f"summary: {n_pass} of {len(rows)} seeds pass ({args.task}: {crit}, bundle within {args.seconds:g} s)")
     if args.json:
         summary = {"task": args.task, "seconds": args.seconds, "episodes": args.episodes, "passed": n_pass,

@@ -12,9 +12,10 @@ import importlib.abc
 import importlib.util
 import sys
 
+from .tasks import tasks
+
 # id -> task; the environments are train_fast/envs.py's GymEnv (gymnasium.make) and VectorEnv (make_vec)
-GYM_IDS = {"edgectl/Hover-v0": "hover", "edgectl/Figure8-v0": "figure8", "edgectl/Race-v0": "race",
-           "edgectl/Avoid-v0": "avoid"}
+GYM_IDS = {t.gym_id: t.name for t in tasks() if t.gym_id}  # the task registry's ids
 ENTRY_POINT, VECTOR_ENTRY_POINT = "train_fast.envs:GymEnv", "train_fast.envs:VectorEnv"
 
 

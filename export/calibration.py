@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgectl.tasks import task as registered
+
 from .errors import ExportError, TargetUnavailable
 
 SOURCES = ("rollouts", "random-states")
@@ -19,12 +21,7 @@ def rollout_observations(bundle, n: int = 10_000, seed: int = 0, source: str = "
     if source not in SOURCES:
         raise ExportError(f"--calibration {source!r}: expected one of {', '.join(SOURCES)}")
     try:
-        if bundle.task_name == "race":
-            from train_fast.evaluate_car import collect_observations
-        elif bundle.task_name == "avoid":
-            from train_fast.evaluate_avoid import collect_observations
-        else:
-            from train_fast.evaluate import collect_observations
+        collect_observations = registered(bundle.task_name).hook("observations")
     except ImportError as e:
         raise TargetUnavailable(f"simulator rollouts need the training extras ({e.name} is missing): "
                                 'pip install "edgectl[train]"') from None

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgectl.bundle import BundleError, load_bundle
 from edgectl.platforms import PlatformError, parse_platform
+from edgectl.tasks import task as registered
 
 from .errors import ExportError, TargetUnavailable
 
@@ -126,12 +127,13 @@ def check_budget(job: Job, flash: int, ram: int | None = None, how: str = "estim
 
 # --- targets --------------------------------------------------------------------------------------
 def _int8_closed_loop(job: Job) -> dict:
-    """Fly the int8 policy (the NumPy model the C equals bit for bit) and the float one on the same episodes."""
+    """Fly the int8 policy (the NumPy model the C equals bit for bit) and the float one on the same episodes: the
+    task registry's "int8_check" hook (int8_quadrotor, int8_race, int8_avoid below)."""
+    return registered(job.bundle.task_name).hook("int8_check")(job)
+
+
+def int8_quadrotor(job: Job) -> dict:
     from train_fast.evaluate import evaluate_bundle, host_policy
-    if job.bundle.task_name == "race":
-        return _int8_laps(job)
-    if job.bundle.task_name == "avoid":
-        return _int8_avoid(job)
     job.progress(f"flying float and int8 policies on {job.eval_episodes} randomized episodes")
     f, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345)
     q, _ = evaluate_bundle(job.bundle, job.eval_episodes, seed=12345, policy=host_policy(job.quant.forward))
@@ -150,7 +152,7 @@ def _int8_closed_loop(job: Job) -> dict:
     return rep
 
 
-def _int8_laps(job: Job) -> dict:
+def int8_race(job: Job) -> dict:
     """rc-car: the int8 policy drives the same laps as the float one; lap time within 2 %, no extra collisions."""
     from train_fast.evaluate import host_policy
     from train_fast.evaluate_car import evaluate_bundle
@@ -169,7 +171,7 @@ def _int8_laps(job: Job) -> dict:
     return rep
 
 
-def _int8_avoid(job: Job) -> dict:
+def int8_avoid(job: Job) -> dict:
     """avoid: the int8 policy flies the same unseen obstacle fields as the float one; success within 2 points."""
     from train_fast.evaluate import host_policy
     from train_fast.evaluate_avoid import evaluate_bundle
@@ -261,10 +263,9 @@ def target_stm32(job: Job, out: Path) -> None:
 
 def target_crazyflie(job: Job, out: Path) -> None:
     from .crazyflie_app import write_app
-    if job.bundle.task_name == "avoid":
-        raise ExportError("--target crazyflie builds the observation from the state estimate; an avoid (image) policy "
-                          "needs the camera image on board: use --target c or stm32 (it fits the MCU budget) and feed "
-                          "edgectl_policy_step() from your camera driver, or --target onnx/tensorrt on a Jetson")
+    why_not = registered(job.bundle.task_name).on_board
+    if why_not is not None:
+        raise ExportError(why_not)
     check_budget(job, _estimate_flash(job))
     files = job.c_files()
     with tempfile.TemporaryDirectory(prefix="edgectl-hostc-") as work:

@@ -235,6 +235,8 @@ CASES: list[Case] = [
          ("run", HOVER, "--uri", "udpout:127.0.0.1:9", "--seconds", "1"), "udpout:127.0.0.1:9", _copy(HOVER)),
     Case("uri-serial-missing", "URI", "a serial port that does not exist (race bundle)",
          ("run", RACE, "--uri", "/dev/ttyNOPE0", "--seconds", "1"), "/dev/ttyNOPE0", _copy(RACE)),
+    Case("uri-sim-name", "URI", "sim://NAME: the in-process simulated Crazyflie is cfsim://NAME",
+         ("run", HOVER, "--uri", "sim://crazyflie/0", "--seconds", "1"), "cfsim://crazyflie/0", _copy(HOVER)),
     Case("uri-avoid-seed", "URI", "sim://SEED that is not a number (avoid bundle)",
          ("run", AVOID, "--uri", "sim://abc", "--seconds", "1"), "sim://abc", _copy(AVOID)),
     Case("uri-flash-no-dongle", "URI", "flash over radio:// with no Crazyradio",

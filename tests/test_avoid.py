@@ -228,9 +228,9 @@ def test_opencv_camera_without_cv2_says_what_to_install(monkeypatch):
 # --- a short training run, and everything downstream of its bundle -------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from train_fast.train import save_bundle, train_avoid
+    from train_fast.train import save_bundle, train
 
-    r = train_avoid(seconds=240, seed=0, max_env_steps=400_000, ppo_overrides={"eval_episodes": 128})
+    r = train(task="avoid", seconds=240, seed=0, max_env_steps=400_000, ppo_overrides={"eval_episodes": 128})
     out = tmp_path_factory.mktemp("avoid") / "avoid-seed0"
     save_bundle(r, out)
     return r, out

@@ -250,9 +250,9 @@ def test_pure_pursuit_drives_a_lap_without_collision(oval_env):
 # --- training ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def short_run():
-    from train_fast.train import train_race
+    from train_fast.train import train
 
-    return train_race(track="oval", seconds=120, seed=0, max_env_steps=450_000,
+    return train(task="race", track="oval", seconds=120, seed=0, max_env_steps=450_000,
                       ppo_overrides={"num_envs": 256, "minibatches": 4, "iters_per_chunk": 8})
 
 
@@ -290,5 +290,5 @@ def test_cli_refuses_bad_track_arguments():
     r = CliRunner().invoke(cli.app, ["train", "rc-car", "--track", "nowhere", "--seconds", "5"])
     assert r.exit_code == 2 and "unknown track 'nowhere'" in r.stderr and "oval" in r.stderr
     r = CliRunner().invoke(cli.app, ["train", "quadrotor", "--track", "oval", "--seconds", "5"])
-    assert r.exit_code == 2 and "--track applies to rc-car only" in r.stderr
+    assert r.exit_code == 2 and "--track applies to rc-car race, not to quadrotor hover" in r.stderr
     assert cli.VEHICLES["rc-car"] == tuple(ct.TASKS)

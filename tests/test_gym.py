@@ -46,7 +46,7 @@ def test_ids_registered_on_import_edgectl_without_importing_gymnasium_or_jax():
 
 @pytest.mark.parametrize("task", ["hover", "figure8", "race", "avoid"])
 def test_spaces_match_the_contract(task):
-    env = gymnasium.make(envs.GYM_IDS[task], disable_env_checker=True).unwrapped
+    env = gymnasium.make(envs.gym_id(task), disable_env_checker=True).unwrapped
     c = env.contract
     assert env.observation_space.shape == (c["observation"]["size"],)
     assert env.observation_space.dtype == np.float32
@@ -63,7 +63,7 @@ def test_spaces_match_the_contract(task):
         assert c == qt.contract(qt.TASKS[task](), gx.platform)
     elif task == "race":
         assert c == ct.contract(ct.TaskConfig(track="oval"), gx.platform)
-    venv = gymnasium.make_vec(envs.GYM_IDS[task], num_envs=3)
+    venv = gymnasium.make_vec(envs.gym_id(task), num_envs=3)
     assert isinstance(venv, envs.VectorEnv)
     assert venv.observation_space.shape == (3, c["observation"]["size"]) and venv.action_space.shape == (3, c["action"]["size"])
 
@@ -81,8 +81,8 @@ def test_every_other_task_passes_the_env_checker_and_steps_as_a_vector(task):
     """About a minute each on a cold compilation cache (2 cores), seconds warm."""
     from gymnasium.utils.env_checker import check_env
 
-    check_env(gymnasium.make(envs.GYM_IDS[task]).unwrapped, skip_render_check=True)
-    venv = gymnasium.make_vec(envs.GYM_IDS[task], num_envs=4)
+    check_env(gymnasium.make(envs.gym_id(task)).unwrapped, skip_render_check=True)
+    venv = gymnasium.make_vec(envs.gym_id(task), num_envs=4)
     obs, info = venv.reset(seed=0)
     for _ in range(3):
         obs, rew, term, trunc, info = venv.step(venv.action_space.sample())

@@ -1,5 +1,5 @@
 """An avoid (vision) policy on a Crazyflie (edgectl/runtime/vision_link.py): the simulated Crazyflie in this
-process, reached through stock cflib (sim://NAME), real time. tests/data/avoid_bundle: `edgectl train
+process, reached through stock cflib (cfsim://NAME), real time. tests/data/avoid_bundle: `edgectl train
 quadrotor --task avoid --seconds 150` (98.8 % of training fields crossed)."""
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_edgectl_run_crosses_a_field_on_the_crazyflie(vehicle, tmp_path):
 
 
 def test_edgectl_run_names_a_bad_camera():
-    res = CliRunner().invoke(cli.app, ["run", str(AVOID), "--uri", "sim://nobody-here", "--camera", "field:x"])
+    res = CliRunner().invoke(cli.app, ["run", str(AVOID), "--uri", "cfsim://nobody-here", "--camera", "field:x"])
     assert res.exit_code == 2 and "--camera 'field:x'" in res.output
     res = CliRunner().invoke(cli.app, ["run", str(AVOID), "--uri", "sim://4", "--camera", "0"])
     assert res.exit_code == 2 and "--camera" in res.output

@@ -45,8 +45,6 @@ try:  # gymnax is optional: without it the same API, on a plain base class
 except ImportError:  # pragma: no cover - exercised where gymnax is absent
     _gx_spaces, _Base = None, object
 
-TASK_PLATFORMS = {"hover": "crazyflie_2_1", "figure8": "crazyflie_2_1", "race": "rc_car_1_10", "avoid": "crazyflie_2_1"}
-
 
 @partial(jax.tree_util.register_dataclass, data_fields=["max_steps_in_episode"], meta_fields=[])
 @dataclass(frozen=True)
@@ -80,26 +78,15 @@ def build_task(task: str, platform=None, *, randomize: bool = True, training: bo
     ``platform``: a name, a .toml path or a loaded Platform (default: the task's usual vehicle). ``task_overrides``
     are TaskConfig fields (e.g. action_history=1, episode_seconds=2.0)."""
     from edgectl.platforms import Platform, load_platform
+    from edgectl.tasks import DEFAULT_PLATFORM, task as registered
 
-    if task not in TASK_PLATFORMS:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASK_PLATFORMS)}")
-    plat = platform if isinstance(platform, Platform) else load_platform(platform or TASK_PLATFORMS[task])
-    want = "rc_car" if task == "race" else "quadrotor"
-    if plat.kind != want:
-        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the {task} task needs a {want} platform")
-    if task in ("hover", "figure8"):
-        from train_fast.tasks import quadrotor_tasks as mod
-        cfg = mod.TASKS[task](**task_overrides)
-        env = mod.make_env(cfg, plat, randomize=randomize, disturbances=disturbances, training=training)
-    elif task == "race":
-        from train_fast.tasks import car_tasks as mod
-        trk = mod.load_track(track or task_overrides.pop("track", None) or "oval")
-        cfg = mod.TaskConfig(**{**task_overrides, "track": trk.name})
-        env = mod.make_env(cfg, plat, track=trk, randomize=randomize)
-    else:
-        from train_fast.tasks import avoid_tasks as mod
-        cfg = mod.avoid_config(**task_overrides)
-        env = mod.make_env(cfg, plat)
+    entry = registered(task)
+    plat = platform if isinstance(platform, Platform) else load_platform(platform or DEFAULT_PLATFORM[entry.vehicle])
+    if plat.kind != entry.platform_kind:
+        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the {task} task needs a "
+                         f"{entry.platform_kind} platform")
+    mod, env, cfg = entry.hook("gym_env")(task, plat, randomize=randomize, training=training,
+                                          disturbances=disturbances, track=track, **task_overrides)
     return mod, env, mod.contract(cfg, plat), plat
 
 
@@ -205,12 +192,10 @@ class Environment(_Base):
 
 
 # --- gymnasium ---------------------------------------------------------------------------------
-GYM_IDS = {"hover": "edgectl/Hover-v0", "figure8": "edgectl/Figure8-v0", "race": "edgectl/Race-v0",
-           "avoid": "edgectl/Avoid-v0"}
-
-
 def gym_id(task: str) -> str:
-    return GYM_IDS[task]
+    from edgectl.tasks import task as registered
+
+    return registered(task).gym_id
 
 
 def _gymnasium():

@@ -54,7 +54,8 @@ def make_rollout(env: qt.QuadEnv, policy: Callable, episodes: int, record: int =
     return jax.jit(run)
 
 
-def summarize(out: dict, task: str) -> dict:
+def summarize(out: dict, tracking: bool) -> dict:
+    """tracking: the reference moves (qt.tracks_reference), so the tracking RMSE is reported too."""
     survived = np.asarray(out["survived"])
     final = np.asarray(out["final_error"], dtype=np.float64)
     n = int(survived.size)
@@ -65,7 +66,7 @@ def summarize(out: dict, task: str) -> dict:
         "final_error_p95_m": float(np.percentile(final, 95, method="higher")),
         "final_error_mean_survivors_m": float(final[survived].mean()) if survived.any() else float("inf"),
     }
-    if task == "figure8":
+    if tracking:
         n_sq = float(out["n_sq"])
         res["tracking_rmse_m"] = float(np.sqrt(float(out["sq_sum"]) / n_sq)) if n_sq > 0 else float("inf")
     return res
@@ -137,7 +138,7 @@ def evaluate_bundle(bundle, episodes: int = 1000, seed: int = 12345, record: int
     params, apply = policy if policy is not None else bundle_policy(bundle)
     run = make_rollout(env, apply, episodes, record=record)
     out, rec = run(params, jax.random.PRNGKey(seed))
-    summary = summarize(jax.device_get(out), env.cfg.name)
+    summary = summarize(jax.device_get(out), qt.tracks_reference(env.cfg))
     summary["task"] = env.cfg.name
     summary["episode_seconds"] = env.cfg.episode_seconds
     if record:

@@ -44,12 +44,14 @@ from typing import Any
 
 import numpy as np
 
+from edgectl.tasks import tasks as registered_tasks
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: its backport, as edgectl.platforms reads platform files
     import tomli as tomllib
 
-TASKS = ("hover", "figure8", "race", "avoid")
+TASKS = tuple(t.name for t in registered_tasks())  # the task registry (edgectl/tasks.py)
 ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 CONTRACT_FILE = "import_contract.toml"  # the declared contract, kept in the bundle (hashed like every file)
 
@@ -594,59 +596,26 @@ def parse_contract_toml(raw: bytes, fname: str) -> dict:
 
 
 def _build_task(fname: str, d: dict):
-    """(task config, native contract, platform, extra files) for the declared task, its variant read off the fields."""
+    """(task config, native contract, platform, extra files) for the declared task, its variant read off the fields
+    by the task's registry "import_config" hook (quadrotor_import, race_import, avoid_import below)."""
     from edgectl.platforms import PlatformError, load_platform
+    from edgectl.tasks import task as registered
 
     task = d["task"]
+    entry = registered(task)
     try:
         plat = load_platform(d["platform"])
     except PlatformError as e:
         raise ImportRefused(f"{fname}: platform: {e}") from None
-    want = "rc_car" if task == "race" else "quadrotor"
-    if plat.kind != want:
-        raise ImportRefused(f"{fname}: platform: {plat.name!r} is a {plat.kind}; the {task} task flies a {want}")
+    if plat.kind != entry.platform_kind:
+        raise ImportRefused(f"{fname}: platform: {plat.name!r} is a {plat.kind}; the {task} task flies a "
+                            f"{entry.platform_kind}")
     fields = {f["name"]: (i, f) for i, f in enumerate(d["observation"])}
     over = dict(d.get("task_config", {}))
     extra: dict[str, bytes] = {}
     try:
-        if task in ("hover", "figure8"):
-            from train_fast.tasks import quadrotor_tasks as mod
-            known = {f.name for f in dataclasses.fields(mod.TaskConfig)}
-            if "previous_actions" in fields:
-                i, f = fields["previous_actions"]
-                if f["size"] % 4:
-                    raise ImportRefused(f"{fname}: observation[{i}].size: {f['size']}; previous_actions holds the last actions, "
-                                        "4 per step (M1..M4, newest first): a multiple of 4")
-                over["action_history"] = f["size"] // 4
-            else:
-                over["action_history"] = 0
-            if "position_error_integral" in fields:
-                i, f = fields["position_error_integral"]
-                for k in ("tau_s", "limit"):
-                    if not isinstance(f.get(k), (int, float)) or f[k] <= 0:
-                        raise ImportRefused(f"{fname}: observation[{i}].{k}: the integral's rule needs a positive {k}, got {f.get(k)!r}")
-                over["integral_tau"], over["integral_limit"] = float(f["tau_s"]), float(f["limit"])
-            else:
-                over["integral_tau"] = 0.0
-            make = mod.TASKS[task]
-        elif task == "race":
-            from train_fast.tasks import car_tasks as mod
-            known = {f.name for f in dataclasses.fields(mod.TaskConfig)}
-            trk = mod.load_track(d.get("track", over.pop("track", "oval")))
-            over["track"] = trk.name
-            extra["track.csv"] = trk.raw
-            if "next_checkpoints" in fields:
-                over["checkpoints_observed"] = max(fields["next_checkpoints"][1]["size"] // 2, 1)
-            over["scan_beams"] = fields["range_scan"][1]["size"] if "range_scan" in fields else 0
-            make = mod.race_config
-        else:
-            from train_fast.tasks import avoid_tasks as mod
-            known = {f.name for f in dataclasses.fields(mod.TaskConfig)}
-            if "gray_image" in fields:
-                over["image"] = "gray"
-            elif "depth_image" in fields:
-                over["image"] = "depth"
-            make = mod.avoid_config
+        mod, make = entry.hook("import_config")(fname, d, fields, over, extra)
+        known = {f.name for f in dataclasses.fields(mod.TaskConfig)}
         bad = sorted(set(over) - known)
         if bad:
             near = difflib.get_close_matches(bad[0], sorted(known), n=1)
@@ -660,6 +629,52 @@ def _build_task(fname: str, d: dict):
         raise ImportRefused(f"{fname}: task_config: {e}") from None
     task_dict = dataclasses.asdict(cfg) | {"name": task}
     return task_dict, native, plat, extra
+
+
+# --- the registry's "import_config" hooks: (fname, declared contract, its fields by name, task_config overrides to
+# fill in, extra bundle files to fill in) -> (task module, its config factory) --------------------------------------
+def quadrotor_import(fname: str, d: dict, fields: dict, over: dict, extra: dict):
+    from train_fast.tasks import quadrotor_tasks as mod
+
+    if "previous_actions" in fields:
+        i, f = fields["previous_actions"]
+        if f["size"] % 4:
+            raise ImportRefused(f"{fname}: observation[{i}].size: {f['size']}; previous_actions holds the last actions, "
+                                "4 per step (M1..M4, newest first): a multiple of 4")
+        over["action_history"] = f["size"] // 4
+    else:
+        over["action_history"] = 0
+    if "position_error_integral" in fields:
+        i, f = fields["position_error_integral"]
+        for k in ("tau_s", "limit"):
+            if not isinstance(f.get(k), (int, float)) or f[k] <= 0:
+                raise ImportRefused(f"{fname}: observation[{i}].{k}: the integral's rule needs a positive {k}, got {f.get(k)!r}")
+        over["integral_tau"], over["integral_limit"] = float(f["tau_s"]), float(f["limit"])
+    else:
+        over["integral_tau"] = 0.0
+    return mod, mod.TASKS[d["task"]]
+
+
+def race_import(fname: str, d: dict, fields: dict, over: dict, extra: dict):
+    from train_fast.tasks import car_tasks as mod
+
+    trk = mod.load_track(d.get("track", over.pop("track", "oval")))
+    over["track"] = trk.name
+    extra["track.csv"] = trk.raw
+    if "next_checkpoints" in fields:
+        over["checkpoints_observed"] = max(fields["next_checkpoints"][1]["size"] // 2, 1)
+    over["scan_beams"] = fields["range_scan"][1]["size"] if "range_scan" in fields else 0
+    return mod, mod.race_config
+
+
+def avoid_import(fname: str, d: dict, fields: dict, over: dict, extra: dict):
+    from train_fast.tasks import avoid_tasks as mod
+
+    if "gray_image" in fields:
+        over["image"] = "gray"
+    elif "depth_image" in fields:
+        over["image"] = "depth"
+    return mod, mod.avoid_config
 
 
 def _match(fname: str, d: dict, native: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
@@ -712,7 +727,8 @@ def _match(fname: str, d: dict, native: dict) -> tuple[np.ndarray, np.ndarray, n
 
 def contract_template(task: str, platform: str | None = None) -> str:
     """A contract TOML for a task, as edgectl's own policies see it (default variant, normalization included)."""
-    from train_fast.envs import TASK_PLATFORMS, build_task
+    from edgectl.tasks import DEFAULT_PLATFORM, task as registered
+    from train_fast.envs import build_task
 
     if task not in TASKS:
         raise ImportRefused(f"--template: unknown task {task!r}; choose one of {list(TASKS)}")
@@ -725,9 +741,9 @@ def contract_template(task: str, platform: str | None = None) -> str:
     lines = [f"# edgectl import contract: what the model's input and output mean ({task} on {plat.name}).",
              "# The model's input is the fields below in this order, each element normalized as (x - offset) / scale;",
              "# its output is the actions in action.names order. Write your model's own offset/scale (numbers or lists).",
-             f"task = {val(task)}", f"platform = {val(platform or TASK_PLATFORMS[task])}",
+             f"task = {val(task)}", f"platform = {val(platform or DEFAULT_PLATFORM[registered(task).vehicle])}",
              f"rate_hz = {c['rate_hz']:g}"]
-    if task == "race":
+    if "track" in registered(task).options:
         lines.append('track = "oval"  # a shipped track name or a CSV path')
     start = 0
     for f in c["observation"]["fields"]:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgectl.tasks import task as registered
+
 _ROWS = (
     ("violation_rate", "spec violations", "pct"),
     ("survival_rate", "survival (never past the task's bound)", "pct"),
@@ -64,7 +66,8 @@ def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabota
     if b.contract["action"]["mapping"].get("kind") == "ctbr":
         raise ValueError(f"{b.path}: --shield predicts motor-level policies; this ctbr bundle flies through the autopilot's "
                          "rate loop: run edgectl eval without --shield")
-    if b.task_name != "hover":
+    entry = registered(b.task_name)
+    if not entry.motor_level or "reference" in entry.options:  # the shielded rollout holds a still reference
         raise ValueError(f"{b.path}: the shield demonstration flies the hover task, this bundle's task is {b.task_name!r}")
     t0 = time.time()
     runs = {}

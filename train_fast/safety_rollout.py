@@ -89,7 +89,7 @@ def make_shielded_rollout(env: qt.QuadEnv, apply, episodes: int, config: ShieldC
     n_steps = env.episode_steps
     names = sorted({s for f in formulas for s in f.signals})
     ref0 = jnp.zeros(3)  # hover: the reference is the origin (figure8 would need the moving one)
-    if env.cfg.name != "hover":
+    if qt.tracks_reference(env.cfg):
         raise ValueError(f"shielded rollouts fly the hover task, the bundle's task is {env.cfg.name!r}")
 
     def predict(pp, s: qt.EnvState, cs, pred_params):

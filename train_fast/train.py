@@ -43,162 +43,45 @@ class TrainResult:
     extra_files: dict = field(default_factory=dict)  # name -> bytes written into the bundle (e.g. track.csv)
 
 
-# Hover / figure8: PPO settings that differ from PPOConfig's defaults. The learning rate ends at a quarter
-# of its start instead of 0: the median error was still falling in the last chunks (in 18 s runs, 3 seeds, 4000
-# fresh episodes: 3.4-3.9 cm against 4.0-4.3 cm, survival 99.28-99.70 % against 99.38-99.65 %; lr_end 1e-3:
-# 3.4-3.9 cm, 99.17-99.55 %). A 64x64 actor survived 0.1 points more at the same 3 M steps but ran 10 % fewer
-# steps in 20 s (bench 3 of 5 seeds).
-QUAD_PPO: dict = {"lr_end": 5e-4}
-# ctbr (collective thrust + body rates through the autopilot's rate loop): more exploration. On the Crazyflie 2.1
-# (hover, seed 0, 1.7 M env steps, 1000 episodes): initial action std 0.15 -> 1 % survival, 0.3 (the motor-level
-# default) -> 83 %, 0.5 -> 93 %, 0.8 -> 79 %; a policy that barely moves its rates never learns to right a tilt.
-CTBR_PPO: dict = {"init_std": 0.5}
-
-
-def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
+def train(platform_name: str | None = None, task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
-          reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-          max_env_steps: float | None = None, eval_from: float = 0.4, robust: bool = False) -> TrainResult:
-    """PPO on a quadrotor task against a wall-clock (or env-step) budget; returns the best checkpoint.
+          reserve_seconds: float | None = None, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
+          max_env_steps: float | None = None, eval_from: float | None = None, robust: bool = False,
+          track: str | None = None) -> TrainResult:
+    """PPO on any registered task against a wall-clock (or env-step) budget; returns the best checkpoint.
 
-    Training draws every episode's vehicle from the platform's randomization ranges. Checkpoints are
-    judged on its nominal vehicle (what `edgectl eval` reports), or with ``robust`` on vehicles drawn from
-    those ranges (`edgectl eval --perturb`).
-
-    Checkpoints are evaluated (pcfg.eval_episodes fixed episodes) only once `eval_from` of the budget is
-    spent: an evaluation costs about a third of a chunk, and no early checkpoint was ever the best one
-    (best chunk 19 of 22 at 20 s); skipping them buys about 15 % more env steps in 20 s.
+    The task's registry "setup" hook (train_fast/tasks/training.py) builds its environments, contract, checkpoint
+    judge and PPO settings; the budgeted loop below is the same for every task. `reserve_seconds` and
+    `eval_from` default to the task's own (see TaskSetup); `platform_name` to its vehicle's default platform.
     """
     t_start = time.time() if t_start is None else t_start
-    deadline = t_start + seconds - reserve_seconds
-    jax = _setup_jax()
-
     from edgectl.platforms import load_platform
-    from train_fast.algos import ppo as ppo_mod
-    from train_fast.evaluate import make_rollout, score, summarize
-    from train_fast.tasks import quadrotor_tasks as qt
+    from edgectl.tasks import DEFAULT_PLATFORM, task as registered
 
-    plat = load_platform(platform_name)
-    if task not in qt.TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
-    tcfg = qt.TASKS[task](**(task_overrides or {}))
-    ctbr_ppo = CTBR_PPO if tcfg.action == "ctbr" else {}
-    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**QUAD_PPO, **ctbr_ppo, **(ppo_overrides or {})})
-    env = qt.make_env(tcfg, plat, randomize=robust)  # evaluation: the task's own start distribution
-    contract = qt.contract(tcfg, plat)
-    hover_action = contract["action"].get("hover_actions", contract["action"]["hover_action"])  # ctbr: per output
-
-    init, train_chunk, actor_apply = ppo_mod.make_train(
-        pcfg, qt.make_env(tcfg, plat, training=True), qt.reset, qt.step, qt.observe, qt.observe_privileged,
-        action_size=4, action_bias=hover_action)
-    evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
-
-    def judge(raw):
-        ev = summarize(raw, task)
-        return ev, score(ev)
-
-    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
-                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress,
-                                         eval_from=eval_from)
-    layers, metrics = _result(best, history, chunk, t_start)
-    return TrainResult(
-        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": task},
-        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw)
-
-
-# RC-car racing (train_fast/tasks/car_tasks.py): PPO settings that differ from the quadrotor's.
-RACE_PPO: dict = {}  # none so far: the defaults beat tuned pure pursuit on both shipped tracks (bench/train_car.py)
-RACE_EVAL_LAPS = 2  # laps per checkpoint evaluation during training (edgectl eval drives 3)
-
-
-def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds: float = 120.0, seed: int = 0,
-               t_start: float | None = None, progress: Callable[[dict], None] | None = None,
-               reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-               max_env_steps: float | None = None) -> TrainResult:
-    """The race task's counterpart of `train`: same budgeted PPO loop, checkpoints kept by lap
-    evaluation (time to finish RACE_EVAL_LAPS laps from a standing start, 10 s per collision)."""
-    t_start = time.time() if t_start is None else t_start
-    deadline = t_start + seconds - reserve_seconds
+    entry = registered(task)
+    plat = load_platform(platform_name or DEFAULT_PLATFORM[entry.vehicle])
+    if plat.kind != entry.platform_kind:
+        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the {task} task needs a "
+                         f"{entry.platform_kind} platform")
     jax = _setup_jax()
-
-    from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
-    from train_fast.laps import actor_policy, make_lap_rollout, score, summarize
-    from train_fast.tasks import car_tasks as ct
 
-    plat = load_platform(platform_name)
-    if plat.kind != "rc_car":
-        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the race task needs an rc_car platform")
-    trk = ct.load_track(track)
-    tcfg = ct.TaskConfig(**{**(task_overrides or {}), "track": trk.name})
-    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**RACE_PPO, **(ppo_overrides or {})})
-    env = ct.make_env(tcfg, plat, track=trk)
-    contract = ct.contract(tcfg, plat)
+    setup = entry.hook("setup")(plat, task, task_overrides, robust=robust, track=track)
+    deadline = t_start + seconds - (setup.reserve_seconds if reserve_seconds is None else reserve_seconds)
+    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**setup.ppo, **(ppo_overrides or {})})
+    fns = setup.fns
     init, train_chunk, actor_apply = ppo_mod.make_train(
-        pcfg, env, ct.reset, ct.step, ct.observe, ct.observe_privileged, action_size=2, action_bias=0.0)
-    evaluate = make_lap_rollout(env, actor_policy(env, actor_apply), laps=RACE_EVAL_LAPS, batched=False)
-
-    def judge(raw):
-        ev = summarize(raw, env, RACE_EVAL_LAPS)
-        return ev, score(ev, env)
-
-    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
-                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress)
-    layers, metrics = _result(best, history, chunk, t_start, "mean_reward")
+        pcfg, setup.train_env, fns.reset, fns.step, fns.observe, fns.observe_privileged,
+        action_size=setup.action_size, action_bias=setup.action_bias)
+    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, setup.make_evaluate(actor_apply, pcfg),
+                                         setup.judge, seed=seed, t_start=t_start, deadline=deadline,
+                                         max_env_steps=max_env_steps, progress=progress,
+                                         eval_from=setup.eval_from if eval_from is None else eval_from)
+    layers, metrics = _result(best, history, chunk, t_start, *setup.history_keys)
     return TrainResult(
-        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
-        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
-
-
-# Vision avoid task (train_fast/tasks/avoid_tasks.py): PPO settings that differ from the quadrotor's. Measured
-# (seed 0/1, step budgets, shared 2-core machine): actor 64x64 reached 96.5 % of fields at 655k steps, 32x32
-# 93.8 %; 512 and 1024 envs both reached 98.8 % at 1.3 M steps in the same wall time (115-118 s), and 512
-# evaluates checkpoints twice as often. init_std 0.5: the actions are velocity commands in units of max speed.
-AVOID_PPO: dict = {"num_envs": 512, "num_steps": 32, "minibatches": 8, "lr": 1e-3, "actor_hidden": (64, 64),
-                   "critic_hidden": (128, 128), "init_std": 0.5, "iters_per_chunk": 4, "eval_episodes": 256}
-
-
-def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, seed: int = 0,
-                t_start: float | None = None, progress: Callable[[dict], None] | None = None,
-                reserve_seconds: float = 3.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-                max_env_steps: float | None = None) -> TrainResult:
-    """The avoid task's counterpart of `train`: same budgeted PPO loop (the actor is an MLP on the image
-    plus proprioception, the critic sees the obstacle geometry), checkpoints kept by the success rate on
-    fixed evaluation scenes (a split of the training key, not the scenes `edgectl eval` uses)."""
-    t_start = time.time() if t_start is None else t_start
-    deadline = t_start + seconds - reserve_seconds
-    jax = _setup_jax()
-
-    from edgectl.platforms import load_platform
-    from train_fast.algos import ppo as ppo_mod
-    from train_fast.evaluate_avoid import make_rollout, score, summarize
-    from train_fast.tasks import avoid_tasks as at
-
-    plat = load_platform(platform_name)
-    if plat.kind != "quadrotor":
-        raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the avoid task needs a quadrotor platform")
-    tcfg = at.avoid_config(**(task_overrides or {}))
-    pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**AVOID_PPO, **(ppo_overrides or {})})
-    env = at.make_env(tcfg, plat)
-    contract = at.contract(tcfg, plat)
-    init, train_chunk, actor_apply = ppo_mod.make_train(
-        pcfg, env, at.reset, at.step, at.observe, at.observe_privileged, action_size=2, action_bias=0.0)
-    evaluate = make_rollout(env, actor_apply, pcfg.eval_episodes)
-
-    def judge(raw):
-        ev = summarize(raw, tcfg.length)
-        return ev, score(ev)
-
-    best, history, chunk = _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge, seed=seed, t_start=t_start,
-                                         deadline=deadline, max_env_steps=max_env_steps, progress=progress)
-    layers, metrics = _result(best, history, chunk, t_start)
-    return TrainResult(
-        actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "avoid"},
-        ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw)
-
+        actor_layers=layers, contract=setup.contract, task=setup.task, ppo=dataclasses.asdict(pcfg), seed=seed,
+        metrics=metrics, history=history, platform_name=plat.name, platform_toml=plat.raw,
+        extra_files=dict(setup.extra_files))
 
 
 def _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge: Callable, *, seed: int, t_start: float, deadline: float,

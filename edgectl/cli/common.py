@@ -21,11 +21,10 @@ from typing import NoReturn  # noqa: E402
 
 import typer  # noqa: E402
 
-# Vehicle kind -> tasks. Kept here (checked against train_fast.tasks by the tests) so that a typo
-# is refused before JAX is imported.
-VEHICLES: dict[str, tuple[str, ...]] = {"quadrotor": ("hover", "figure8", "avoid"), "rc-car": ("race",)}
-DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1", "rc-car": "rc_car_1_10"}
-PLATFORM_KIND = {"quadrotor": "quadrotor", "rc-car": "rc_car"}  # vehicle argument -> platform file kind
+from edgectl.tasks import DEFAULT_PLATFORM, vehicles  # noqa: E402,F401  (the registry: no JAX; a typo is refused early)
+
+VEHICLES: dict[str, tuple[str, ...]] = vehicles()  # vehicle argument -> its tasks, default first
+PLATFORM_KIND = {v: v.replace("-", "_") for v in VEHICLES}  # vehicle argument -> platform file kind
 DEFAULT_TRACK = "oval"  # rc-car: hardware/tracks/oval.csv
 RUNS = Path("runs")
 LATEST_LINK, LATEST_FILE = "latest", "LATEST"

@@ -8,11 +8,20 @@ from typing import Optional
 
 import typer
 
-from edgectl.cli.common import (RECORD_EPISODES, app, choice, _console, _fail, _fmt_m, _fmt_pct, _fmt_s, latest_bundle,
+from types import SimpleNamespace
+
+from edgectl.cli.common import (RECORD_EPISODES, VEHICLES, app, choice, _console, _fail, _fmt_m, _fmt_pct, _fmt_s, latest_bundle,
                                 _print_json)
 
 
+from edgectl.tasks import task as registered  # noqa: E402
+
+VEHICLE_TASKS = tuple(t for ts in VEHICLES.values() for t in ts)
 SABOTAGES = ("weak-motor", "noise", "undertrained")  # checked against train_fast.sabotage.SABOTAGES by the tests
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 @app.command("eval")
@@ -54,9 +63,10 @@ def eval_cmd(
             shield_task = load_bundle(path).task_name
         except BundleError:
             shield_task = None  # eval_shield_cli reports the bad bundle itself
-        if shield_task == "avoid":
-            _fail("--shield applies to motor-level quadrotor policies (hover, figure8); an avoid bundle commands "
-                  "velocity setpoints: run edgectl eval without --shield")
+        entry = registered(shield_task) if shield_task in VEHICLE_TASKS else None
+        if entry is not None and not entry.motor_level:
+            _fail(f"--shield applies to motor-level quadrotor policies (hover, figure8); {_a(shield_task)} bundle commands "
+                  f"{entry.commands}: run edgectl eval without --shield")
         from train_fast.sabotage_report import eval_shield_cli
         try:
             eval_shield_cli(path, episodes=episodes, seed=seed, sabotage=sabotage, json_out=json_out)
@@ -71,7 +81,11 @@ def eval_cmd(
     plot_path = plot if plot is not None else root.parent / f"{root.name}.eval.png"
     if root in plot_path.resolve().parents:
         _fail(f"--plot {plot_path}: inside the bundle directory, whose files are hashed; write it elsewhere")
-    if (platform is not None or perturb) and b.manifest["task"].get("name") not in ("hover", "figure8"):
+    name = b.manifest["task"].get("name")
+    if name not in VEHICLE_TASKS:
+        _fail(f"{path}: bundle task {name!r} is not a registered task ({', '.join(VEHICLE_TASKS)})")
+    entry = registered(name)
+    if (platform is not None or perturb) and "perturb" not in entry.options:
         _fail(f"--platform/--perturb fly motor-level quadrotor bundles (hover, figure8); {path} is a "
               f"{b.manifest['task'].get('name')!r} bundle")
     plat = None
@@ -83,13 +97,22 @@ def eval_cmd(
             _fail(f"--platform: {e}")
         if plat.kind != "quadrotor":
             _fail(f"--platform {platform}: a {plat.kind} platform; the bundle flies a quadrotor")
-    if b.manifest["task"].get("name") == "race":
-        _eval_race(b, root, plot_path, laps, seed, json_out)
-        return
-    if b.manifest["task"].get("name") == "avoid":
-        _eval_avoid(b, root, plot_path, episodes, seed, json_out)
-        return
+    entry.hook("evaluate")(b, SimpleNamespace(root=root, plot_path=plot_path, episodes=episodes, laps=laps, seed=seed,
+                                              json_out=json_out, plat=plat, perturb=perturb))
 
+
+def eval_race(b, o) -> None:
+    _eval_race(b, o.root, o.plot_path, o.laps, o.seed, o.json_out)
+
+
+def eval_avoid(b, o) -> None:
+    _eval_avoid(b, o.root, o.plot_path, o.episodes, o.seed, o.json_out)
+
+
+def eval_quadrotor(b, o) -> None:
+    """`edgectl eval` of a hover/figure8 bundle: random starts on the nominal (or a perturbed, or another) vehicle."""
+    root, plot_path, episodes, seed, json_out, plat, perturb = (o.root, o.plot_path, o.episodes, o.seed, o.json_out,
+                                                                o.plat, o.perturb)
     console = _console()
     t0 = time.time()
     from train_fast.evaluate import evaluate_bundle

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
@@ -39,32 +40,45 @@ def run_cmd(
     Link silence, a stale or NaN state, a failing policy or repeated deadline overruns hand control to the
     backup controller (level, hold, descend), then to a safe stop.
 
-    --uri, by bundle (edgectl/runtime/links.py open_link, edgectl/runtime/race.py open_car):
+    --uri, by bundle (one parser, edgectl/runtime/uri.py; a scheme names one kind of vehicle):
 
     quadrotor hover/figure8: sim:// (the in-process simulator, from 0,0,0) or sim://x,y,z (from there);
 
     a MAVLink URL: udpout:HOST:PORT (udpout:127.0.0.1:14550 for `edgectl sim-vehicle mavlink`), udpin:HOST:PORT, udp:HOST:PORT, tcp:HOST:PORT, tcpin:HOST:PORT, or a serial device /dev/ttyACM0 (PX4, ArduPilot: ctbr bundles; a motor-level bundle needs a vehicle that takes motor commands, or --motor-firmware);
 
-    a Crazyflie, which flies a motor-level bundle on board (its flashed edgectl app): radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850 (`edgectl sim-vehicle crazyflie`), sim://NAME (an in-process simulated one).
+    a Crazyflie, which flies a motor-level bundle on board (its flashed edgectl app): radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850 (`edgectl sim-vehicle crazyflie`), cfsim://NAME (an in-process simulated one).
 
-    avoid: sim:// or sim://SEED (an in-process obstacle field), or a Crazyflie URI (radio://, usb://, udp://, sim://NAME; see --camera).
+    avoid: sim:// or sim://SEED (an in-process obstacle field), or a Crazyflie URI (radio://, usb://, udp://, cfsim://NAME; see --camera).
 
     rc-car race: sim:// (in process), or a serial car: a port (/dev/ttyACM0, or the /dev/pts/N that `edgectl sim-vehicle rc-car` prints) or a pyserial URL: socket://HOST:PORT (socket://127.0.0.1:5760 for `edgectl sim-vehicle rc-car --uri tcp://127.0.0.1:5760`), rfc2217://HOST:PORT, loop://.
     """
     from edgectl.bundle import BundleError, load_bundle
-    from edgectl.platforms import parse_platform
+    from edgectl.tasks import TaskError, task as registered
 
     path = latest_bundle() if bundle is None else bundle
     try:
         b = load_bundle(path)
-    except BundleError as e:
+        fly = registered(b.task_name).hook("fly")  # this module's fly_quadrotor, fly_avoid or fly_race
+    except (BundleError, TaskError) as e:
         _fail(str(e))
-    if b.task_name == "avoid":
-        _run_avoid(b, uri, seconds, policy, log, as_fast, json_out, camera)
-        return
-    if b.task_name == "race":
-        _run_race(b, uri, seconds, policy, log, as_fast, json_out)
-        return
+    fly(b, SimpleNamespace(uri=uri, seconds=seconds, policy=policy, shield=shield, ref=ref, log=log, as_fast=as_fast,
+                           rt_priority=rt_priority, json_out=json_out, camera=camera, motor_firmware=motor_firmware))
+
+
+def fly_avoid(b, o) -> None:
+    _run_avoid(b, o.uri, o.seconds, o.policy, o.log, o.as_fast, o.json_out, o.camera)
+
+
+def fly_race(b, o) -> None:
+    _run_race(b, o.uri, o.seconds, o.policy, o.log, o.as_fast, o.json_out)
+
+
+def fly_quadrotor(b, o) -> None:
+    """A hover/figure8 bundle: the host loop (in process or over MAVLink), or on board a Crazyflie."""
+    from edgectl.platforms import parse_platform
+
+    uri, seconds, policy, shield, ref, log, as_fast, rt_priority, json_out, motor_firmware = (
+        o.uri, o.seconds, o.policy, o.shield, o.ref, o.log, o.as_fast, o.rt_priority, o.json_out, o.motor_firmware)
     plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
     ctbr = b.contract["action"]["mapping"].get("kind") == "ctbr"
     if ctbr and shield:
@@ -87,7 +101,10 @@ def run_cmd(
 
     # Everything that can refuse the bundle or the policy is checked before the link is opened: a Crazyflie
     # link arms as it connects.
-    onboard = flies_on_board(uri)
+    try:
+        onboard = flies_on_board(uri)  # and the URI names a vehicle a hover/figure8 bundle flies
+    except ValueError as e:
+        _fail(str(e))
     monitors, sh = (), None
     try:
         from edgectl.safety.shield import check_contract
@@ -175,19 +192,26 @@ def _print_run_end(console, summary: dict, log_line: str, json_out: bool) -> Non
         _print_json(summary)
 
 
+AVOID_ADAPTERS = ("sim", "crazyflie")  # edgectl/runtime/uri.py: where an avoid bundle flies
+
+
 def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], as_fast: bool, json_out: bool,
                camera: Optional[str] = None) -> None:
     """`edgectl run` of an avoid (image) bundle: the in-process obstacle field, fed by the simulated camera.
 
     sim:// or sim://SEED picks the field (numpy-sampled, like training's distribution). The shield and the
     motor-level links do not apply: the policy commands velocity setpoints."""
-    rest = uri[len("sim://"):] if uri.startswith("sim://") else None
-    if uri.split("://", 1)[0] in ("radio", "usb", "udp") or (rest and not rest.lstrip("-").isdigit()):
+    from edgectl.runtime.uri import parse_uri
+
+    try:
+        parsed = parse_uri(uri)
+        adapter = parsed.for_vehicle(AVOID_ADAPTERS, "an avoid bundle commands velocity setpoints: it")
+    except ValueError as e:
+        _fail(str(e))
+    if adapter == "crazyflie":
         _run_avoid_crazyflie(b, uri, seconds, policy, log, json_out, camera)
         return
-    if rest is None:
-        _fail(f"--uri {uri!r}: an avoid bundle commands velocity setpoints: fly it in the in-process obstacle field "
-              "(--uri sim:// or sim://SEED) or on a Crazyflie (radio://, usb://, udp://, sim://NAME)")
+    rest = parsed.rest
     if camera is not None:
         _fail(f"--camera: for a Crazyflie URI; --uri {uri} flies the in-process field with its own simulated camera")
     try:
@@ -288,9 +312,14 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
     from edgectl.platforms import parse_platform
     from edgectl.runtime.backends import load_policy
     from edgectl.runtime.race import LapTracker, drive, open_car
+    from edgectl.runtime.uri import parse_uri
     from edgectl.tracks import TrackError, parse_track
 
-    if as_fast and uri != "sim://":
+    try:
+        in_process = parse_uri(uri).adapters == ("sim",)
+    except ValueError as e:
+        _fail(str(e))
+    if as_fast and not in_process:
         _fail(f"--as-fast-as-possible: sim:// only (a real or simulated serial car runs in real time), not {uri}")
     car = None
     try:

@@ -16,7 +16,9 @@ from edgectl.cli.common import (CURVE_FILE, DEFAULT_PLATFORM, DEFAULT_TRACK, LAT
                                 _warm_up_plots)
 
 
-TASKS = tuple(dict.fromkeys(t for tasks in VEHICLES.values() for t in tasks))  # hover, figure8, avoid, race
+from edgectl.tasks import task as registered, tasks as registered_tasks  # noqa: E402
+
+TASKS = tuple(t.name for t in registered_tasks())  # hover, figure8, avoid, race
 ACTIONS = ("motor", "ctbr")  # quadrotor hover/figure8: what the policy commands
 
 
@@ -55,21 +57,22 @@ def train(
     if vehicle not in VEHICLES:
         _fail(f"unknown vehicle {vehicle!r}; supported vehicles: {', '.join(VEHICLES)}")
     task = task or VEHICLES[vehicle][0]
-    if robust and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
-        _fail(f"--robust applies to quadrotor hover and figure8, not to {vehicle} {task}")
-    seconds = seconds if seconds is not None else (120.0 if robust else 20.0)
-    if track is not None and vehicle != "rc-car":
-        _fail(f"--track applies to rc-car only, not to {vehicle}")
     if task not in VEHICLES[vehicle]:
         _fail(f"unknown task {task!r} for {vehicle}; supported tasks: {', '.join(VEHICLES[vehicle])}")
+    entry = registered(task)
+    if robust and "robust" not in entry.options:
+        _fail(f"--robust applies to {_tasks_with('robust')}, not to {vehicle} {task}")
+    seconds = seconds if seconds is not None else (120.0 if robust else 20.0)
+    if track is not None and "track" not in entry.options:
+        _fail(f"--track applies to {_tasks_with('track')}, not to {vehicle} {task}")
     if not (seconds > 0 and math.isfinite(seconds)):
         _fail(f"--seconds must be a positive number, got {seconds}")
-    if action_delay and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
-        _fail(f"--action-delay applies to quadrotor hover and figure8, not to {vehicle} {task}")
-    if action not in ("motor", "ctbr"):
+    if action_delay and "action_delay" not in entry.options:
+        _fail(f"--action-delay applies to {_tasks_with('action_delay')}, not to {vehicle} {task}")
+    if action not in ACTIONS:
         _fail(f"--action {action!r}: expected motor or ctbr")
-    if action == "ctbr" and (vehicle != "quadrotor" or task not in ("hover", "figure8")):
-        _fail(f"--action ctbr applies to quadrotor hover and figure8, not to {vehicle} {task}")
+    if action == "ctbr" and "action" not in entry.options:
+        _fail(f"--action ctbr applies to {_tasks_with('action')}, not to {vehicle} {task}")
     if not (0.0 <= action_delay <= 1.0):
         _fail(f"--action-delay must be between 0 and 1 control period, got {action_delay}")
     from edgectl.platforms import PlatformError, load_platform
@@ -84,7 +87,7 @@ def train(
     if action == "ctbr" and "rate_controller.firmware" not in plat.values:
         _fail(f"--action ctbr: platform {plat.name!r} ({plat.path}) has no [rate_controller] section naming the autopilot "
               "whose rate loop flies the policy (firmware = crazyflie | px4 | ardupilot, max_rate)")
-    if vehicle == "rc-car":
+    if "track" in entry.options:
         from train_fast.tasks.car_tasks import TrackError, load_track
 
         try:
@@ -106,18 +109,21 @@ def train(
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
+def _tasks_with(option: str) -> str:
+    """'quadrotor hover and figure8': the registered tasks an option applies to, for an error message."""
+    out = []
+    for v in VEHICLES:
+        names = [t.name for t in registered_tasks(v) if option in t.options]
+        if names:
+            out.append(f"{v} " + (" and ".join(names) if len(names) < 3 else ", ".join(names)))
+    return "; ".join(out)
+
+
 def failed_evaluation(best: dict, task: str) -> str | None:
     """Why the best checkpoint's own evaluation says the bundle does not fly (None: it does). The line is where
-    the evaluation's own median stops being defined: half the episodes lost (hover, figure8), half the obstacle
-    fields not crossed (avoid), no lap finished (race)."""
-    if task == "race":
-        return None if best.get("lap_time_s") is not None else "no lap finished from a standing start"
-    if task == "avoid":
-        rate = best.get("success_rate")
-        return None if rate is not None and rate >= 0.5 else f"{_fmt_pct(rate)} of the obstacle fields crossed"
-    rate = best.get("survival_rate")
-    return None if rate is not None and rate >= 0.5 else \
-        f"survival {_fmt_pct(rate)} of {best.get('episodes')} episodes (under half: no median error)"
+    the evaluation's own median stops being defined (each task's Goal in edgectl/tasks.py): half the episodes
+    lost (hover, figure8), half the obstacle fields not crossed (avoid), no lap finished (race)."""
+    return registered(task).fails(best)
 
 
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
@@ -167,40 +173,20 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
 
     from train_fast.train import save_bundle, train
 
-    from edgectl import plots
-
     with _BudgetProgress(SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(bar_width=24), _Clock(),
                          TextColumn("{task.fields[stats]}"), console=console, transient=False,
                          refresh_per_second=8) as progress:
         tid = progress.add_task("compiling (JIT)", total=budget, stats="")
-        if task == "race":
-            from train_fast.train import train_race
-
-            result = train_race(platform_name=str(plat.path), track=track, seconds=seconds, seed=seed, t_start=t_start,
-                                progress=on_chunk)
-        elif task == "avoid":
-            from train_fast.train import train_avoid
-
-            result = train_avoid(platform_name=str(plat.path), seconds=seconds, seed=seed, t_start=t_start, progress=on_chunk)
-        else:
-            result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
-                           progress=on_chunk, task_overrides=task_overrides, robust=robust)
+        result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
+                       progress=on_chunk, task_overrides=task_overrides, robust=robust, track=track)
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:
             warm[0].join()
-        if task == "race":
-            from train_fast.evaluate_car import training_curve_png
-
-            curve = training_curve_png(result.history, title=f"{plat.name} race on {Path(track).stem}, seed {seed}",
-                                       budget_s=seconds)
-        elif task == "avoid":
-            from train_fast.evaluate_avoid import training_curve_png as avoid_curve
-
-            curve = avoid_curve(result.history, title=f"{plat.name} avoid ({result.task.get('image')} camera), seed {seed}",
-                                budget_s=seconds)
-        else:
-            curve = plots.training_curve_png(result.history, title=f"{plat.name} {task}, seed {seed}", budget_s=seconds)
+        detail = (f" on {Path(track).stem}" if track else "") + \
+            (f" ({result.task['image']} camera)" if "image" in result.task else "")
+        curve = registered(task).hook("curve")(result.history, title=f"{plat.name} {task}{detail}, seed {seed}",
+                                               budget_s=seconds)
         from edgectl.bundle import BundleError
 
         try:
@@ -249,11 +235,11 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
     comp = m.get("compile_seconds")
     if comp is not None:
         t.add_row("JIT compilation", f"{comp:.1f} s of the budget")
-    if result.task.get("name") == "avoid":
+    if "success_rate" in best:  # avoid: obstacle fields crossed
         t.add_row("mean return", f"{m['first_mean_return'] or 0.0:.1f} -> {m['final_mean_return'] or 0.0:.1f}")
         t.add_row("best eval", f"{_fmt_pct(best.get('success_rate'))} of {best.get('episodes')} fields crossed, "
                   f"{_fmt_pct(best.get('collision_rate'))} collisions (training-time scenes; edgectl eval uses unseen ones)")
-    elif result.task.get("name") == "race":
+    elif "track" in result.task:  # race: laps
         t.add_row("track", str(result.task.get("track")))
         t.add_row("mean reward per step", f"{m['first_mean_reward']:.2f} -> {m['final_mean_reward']:.2f}")
         t.add_row("best eval lap time", f"{_fmt_s(best.get('lap_time_s'))} ({best.get('laps_completed')} of "
@@ -286,7 +272,7 @@ def _print_train_summary(console, result, out: Path, latest, seconds: float, to_
                    "env_steps": m["env_steps"], "chunks": m["chunks"], "compile_seconds": comp, "best_eval": best,
                    "task": result.task.get("name"), "platform": result.platform_name, "seed": result.seed,
                    "latest_moved": latest is not None, "latest_not_moved": why_not}
-        if result.task.get("name") == "race":
+        if "track" in result.task:
             summary["track"] = result.task.get("track")
         _print_json(summary)
 
@@ -310,12 +296,12 @@ def warmup_cmd(
             _fail(f"unknown vehicle {v!r}; supported vehicles: {', '.join(VEHICLES)}")
     jobs = []
     for v in vehicles:
-        tasks = [task] if task else [t for t in VEHICLES[v] if t != "avoid"]
-        for t in tasks:
+        names = [task] if task else [t.name for t in registered_tasks(v) if t.warm_by_default]
+        for t in names:
             if t not in VEHICLES[v]:
                 _fail(f"unknown task {t!r} for {v}; supported tasks: {', '.join(VEHICLES[v])}")
-            for a in ([action] if action else ["motor", "ctbr"]) if (v == "quadrotor" and t in ("hover", "figure8")) else ["motor"]:
-                if a not in ("motor", "ctbr"):
+            for a in ([action] if action else list(ACTIONS)) if "action" in registered(t).options else ["motor"]:
+                if a not in ACTIONS:
                     _fail(f"--action {a!r}: expected motor or ctbr")
                 jobs.append((v, t, a))
     console = _console()
@@ -327,13 +313,9 @@ def warmup_cmd(
         with console.status(f"compiling {label} (cache: {tr._CACHE})"):
             t0 = time.time()
             # One chunk: compiles init, the training chunk and the checkpoint evaluation, as `edgectl train` does.
-            if t == "race":
-                res = tr.train_race(platform_name=str(plat.path), track=DEFAULT_TRACK, seconds=600.0, max_env_steps=1)
-            elif t == "avoid":
-                res = tr.train_avoid(platform_name=str(plat.path), seconds=600.0, max_env_steps=1)
-            else:
-                res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1,
-                               task_overrides={"action": a} if a != "motor" else None)
+            res = tr.train(platform_name=str(plat.path), task=t, seconds=600.0, max_env_steps=1,
+                           task_overrides={"action": a} if a != "motor" else None,
+                           track=DEFAULT_TRACK if "track" in registered(t).options else None)
         took = time.time() - t0
         total += took
         console.print(f"{label}: compiled in {res.metrics.get('compile_seconds') or 0.0:.1f} s ({took:.1f} s in all)")

@@ -8,7 +8,7 @@ fixed-rate loop, its own STL monitor, the flight log, and noticing a silent link
 cut link is the app's own watchdog and backup, because a cut link carries nothing either way.
 
 Works with any cflib URI: radio://, usb://, udp:// (`edgectl sim-vehicle crazyflie --bundle ...`)
-and sim://NAME (a simulated Crazyflie in this process).
+and cfsim://NAME (a simulated Crazyflie in this process).
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .protocol import Link, State  # noqa: F401  (re-exported: edgectl.runtime.links.State / Link)
+from .uri import parse_uri
 
 
 @dataclass
@@ -265,42 +266,35 @@ class MavlinkRateLink:
         self.link.close()
 
 
-def _is_sim_start(rest: str) -> bool:
-    try:
-        return not rest or all(float(v) == float(v) for v in rest.split(","))
-    except ValueError:
-        return False
+QUADROTOR_ADAPTERS = ("sim", "mavlink", "crazyflie")  # edgectl/runtime/uri.py: what a hover/figure8 bundle flies
 
 
 def flies_on_board(uri: str) -> bool:
     """True for a Crazyflie URI (the policy flies in the vehicle's app, the host streams references), as
     open_link decides it, without connecting."""
-    if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
-        return False
-    return "://" in uri and uri.split("://", 1)[0] in ("radio", "usb", "udp", "sim")
+    return parse_uri(uri).for_vehicle(QUADROTOR_ADAPTERS, "a quadrotor hover/figure8 bundle") == "crazyflie"
 
 
 def open_link(uri: str, platform, bundle=None, contract: dict | None = None, motor_firmware: str | None = None) -> Link:
     """sim://[x,y,z] (in-process dynamics, host flies the motors, or with a ctbr contract the platform's rate
     loop), a pymavlink URL (udpout:, udpin:, tcp:, serial device: a ctbr contract streams body rates to PX4 /
     ArduPilot, a motor-level one flies only a vehicle that takes motor commands, or ``motor_firmware`` named),
-    or a cflib URI (radio://, usb://, udp://host:port, sim://NAME of an in-process simulated Crazyflie): a
+    or a cflib URI (radio://, usb://, udp://host:port, cfsim://NAME of an in-process simulated Crazyflie): a
     Crazyflie flies the exported policy on board and the host streams the reference; given ``bundle``, its app
     must have been exported from that bundle (checked before arming)."""
     ctbr = contract is not None and contract["action"]["mapping"].get("kind") == "ctbr"
-    if uri.startswith("sim://") and _is_sim_start(uri[len("sim://"):]):
-        rest = uri[len("sim://"):]
+    parsed = parse_uri(uri)
+    adapter = parsed.for_vehicle(QUADROTOR_ADAPTERS, "a quadrotor hover/figure8 bundle")
+    if adapter == "sim":
+        rest = parsed.rest
         start = tuple(float(v) for v in rest.split(",")) if rest else (0.0, 0.0, 0.0)
         if len(start) != 3:
             raise ValueError(f"--uri {uri}: expected sim:// or sim://x,y,z")
         return SimLink(platform, start_pos=start, contract=contract if ctbr else None)
-    if flies_on_board(uri):
+    if adapter == "crazyflie":
         if ctbr:
             raise ValueError(f"--uri {uri}: a Crazyflie flies a motor-level bundle's exported app on board; a ctbr bundle "
                              "flies through an autopilot's rate loop over MAVLink (or sim://)")
         from .crazyflie_link import CrazyflieOnboardLink
         return CrazyflieOnboardLink(uri, platform, bundle=bundle)
-    if uri.split(":", 1)[0] in ("udpout", "udpin", "udp", "tcp", "tcpin") or uri.startswith("/dev/"):
-        return MavlinkRateLink(uri, contract) if ctbr else MavlinkMotorLink(uri, motor_firmware=motor_firmware)
-    raise ValueError(f"--uri {uri}: unknown link; expected sim://, a MAVLink URL such as udpout:127.0.0.1:14550, "
-                     "or a Crazyflie URI (radio://0/80/2M/E7E7E7E7E7, usb://0, udp://127.0.0.1:19850)")
+    return MavlinkRateLink(uri, contract) if ctbr else MavlinkMotorLink(uri, motor_firmware=motor_firmware)

@@ -25,6 +25,10 @@ import numpy as np
 
 from edgectl.tracks import Track, extract_checkpoints
 
+from .uri import UriError, parse_uri
+
+CAR_ADAPTERS = ("sim", "serial")  # edgectl/runtime/uri.py: what an rc-car bundle drives
+
 NOMINAL, BACKUP = "nominal", "backup"
 BRAKE = np.array([0.0, -1.0])  # the backup's command: straight wheels, full brake (the car has no reverse)
 
@@ -240,12 +244,12 @@ class SerialCar:
 def open_car(uri: str, platform: str, start: tuple[float, float, float]):
     """sim:// (in-process), or a serial port / pyserial URL of a car speaking firmware_bridge/rccar/PROTOCOL.md:
     /dev/ttyACM0, /dev/pts/N (`edgectl sim-vehicle rc-car`), socket://127.0.0.1:5760."""
-    if uri == "sim://":
-        return SimCar(platform, *start)
-    if uri.startswith("/dev/") or uri.startswith(("socket://", "rfc2217://", "loop://")):
+    parsed = parse_uri(uri)
+    if parsed.for_vehicle(CAR_ADAPTERS, "an rc-car bundle") == "serial":
         return SerialCar(uri, *start)
-    raise ValueError(f"--uri {uri}: an rc-car bundle drives sim:// (in process) or a serial car: a port such as "
-                     "/dev/ttyACM0 or the pty `edgectl sim-vehicle rc-car` prints, or socket://HOST:PORT")
+    if parsed.rest:
+        raise UriError(f"--uri {uri}: an rc-car bundle starts on its track: sim:// takes no start or seed")
+    return SimCar(platform, *start)
 
 
 # --- the loop --------------------------------------------------------------------------------------

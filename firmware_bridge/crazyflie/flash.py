@@ -1,6 +1,6 @@
 """Over-the-air flashing of a Crazyflie firmware image with cflib's Cloader, read back and compared.
 
-    flash("sim://crazyflie/0", "build/cf2.bin")            # or bytes, or an app folder
+    flash("cfsim://crazyflie/0", "build/cf2.bin")            # or bytes, or an app folder
     flash("radio://0/80/2M/E7E7E7E7E7", app_dir)           # warm boot into the bootloader first
 
 One attempt: open the link, warm-boot into the bootloader, ask the bootloader for its geometry
@@ -12,7 +12,7 @@ reported as flashed unless the bootloader acknowledged every write and (with ver
 read back equal. ``retries`` more attempts are made on a fresh link, from the first page.
 
 Warm boot: over radio, cflib's Cloader.reset_to_bootloader (it moves to the bootloader's radio
-address); over other links (sim://, udp://) the same nRF51 commands (RESET_INIT, RESET to the
+address); over other links (cfsim://, udp://) the same nRF51 commands (RESET_INIT, RESET to the
 bootloader) on the open link. Hardware note: the radio path is cflib's own and is not exercised by
 the tests here, which run against the simulated bootloader.
 """
@@ -123,7 +123,9 @@ def _warm_boot(loader, uri: str, timeout: float):
     """Into the bootloader, over the link the loader holds (or cflib's radio path)."""
     from cflib.bootloader.boottypes import TargetTypes
 
-    if uri.startswith("radio://"):
+    from edgectl.runtime.uri import parse_uri
+
+    if parse_uri(uri).scheme == "radio://":  # cflib's own radio path resets into the bootloader
         if not loader.reset_to_bootloader(TargetTypes.NRF51):
             raise FlashError(f"{uri}: the Crazyflie did not answer the reset-to-bootloader request")
         return

@@ -1,4 +1,4 @@
-"""cflib's drivers, and an in-process cflib driver for ``sim://name`` URIs.
+"""cflib's drivers, and an in-process cflib driver for ``cfsim://name`` URIs.
 
 The vehicle's side of a link (its UDP server, firmware_bridge/sim/crazyflie/udp.py, and the simulated vehicle
 itself) lives in firmware_bridge/sim/; this module knows a registered vehicle only as an object with
@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 
-SCHEME = "sim://"
+SCHEME = "cfsim://"  # edgectl/runtime/uri.py: sim:// is the in-process task simulation
 _registry: dict[str, object] = {}  # name -> a vehicle with open_link(send, name=...) (CrazyflieSim)
 _registry_lock = threading.Lock()
 
@@ -41,7 +41,7 @@ def unregister_vehicle(name: str, sim) -> None:
 
 
 def ensure_drivers(uri: str = "") -> None:
-    """cflib's drivers initialized (once), and ours for sim:// URIs."""
+    """cflib's drivers initialized (once), and ours for cfsim:// URIs."""
     import cflib.crtp
     from cflib.crtp.udpdriver import UdpDriver
 
@@ -52,7 +52,7 @@ def ensure_drivers(uri: str = "") -> None:
 
 
 def register_driver() -> None:
-    """Make ``sim://`` URIs known to cflib (idempotent)."""
+    """Make ``cfsim://`` URIs known to cflib (idempotent)."""
     import cflib.crtp
 
     if SimDriver not in cflib.crtp.CLASSES:
@@ -65,7 +65,7 @@ def _make_driver_class():
     from cflib.crtp.exceptions import WrongUriType
 
     class SimDriver(CRTPDriver):
-        """cflib link driver for ``sim://name`` URIs."""
+        """cflib link driver for ``cfsim://name`` URIs."""
 
         def __init__(self):
             super().__init__()
@@ -132,7 +132,7 @@ def _make_driver_class():
             return self.scan_interface()
 
         def get_help(self):
-            return "sim://<name>: an edgectl simulated Crazyflie in this process"
+            return "cfsim://<name>: an edgectl simulated Crazyflie in this process"
 
         def close(self):
             if self._link is not None:

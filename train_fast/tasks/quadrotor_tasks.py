@@ -284,6 +284,11 @@ class EnvState:
     rate: jax.Array  # ctbr: the rate loop's state and this episode's gain and limit factors (train_fast/sims/rate_loop.py)
 
 
+def tracks_reference(cfg: TaskConfig) -> bool:
+    """The reference moves (figure8), so evaluation reports the tracking error along it."""
+    return cfg.name == "figure8"
+
+
 def reference(cfg: TaskConfig, time):
     """Reference position, velocity and acceleration at `time` seconds."""
     if cfg.name != "figure8":

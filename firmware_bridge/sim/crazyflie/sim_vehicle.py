@@ -6,7 +6,7 @@ Architecture, in cflib's own layering:
   (edgectl/plant/quadrotor.py) with the platform file's constants, stepped at
   ``physics_hz`` in a thread, in real time times ``speed`` (or by hand with ``advance``).
 - transports (``transports.py``): a UDP server (``udp://host:port``, one CRTP packet per datagram,
-  cflib's UdpDriver format) and an in-process cflib driver (``sim://name``) registered in
+  cflib's UdpDriver format) and an in-process cflib driver (``cfsim://name``) registered in
   ``cflib.crtp.CLASSES``.
 
 What it answers (see crtp.py for the numbers): link control (echo, source), platform (protocol
@@ -366,7 +366,7 @@ class CrazyflieSim:
         return self._thread is not None
 
     def serve_inprocess(self, name: str = "crazyflie/0") -> str:
-        """Register as ``sim://name`` for cflib (in-process, lossless); returns the URI."""
+        """Register as ``cfsim://name`` for cflib (in-process, lossless); returns the URI."""
         from firmware_bridge.crazyflie.transports import register_vehicle, unregister_vehicle
 
         uri = register_vehicle(name, self)
