@@ -260,6 +260,10 @@ CASES: list[Case] = [
          block="cflib"),
     Case("extra-export-onnx", "extra", "export --target onnx without onnx", ("export", HOVER, "--target", "onnx"),
          'edgectl[export]', _copy(HOVER), block="onnx"),
+    Case("extra-run-mcap", "extra", "run --log F.mcap without mcap", ("run", HOVER, "--log", "f.mcap", "--seconds", "1"),
+         'edgectl[fly]', _copy(HOVER), block="mcap"),
+    Case("extra-plot-mcap", "extra", "plot of an MCAP log without mcap", ("plot", "f.mcap"), 'edgectl[fly]',
+         _write("f.mcap", b"\x89MCAP0\r\n"), block="mcap"),
     # --- packets: images and logs the tools read ---------------------------------------------------
     Case("packet-flash-missing", "packet", "flash of a firmware image that does not exist",
          ("flash", "cf2.bin", "--uri", "udp://127.0.0.1:19850"), "cf2.bin"),
@@ -271,6 +275,11 @@ CASES: list[Case] = [
          "line 3", _flight_log(torn=True)),
     Case("packet-log-foreign", "packet", "plot of a CSV that is not a flight log", ("plot", "other.csv"),
          "not an edgectl flight log", _write("other.csv", "a,b\n1,2\n")),
+    Case("packet-log-mcap-corrupt", "packet", "plot of an MCAP log that is not one (its magic, then garbage)",
+         ("plot", "flight.mcap"), "flight.mcap: not a readable MCAP flight log",
+         _write("flight.mcap", b"\x89MCAP0\r\n" + bytes(range(256)) * 4)),
+    Case("packet-log-binary", "packet", "plot of a file that is not text, named .csv", ("plot", "flight.csv"),
+         "flight.csv: not an edgectl flight log", _write("flight.csv", bytes(range(256)) * 4)),
     # --- sensor and fault flags ---------------------------------------------------------------------
     Case("sensor-nan-name", "sensor", "a NaN fault on a sensor that does not exist",
          ("sim-vehicle", "crazyflie", "--uri", "udp://127.0.0.1:0", "--nan-sensor", "altimeter"), "altimeter"),
