@@ -176,3 +176,28 @@ def test_an_mcap_log_cut_short_reads_up_to_its_last_whole_chunk(tmp_path):
     _same(d, {c: full[c][:n] for c in COLUMNS})
     r = CliRunner().invoke(app, ["plot", str(cut)])
     assert r.exit_code == 0, r.output
+
+
+def test_link_events_and_the_stopping_tick_are_rows(tmp_path):
+    """The host loop's link going silent: the link column says when (once), the switches are in the event column,
+    and the safe-stop tick is a row too, so rows = ticks."""
+    from edgectl.bundle import load_bundle
+    from edgectl.platforms import parse_platform
+    from edgectl.runtime.links import SimLink
+    from edgectl.runtime.loop import ControlLoop, LoopConfig
+    from edgectl.safety.backup import BackupController
+
+    b = load_bundle(DATA / "hover_bundle")
+    plat = parse_platform((b.path / "platform.toml").read_bytes(), b.path / "platform.toml")
+    log = FlightLog(tmp_path / "cut.mcap")
+    cfg = LoopConfig(rate_hz=100.0, seconds=3.0, realtime=False, stop_after_s=0.5)
+    rep = ControlLoop(SimLink(plat, drop_after=50), b.act, b.contract, BackupController(plat), cfg, log=log).run()
+    log.close()
+    d = read_log(tmp_path / "cut.mcap")
+    assert len(d["t"]) == rep.ticks and rep.final_mode == d["controller"][-1] == "stopped"
+    events = [(i, e) for i, e in enumerate(d["link"]) if e]
+    assert len(events) == 1 and events[0][1] == "silent" and d["t"][events[0][0]] == pytest.approx(0.5, abs=0.011)
+    i = events[0][0]
+    assert "link silent" in d["event"][i] and "safe stop" in d["event"][-1] and np.isnan(d["x"][i:]).all()
+    s = rep.summary()
+    assert s["vehicle"] == "quadrotor" and [w["to"] for w in s["switches"]] == ["backup", "stopped"]
