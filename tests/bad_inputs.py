@@ -264,6 +264,8 @@ CASES: list[Case] = [
          'edgectl[fly]', _copy(HOVER), block="mcap"),
     Case("extra-plot-mcap", "extra", "plot of an MCAP log without mcap", ("plot", "f.mcap"), 'edgectl[fly]',
          _write("f.mcap", b"\x89MCAP0\r\n"), block="mcap"),
+    Case("extra-plot-ulog", "extra", "plot of a PX4 ULog without pyulog", ("plot", "f.ulg"), "pip install pyulog",
+         _write("f.ulg", b"ULog\x01\x12\x35\x01" + bytes(8)), block="pyulog"),
     # --- packets: images and logs the tools read ---------------------------------------------------
     Case("packet-flash-missing", "packet", "flash of a firmware image that does not exist",
          ("flash", "cf2.bin", "--uri", "udp://127.0.0.1:19850"), "cf2.bin"),
@@ -278,6 +280,8 @@ CASES: list[Case] = [
     Case("packet-log-mcap-corrupt", "packet", "plot of an MCAP log that is not one (its magic, then garbage)",
          ("plot", "flight.mcap"), "flight.mcap: not a readable MCAP flight log",
          _write("flight.mcap", b"\x89MCAP0\r\n" + bytes(range(256)) * 4)),
+    Case("packet-log-ulog-corrupt", "packet", "plot of a PX4 ULog with a header and nothing after it",
+         ("plot", "flight.ulg"), "flight.ulg", _write("flight.ulg", b"ULog\x01\x12\x35\x01" + bytes(100))),
     Case("packet-log-binary", "packet", "plot of a file that is not text, named .csv", ("plot", "flight.csv"),
          "flight.csv: not an edgectl flight log", _write("flight.csv", bytes(range(256)) * 4)),
     # --- sensor and fault flags ---------------------------------------------------------------------

@@ -201,3 +201,72 @@ def test_link_events_and_the_stopping_tick_are_rows(tmp_path):
     assert "link silent" in d["event"][i] and "safe stop" in d["event"][-1] and np.isnan(d["x"][i:]).all()
     s = rep.summary()
     assert s["vehicle"] == "quadrotor" and [w["to"] for w in s["switches"]] == ["backup", "stopped"]
+
+
+# --- PX4 ULog (edgectl/runtime/ulog.py) ----------------------------------------------------------------------------
+def _ulog(path: Path, topics: dict) -> None:
+    """A minimal ULog file (PX4's format: docs.px4.io, ULog File Format): header, flag bits, one format and one
+    subscription per topic, then data messages in time order. topics: name -> (fields "type name", rows)."""
+    import struct
+
+    def msg(kind: bytes, body: bytes) -> bytes:
+        return struct.pack("<HB", len(body), kind[0]) + body
+
+    out = bytearray(b"ULog\x01\x12\x35\x01" + struct.pack("<Q", 0))
+    out += msg(b"B", bytes(16) + struct.pack("<3Q", 0, 0, 0))
+    for name, (fields, _) in topics.items():
+        out += msg(b"F", f"{name}:{''.join(f + ';' for f in ['uint64_t timestamp', *fields])}".encode())
+    data = []
+    for k, (name, (fields, rows)) in enumerate(topics.items()):
+        out += msg(b"A", struct.pack("<BH", 0, k) + name.encode())
+        fmt = "<Q" + "".join({"float": "f", "uint8_t": "B"}[f.split()[0].split("[")[0]] * (
+            int(f.split("[")[1].split("]")[0]) if "[" in f else 1) for f in fields)
+        for ts, *vals in rows:
+            data.append((ts, msg(b"D", struct.pack("<H", k) + struct.pack(fmt, ts, *vals))))
+    for _, m in sorted(data, key=lambda x: x[0]):
+        out += m
+    path.write_bytes(bytes(out))
+
+
+def test_a_px4_ulog_plots_in_edgectl_frames(tmp_path):
+    pytest.importorskip("pyulog")
+    from edgectl.runtime.ulog import quat_ned_frd_to_enu_flu
+
+    yaw = 0.3  # heading 0.3 rad east of north, level
+    q_ned = [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
+    us = [1_000_000 + 10_000 * k for k in range(50)]
+    _ulog(tmp_path / "px4.ulg", {
+        "vehicle_local_position": (["float x", "float y", "float z", "float vx", "float vy", "float vz"],
+                                   [(t, 1.0, 2.0, -0.5 - 0.01 * k, 0.1, 0.0, -0.2) for k, t in enumerate(us)]),
+        "vehicle_attitude": (["float[4] q"], [(t - 2000, *q_ned) for t in us]),
+        "vehicle_angular_velocity": (["float[3] xyz"], [(t - 1000, 0.1, 0.2, 0.3) for t in us]),
+        "trajectory_setpoint": (["float[3] position"], [(us[0] - 5000, 1.0, 2.0, -1.0)]),
+        "actuator_motors": (["float[12] control"], [(t - 500, *([0.25] * 4 + [math.nan] * 8)) for t in us]),
+        "vehicle_status": (["uint8_t nav_state"], [(us[0] - 100, 2), (us[25], 14)]),
+    })
+    d = read_log(tmp_path / "px4.ulg")
+    assert len(d["t"]) == 50 and d["t"][1] == pytest.approx(0.01)
+    assert np.allclose(d["x"], 2.0) and np.allclose(d["y"], 1.0) and d["z"][0] == pytest.approx(0.5)  # NED -> ENU
+    assert np.allclose([d["vx"][0], d["vy"][0], d["vz"][0]], [0.0, 0.1, 0.2])
+    assert np.allclose([d["ref_x"][0], d["ref_y"][0], d["ref_z"][0]], [2.0, 1.0, 1.0])
+    assert np.allclose([d["wx"][0], d["wy"][0], d["wz"][0]], [0.1, -0.2, -0.3], atol=1e-6)  # FRD -> FLU
+    assert np.allclose(d["a1"], -0.5) and np.allclose(d["a4"], -0.5)  # thrust 0.25 -> contract units
+    q_enu = [d[c][0] for c in ("qw", "qx", "qy", "qz")]  # heading 0.3 from north = pi/2 - 0.3 from east
+    assert np.allclose(q_enu, [math.cos((math.pi / 2 - yaw) / 2), 0, 0, math.sin((math.pi / 2 - yaw) / 2)], atol=1e-6)
+    assert list(d["controller"][:25]) == ["px4 POSCTL"] * 25 and list(d["controller"][25:]) == ["nominal"] * 25
+    assert d["event"][25] == "px4 POSCTL -> nominal"
+    try:  # the one conversion the MAVLink link flies with (its package imports pymavlink)
+        from firmware_bridge.mavlink.frames import quat_ned_frd_to_enu_flu as link_conversion
+    except ImportError:
+        link_conversion = None
+    if link_conversion is not None:
+        rng = np.random.default_rng(0)
+        qs = rng.standard_normal((20, 4))
+        qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+        assert np.allclose(quat_ned_frd_to_enu_flu(qs), link_conversion(qs))
+    r = CliRunner().invoke(app, ["plot", str(tmp_path / "px4.ulg")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "px4.png").read_bytes()[:8] == PNG
+    (tmp_path / "bad.ulg").write_bytes(b"ULog\x01\x12\x35\x01" + bytes(100))
+    r = CliRunner().invoke(app, ["plot", str(tmp_path / "bad.ulg")])
+    assert r.exit_code == 2 and "bad.ulg" in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -54,7 +54,8 @@ def import_cmd(
 
 @app.command("plot")
 def plot_cmd(
-    log: Path = typer.Argument(..., help="Flight log from `edgectl run`, any vehicle: CSV, or MCAP (.mcap)."),
+    log: Path = typer.Argument(..., help="Flight log from `edgectl run`, any vehicle: CSV, or MCAP (.mcap); or a PX4 "
+                               "ULog (.ulg, needs pyulog) to compare a real PX4 flight with a simulated one."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write.", show_default="<log>.png"),
 ) -> None:
     """Plot a flight log: position vs reference, the commands sent, the safety margin, the path from above, and
@@ -64,6 +65,10 @@ def plot_cmd(
 
     try:
         data = read_log(log)
+    except ImportError as e:
+        if getattr(e, "name", None) != "pyulog":
+            raise  # mcap: the command wrapper names its extra
+        _fail(str(e))
     except (OSError, ValueError) as e:
         _fail(str(e) if isinstance(e, ValueError) else f"{log}: cannot read it ({e.strerror or e})")
     if not len(data["t"]):

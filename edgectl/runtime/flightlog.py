@@ -195,10 +195,17 @@ class FlightLog:
 
 
 def read_log(path: Path) -> dict[str, np.ndarray]:
-    """A flight log (CSV or MCAP) as {column: array}; ValueError naming the file for anything that is not one."""
+    """A flight log (CSV, MCAP, or a PX4 ULog .ulg: edgectl.runtime.ulog) as {column: array}; ValueError naming the
+    file for anything that is not one."""
     path = Path(path)
     if is_mcap(path):
         return _read_mcap(path)
+    if path.suffix.lower() == ".ulg":  # a PX4 flight, to compare with a simulated one
+        from .ulog import read_ulog
+        cols = read_ulog(path)
+        n = len(cols["t"])
+        return {c: cols[c] if c in cols else np.full(n, "", dtype=object) if c in TEXT_COLUMNS else np.full(n, np.nan)
+                for c in COLUMNS}
     try:
         with open(path, newline="") as f:
             text = f.read()
