@@ -55,7 +55,6 @@ def run_cmd(
     """
     from edgectl.bundle import BundleError, load_bundle
     from edgectl.platforms import parse_platform
-
     from edgectl.runtime.flightlog import check_writer
 
     check_writer(log)  # a .mcap log without the mcap package: refused before anything is opened
