@@ -104,7 +104,7 @@ fly_smoke() {  # $1: interpreter, $2: venv folder
   if "$2/bin/python" -c "import jax" 2>/dev/null; then echo "[fly] pulled in JAX" >&2; exit 1; fi
   "$2/bin/python" -c "import sys; sys.path.insert(0, '$REPO/tests'); import test_layers as t; \
 t.test_robot_side_imports_without_jax_train_fast_or_export(); print(f'  {len(t.MODULES)} modules scanned in {t.ROOT}')"
-  "$2/bin/edgectl" run "$REPO/tests/data/hover_bundle" --uri sim:// --seconds 3 --json --log "$WORK/run/fly.csv" > "$WORK/run.out"
+  "$2/bin/edgectl" run "$REPO/tests/data/hover_bundle" --uri sim:// --seconds 3 --json --log "$WORK/run/fly.mcap" > "$WORK/run.out"  # MCAP: the [fly] extra brings mcap
   check_run "$2/bin/python" "$WORK/run.out"
 }
 step "installing the wheel with [fly] only into a fresh venv; edgectl run tests/data/hover_bundle --uri sim://"

@@ -52,8 +52,9 @@ def one_field(b, act, seed: int) -> dict:
     s = rep.summary()
     return {"field": seed, "crazyflie": {k: s[k] for k in ("crossed", "collided", "distance_m", "min_clearance_m")}
             | {"period_error_p99_ms": s["period_error_ms"]["p99"]},
-            "model": {"crossed": model["crossed"], "collided": model["collided"],
-                      "distance_m": model["collision_free_distance_m"], "min_clearance_m": model["min_clearance_m"]}}
+            "model": {"crossed": model.outcome["crossed"], "collided": model.outcome["collided"],
+                      "distance_m": model.outcome["collision_free_distance_m"],
+                      "min_clearance_m": model.outcome["min_clearance_m"]}}
 
 
 def main() -> int:

@@ -833,7 +833,7 @@ LOST_TICKS_TOLERANCE = 10
 
 
 def section_sigkill(sizes: Sizes, seed: int) -> list[dict]:
-    from edgectl.runtime.flightlog import read_log
+    from edgectl.runtime.flightlog import COLUMNS, read_log
     rng = random.Random(seed)
     t0 = time.perf_counter()
     silent, failures, notes, lost = 0, 0, [], []
@@ -882,7 +882,7 @@ def section_sigkill(sizes: Sizes, seed: int) -> list[dict]:
                 bad.append(f"{before - n} rows on disk before the kill are gone")
             if torn and n > complete:
                 bad.append("a torn last row was returned as data")
-            if len(d) != 26 or any(len(c) != n for c in d.values()):
+            if len(d) != len(COLUMNS) or any(len(c) != n for c in d.values()):
                 bad.append(f"columns {len(d)} / lengths differ")
             t = np.asarray(d["t"], float)
             if n > 1 and not np.allclose(np.diff(t), 0.01, atol=1e-4):

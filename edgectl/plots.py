@@ -211,26 +211,50 @@ def eval_trajectories_png(rec: dict, path: str | os.PathLike, *, title: str = ""
 
 
 def flight_log_png(log: dict, path: str | os.PathLike, *, title: str = "") -> Path:
-    """Position vs reference, motor actions, shield robustness, and every controller switch marked."""
+    """Any vehicle's flight log (edgectl.runtime.flightlog's columns, from CSV or MCAP): position vs reference,
+    the commands sent, the safety margin, the path seen from above; backup ticks shaded, controller switches and
+    link events marked."""
     import numpy as np
 
-    fig = _figure(9.0, 7.5, hspace=0.35)
-    t = log["t"]
-    axes = fig.subplots(3, 1, sharex=True)
+    fig = _figure(12.0, 7.5, left=0.08, right=0.98, bottom=0.08, top=0.92, hspace=0.35, wspace=0.4)
+    t = np.asarray(log["t"], float)
+    gs = fig.add_gridspec(3, 3)
+    axes = [fig.add_subplot(gs[0, :2])]
+    axes += [fig.add_subplot(gs[i, :2], sharex=axes[0]) for i in (1, 2)]
+    ax_xy = fig.add_subplot(gs[:, 2])
+
+    def col(name):
+        return np.asarray(log[name], float)
+
     for name, ref, color in (("x", "ref_x", "C0"), ("y", "ref_y", "C1"), ("z", "ref_z", "C2")):
-        axes[0].plot(t, log[name], color=color, label=name)
-        axes[0].plot(t, log[ref], color=color, ls="--", lw=0.8)
+        axes[0].plot(t, col(name), color=color, label=name)
+        if np.isfinite(col(ref)).any():
+            axes[0].plot(t, col(ref), color=color, ls="--", lw=0.8)
     axes[0].set_ylabel("position [m]\n(dashed: reference)")
     axes[0].legend(loc="upper right", ncol=3, fontsize=8)
-    for i in range(1, 5):
-        axes[1].plot(t, log[f"a{i}"], lw=0.8, label=f"m{i}")
-    axes[1].set_ylabel("action [-1, 1]")
-    axes[1].legend(loc="upper right", ncol=4, fontsize=8)
-    axes[2].plot(t, log["robustness"], color="k", lw=0.9)
+    used = [i for i in range(1, 5) if np.isfinite(col(f"a{i}")).any()]
+    for i in used:
+        axes[1].plot(t, col(f"a{i}"), lw=0.8, label=f"a{i}")
+    axes[1].set_ylabel("command sent [-1, 1]")
+    if used:
+        axes[1].legend(loc="upper right", ncol=4, fontsize=8)
+    axes[2].plot(t, col("robustness"), color="k", lw=0.9)
     axes[2].axhline(0.0, color="r", lw=0.8)
-    axes[2].set_ylabel("shield robustness\n(min over specs)")
+    axes[2].set_ylabel("safety margin\n(> 0: safe)")
     axes[2].set_xlabel("time [s]")
-    backup = np.asarray([c != "nominal" for c in log["controller"]])
+    ax_xy.plot(col("x"), col("y"), color="C0", lw=1.0, label="path")
+    if np.isfinite(col("ref_x")).any():
+        ax_xy.plot(col("ref_x"), col("ref_y"), "+", color="0.4", ms=6, label="reference")
+    ok = np.isfinite(col("x")) & np.isfinite(col("y"))
+    if ok.any():
+        ax_xy.plot(col("x")[ok][0], col("y")[ok][0], "o", color="C0", ms=4)
+    ax_xy.set_xlabel("x [m]")
+    ax_xy.set_ylabel("y [m]")
+    ax_xy.set_aspect("equal", adjustable="datalim")
+    ax_xy.set_title("from above (o: start)", fontsize=9)
+    ax_xy.legend(fontsize=7, loc="best")
+    ax_xy.grid(alpha=0.3)
+    backup = np.asarray([c != "nominal" for c in log["controller"]], bool)
     for ax in axes:
         ax.grid(alpha=0.3)
         if backup.any():
@@ -239,7 +263,13 @@ def flight_log_png(log: dict, path: str | os.PathLike, *, title: str = "") -> Pa
         if ev:
             axes[0].axvline(tt, color="orange", lw=0.8)
             axes[0].annotate(str(ev)[:40], (tt, 0.98), xycoords=("data", "axes fraction"), fontsize=6, rotation=90, va="top")
-    fig.suptitle(title or "flight log (orange: backup in control)", fontsize=10)
+    for tt, ev in zip(t, log.get("link", ())):
+        if ev:
+            axes[2].axvline(tt, color="0.5", lw=0.8, ls=":")
+            axes[2].annotate(f"link: {str(ev)[:30]}", (tt, 0.02), xycoords=("data", "axes fraction"), fontsize=6,
+                             rotation=90, va="bottom")
+    fig.suptitle(title or "flight log", fontsize=10)
+    fig.text(0.01, 0.005, "orange: backup or stopped in control; dotted: link events", fontsize=7, color="0.4")
     out = Path(path)
     out.write_bytes(_png(fig))
     return out

@@ -287,8 +287,8 @@ def test_run_flies_the_bundle_from_the_simulated_camera(trained, tmp_path):
     crossed = 0
     for seed in range(5):
         rep = rcam.fly_avoid(b.act, b.contract, b.manifest["task"], seconds=20, seed=seed, realtime=False)
-        crossed += rep["crossed"]
-        assert rep["ticks"] > 0 and rep["collided"] != rep["crossed"]
+        crossed += rep.outcome["crossed"]
+        assert rep.ticks > 0 and rep.outcome["collided"] != rep.outcome["crossed"]
     assert crossed >= 3
     res = CliRunner().invoke(cli.app, ["run", str(out), "--uri", "sim://7", "--as-fast-as-possible", "--json",
                                        "--log", str(tmp_path / "f.csv")])

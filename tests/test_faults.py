@@ -60,7 +60,7 @@ def test_flight_log_rows_reach_the_file_at_their_tick(tmp_path):
     assert len(read_log(log)["t"]) == 3
     lines = raw.splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:2] + [lines[2][:40] + b"\n"] + lines[3:]))
-    with pytest.raises(ValueError, match="line 3: .* fields, expected 26"):
+    with pytest.raises(ValueError, match="line 3: .* fields, expected 27"):
         read_log(log)
     fl.close()
 

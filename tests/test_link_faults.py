@@ -307,7 +307,7 @@ def test_cli_run_flies_the_policy_on_board_of_a_simulated_crazyflie(tmp_path):
     uri = sim.serve_inprocess("test/onboard")
     sim.start()
     try:
-        log = tmp_path / "cf.csv"
+        log = tmp_path / "cf.mcap"  # the one schema as MCAP (tests/test_flightlog.py: as CSV too)
         r = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", uri, "--seconds", "1.5", "--ref", "0,0,0.4",
                                      "--log", str(log), "--json"])
         assert r.exit_code == 0, r.output
@@ -320,6 +320,9 @@ def test_cli_run_flies_the_policy_on_board_of_a_simulated_crazyflie(tmp_path):
         assert np.all(d["ref_z"] == 0.4) and np.isfinite(d["a1"]).mean() > 0.9 and np.nanmax(np.abs(d["z"] - 0.4)) < 0.1
         assert np.isfinite(d["robustness"]).mean() > 0.9 and np.nanmin(d["robustness"]) > 0.3  # the host's monitor
         assert sim.state()[2] < 0.1  # landed at the end of the run
+        assert len(d["t"]) == 150 and d["controller"][-1] == "nominal"
+        from test_flightlog import plot_both
+        plot_both(log, tmp_path)
     finally:
         sim.close()
 

@@ -86,7 +86,7 @@ def test_in_process_laps_match_the_evaluation(race):
     assert s["laps"] == 3, s
     assert s["edge_contacts"] == 0 and s["max_corridor_excess_m"] < 0.0
     evaluated = b.manifest["metrics"]["best_eval"]["lap_time_s"]  # 2 laps from a standing start, in training
-    assert np.mean(rep.lap_times_s[:2]) == pytest.approx(evaluated, rel=0.05)
+    assert np.mean(rep.outcome["lap_times_s"][:2]) == pytest.approx(evaluated, rel=0.05)
     assert s["switches"][-1]["reason"] == "3 laps done"  # then it brakes
     assert car.read().speed < 0.5 * max(p[4] for p in rep.path)
 
@@ -187,7 +187,9 @@ def test_cli_run_race_in_process(tmp_path):
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert s["laps"] >= 2 and s["edge_contacts"] == 0 and s["car"] == "in-process simulator"
     assert s["period_error_ms"] is None  # back to back: no timing to report
-    lines = (tmp_path / "race.csv").read_text().splitlines()
-    assert lines[0] == "t,x,y,yaw,speed,steer,throttle,mode" and len(lines) == 16 * 50 + 1
+    from edgectl.runtime.flightlog import read_log
+    d = read_log(tmp_path / "race.csv")  # the one flight-log schema: a row per tick, the car's state mapped into it
+    assert len(d["t"]) == 16 * 50 and np.all(d["z"] == 0.0) and np.all(np.isnan(d["a3"]))
+    assert np.nanmin(d["robustness"]) > 0.0 and np.all(d["controller"] == "nominal")  # inside the corridor
     bad = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", "udp://127.0.0.1:1"])
     assert bad.exit_code != 0 and "an rc-car bundle drives sim://" in bad.output

@@ -131,5 +131,7 @@ def test_cli_run_flies_a_simulated_mavlink_vehicle_to_the_reference(tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["ticks"] == 300 and summary["final_mode"] == "nominal"
+    from test_flightlog import plot_both
+    plot_both(tmp_path / "m.csv", tmp_path)  # the MAVLink run's log, as CSV and MCAP
     assert snap["armed"] and snap["mode"] == "OFFBOARD"
     assert abs(snap["pos"][2] - 0.3) < 0.1 and np.linalg.norm(snap["pos"][:2]) < 0.1  # took off to the reference

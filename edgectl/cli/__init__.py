@@ -31,7 +31,7 @@ from edgectl.cli.evaluate import _eval_avoid, _eval_race, _na_reason  # noqa: F4
 from edgectl.cli.export import *  # noqa: F403
 from edgectl.cli.vehicles import *  # noqa: F403
 from edgectl.cli.run import *  # noqa: F403
-from edgectl.cli.run import _print_run_end, _run_avoid, _run_avoid_crazyflie, _run_race, _write_run_csv  # noqa: F401
+from edgectl.cli.run import _print_run_end, _run_avoid, _run_avoid_crazyflie, _run_race, _open_log  # noqa: F401
 from edgectl.cli.misc import *  # noqa: F403
 
 

@@ -54,16 +54,24 @@ def import_cmd(
 
 @app.command("plot")
 def plot_cmd(
-    log: Path = typer.Argument(..., help="Flight log CSV from `edgectl run`."),
+    log: Path = typer.Argument(..., help="Flight log from `edgectl run`, any vehicle: CSV, or MCAP (.mcap); or a PX4 "
+                               "ULog (.ulg, needs pyulog) to compare a real PX4 flight with a simulated one."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write.", show_default="<log>.png"),
 ) -> None:
-    """Plot a flight log: trajectory vs reference, actions, shield robustness and controller switches."""
+    """Plot a flight log: position vs reference, the commands sent, the safety margin, the path from above, and
+    the controller switches and link events."""
     from edgectl import plots
     from edgectl.runtime.flightlog import read_log
 
     try:
         data = read_log(log)
-    except (OSError, ValueError) as e:
+    except ImportError as e:
+        if getattr(e, "name", None) != "pyulog":
+            raise  # mcap: the command wrapper names its extra
         _fail(str(e))
+    except (OSError, ValueError) as e:
+        _fail(str(e) if isinstance(e, ValueError) else f"{log}: cannot read it ({e.strerror or e})")
+    if not len(data["t"]):
+        _fail(f"{log}: the flight log holds no ticks")
     dest = plots.flight_log_png(data, out if out is not None else log.with_suffix(".png"), title=str(log))
     typer.echo(str(dest))

@@ -21,7 +21,9 @@ def run_cmd(
     shield: bool = typer.Option(True, "--shield/--no-shield", help="Predictive STL shield (specs from the platform file)."),
     ref: Optional[str] = typer.Option(None, "--ref", help="Reference position x,y,z in m (world, z up).",
                                       show_default="0,0,0; a Crazyflie 0,0,1 (its floor is z = 0)"),
-    log: Optional[Path] = typer.Option(None, "--log", help="Flight log CSV.", show_default="runs/flights/<time>.csv"),
+    log: Optional[Path] = typer.Option(None, "--log", help="Flight log, one schema for every vehicle: MCAP for a .mcap "
+                                      "suffix (JSON channels Foxglove opens; needs the mcap package), CSV for any other.",
+                                      show_default="runs/flights/<time>.csv"),
     as_fast: bool = typer.Option(False, "--as-fast-as-possible", help="sim:// only: run ticks back to back."),
     rt_priority: Optional[int] = typer.Option(None, "--rt-priority", min=1, max=99, help="Linux: run the loop's thread "
                                               "SCHED_FIFO at this priority (root or CAP_SYS_NICE): steadier periods on a busy CPU."),
@@ -53,8 +55,10 @@ def run_cmd(
     rc-car race: sim:// (in process), or a serial car: a port (/dev/ttyACM0, or the /dev/pts/N that `edgectl sim-vehicle rc-car` prints) or a pyserial URL: socket://HOST:PORT (socket://127.0.0.1:5760 for `edgectl sim-vehicle rc-car --uri tcp://127.0.0.1:5760`), rfc2217://HOST:PORT, loop://.
     """
     from edgectl.bundle import BundleError, load_bundle
+    from edgectl.runtime.flightlog import check_writer
     from edgectl.tasks import TaskError, task as registered
 
+    check_writer(log)  # a .mcap log without the mcap package: refused before anything is opened
     path = latest_bundle() if bundle is None else bundle
     try:
         b = load_bundle(path)
@@ -134,9 +138,9 @@ def fly_quadrotor(b, o) -> None:
         _fail(str(e))
     if ref_xyz is None:
         ref_xyz = tuple(getattr(link, "default_ref", (0.0, 0.0, 0.0)))
-    log_path = log if log is not None else RUNS / "flights" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+    log_path = _log_path(log, "")
     try:
-        flog = FlightLog(log_path)
+        flog = FlightLog(log_path, vehicle="crazyflie (policy on board)" if onboard else "quadrotor")
     except OSError as e:
         link.close()
         _fail(f"--log {log_path}: cannot write it ({e})")
@@ -169,7 +173,7 @@ def fly_quadrotor(b, o) -> None:
         flog.close()
         link.close()
     summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "shield": shield, "log": str(log_path), **rep.summary()}
-    pe = summary["period_error_ms"]
+    pe = summary["period_error_ms"] or {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
     console.print(f"{summary['ticks']} ticks at {cfg.rate_hz:g} Hz, period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / "
                   f"max {pe['max']:.3f} ms, {summary['deadline_misses']} deadline misses; nominal policy in control "
                   f"{100 * summary['nominal_fraction']:.1f} % of ticks; final: {summary['final_mode']}")
@@ -226,33 +230,38 @@ def _run_avoid(b, uri: str, seconds: float, policy: Optional[Path], log: Optiona
     except (ValueError, OSError) as e:
         _fail(str(e))
     console = _console(stderr=json_out)
-    with console.status(f"flying {b.path.name} through obstacle field {scene_seed} ({backend}, simulated camera)"):
-        rep = fly_avoid(act, b.contract, b.manifest["task"], seconds=seconds, seed=scene_seed, realtime=not as_fast)
-    log_path = log if log is not None else RUNS / "flights" / f"avoid-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as f:
-        f.write("tick,t,x,y,z\n")
-        for i, p in enumerate(rep["path"]):
-            f.write(f"{i + 1},{(i + 1) / rep['rate_hz']:.3f},{p[0]:.4f},{p[1]:.4f},{p[2]:.4f}\n")
-    outcome = "crossed the field" if rep["crossed"] else ("COLLIDED" if rep["collided"] else "time ran out")
-    console.print(f"{rep['ticks']} ticks at {rep['rate_hz']:g} Hz through {rep['obstacles']} obstacles: {outcome}; "
-                  f"collision-free distance {rep['collision_free_distance_m']:.2f} of {rep['field_length_m']:g} m, "
-                  f"min clearance {rep['min_clearance_m']:.3f} m; latest tick {rep['late_ms_max']:.1f} ms late")
-    console.print(f"log: {log_path}")
+    log_path, flog = _open_log(log, "avoid")
+    try:
+        with console.status(f"flying {b.path.name} through obstacle field {scene_seed} ({backend}, simulated camera)"):
+            rep = fly_avoid(act, b.contract, b.manifest["task"], seconds=seconds, seed=scene_seed, realtime=not as_fast,
+                            log=flog)
+    finally:
+        flog.close()
+    o = rep.outcome
+    outcome = "crossed the field" if o["crossed"] else ("COLLIDED" if o["collided"] else "time ran out")
+    console.print(f"{rep.ticks} ticks at {rep.rate_hz:g} Hz through {o['obstacles']} obstacles: {outcome}; "
+                  f"collision-free distance {o['collision_free_distance_m']:.2f} of {o['field_length_m']:g} m, "
+                  f"min clearance {o['min_clearance_m']:.3f} m; latest tick {o['late_ms_max']:.1f} ms late")
+    console.print(f"log: {log_path}  (edgectl plot {log_path})")
     if json_out:
-        summary = {k: v for k, v in rep.items() if k != "path"}
-        _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path), **summary})
+        _print_json({"bundle": str(b.path), "uri": uri, "backend": backend, "camera": "sim", "log": str(log_path),
+                     **rep.summary()})
 
 
-def _write_run_csv(log: Optional[Path], kind: str, header: str, rows) -> Path:
-    """A run's CSV log (--log, or runs/flights/KIND-<time>.csv): floats to 4 decimals, anything else as text."""
-    path = log if log is not None else RUNS / "flights" / f"{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(header + "\n")
-        for row in rows:
-            f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + "\n")
-    return path
+def _log_path(log: Optional[Path], kind: str) -> Path:
+    """--log, or runs/flights/[KIND-]<time>.csv."""
+    return log if log is not None else RUNS / "flights" / f"{kind + '-' if kind else ''}{datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+
+
+def _open_log(log: Optional[Path], kind: str):
+    """(path, FlightLog) of a run's flight log (edgectl.runtime.flightlog: the one schema, CSV or MCAP)."""
+    from edgectl.runtime.flightlog import FlightLog
+
+    path = _log_path(log, kind)
+    try:
+        return path, FlightLog(path, vehicle={"race": "rc car"}.get(kind, kind))
+    except OSError as e:
+        _fail(f"--log {path}: cannot write it ({e})")
 
 
 def _run_avoid_crazyflie(b, uri: str, seconds: float, policy: Optional[Path], log: Optional[Path], json_out: bool,
@@ -288,20 +297,28 @@ def _run_avoid_crazyflie(b, uri: str, seconds: float, policy: Optional[Path], lo
         _fail(f"--uri {uri}: could not connect to a Crazyflie: {e}")
     console = _console(stderr=json_out)
     try:
+        log_path, flog = _open_log(log, "avoid")
+    except BaseException:
+        cam.close()
+        link.close()
+        raise
+    try:
         with console.status(f"flying {b.path.name} on {uri} ({backend}, {cam_desc})"):
-            rep = fly_vision(act, b.contract, b.manifest["task"], link, cam, seconds=seconds, lateral=lateral, field=field)
+            rep = fly_vision(act, b.contract, b.manifest["task"], link, cam, seconds=seconds, lateral=lateral, field=field,
+                             log=flog)
     except ValueError as e:
         _fail(str(e))
     finally:
+        flog.close()
         link.close()
-    log_path = _write_run_csv(log, "avoid", "t,x,y,z,cmd_vy,cmd_vz", rep.path)
     summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "camera": cam_desc, "log": str(log_path),
                **rep.summary()}
-    pe = summary["period_error_ms"]
-    clear = "" if rep.min_clearance_m is None else f", min clearance {rep.min_clearance_m:.3f} m"
-    console.print(f"{rep.ticks} ticks at {rep.rate_hz:g} Hz, period error p99 {pe['p99']:.2f} ms; {rep.ended}; "
-                  f"{rep.distance_m:.2f} m along the field{clear}; held and landed")
-    console.print(f"log: {log_path}")
+    p99 = (summary["period_error_ms"] or {}).get("p99", float("nan"))
+    o = rep.outcome
+    clear = "" if o["min_clearance_m"] is None else f", min clearance {o['min_clearance_m']:.3f} m"
+    console.print(f"{rep.ticks} ticks at {rep.rate_hz:g} Hz, period error p99 {p99:.2f} ms; {o['ended']}; "
+                  f"{o['distance_m']:.2f} m along the field{clear}; held and landed")
+    console.print(f"log: {log_path}  (edgectl plot {log_path})")
     if json_out:
         _print_json(summary)
 
@@ -333,17 +350,23 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
         _fail(str(e))
     console = _console(stderr=json_out)
     try:
+        log_path, flog = _open_log(log, "race")
+    except BaseException:
+        car.close()
+        raise
+    try:
         with console.status(f"driving {b.path.name} on {uri} for {seconds:g} s ({backend}, {car.kind})"):
-            rep = drive(car, tracker, act, rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast)
+            rep = drive(car, tracker, act, rate_hz=float(b.contract["rate_hz"]), seconds=seconds, realtime=not as_fast,
+                        log=flog)
     except ValueError as e:
         _fail(str(e))
     finally:
+        flog.close()
         car.close()
-    log_path = _write_run_csv(log, "race", "t,x,y,yaw,speed,steer,throttle,mode", rep.path)
     summary = {"bundle": str(b.path), "uri": uri, "backend": backend, "car": car.kind, "track": track.name,
                "log": str(log_path), **rep.summary()}
     pe = summary["period_error_ms"]
-    laps = ", ".join(f"{v:.2f} s" for v in rep.lap_times_s) or "none finished"
+    laps = ", ".join(f"{v:.2f} s" for v in summary["lap_times_s"]) or "none finished"
     timing = (f"period error p50 {pe['p50']:.3f} / p99 {pe['p99']:.3f} / max {pe['max']:.3f} ms" if pe else
               "as fast as possible")
     console.print(f"{summary['ticks']} ticks at {rep.rate_hz:g} Hz, {timing}; {summary['checkpoints_passed']} "
@@ -352,4 +375,4 @@ def _run_race(b, uri: str, seconds: float, policy: Optional[Path], log: Optional
     if ex is not None:
         console.print(f"closest to the corridor edge: {-100 * ex:.1f} cm to spare" if ex <= 0 else
                       f"left the corridor by {100 * ex:.1f} cm")
-    _print_run_end(console, summary, f"log: {log_path}", json_out)
+    _print_run_end(console, summary, f"log: {log_path}  (edgectl plot {log_path})", json_out)

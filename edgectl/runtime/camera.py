@@ -191,10 +191,16 @@ def build_observation(contract: dict, image: np.ndarray, velocity, height: float
 
 
 def fly_avoid(act, contract: dict, task: dict, seconds: float = 10.0, seed: int = 0, realtime: bool = True,
-              camera: CameraSource | None = None, sim: AvoidSim | None = None) -> dict:
+              camera: CameraSource | None = None, sim: AvoidSim | None = None, log=None):
     """Fly an avoid policy `act(obs (1, size)) -> (1, 2)` at the contract's rate through a simulated field,
     fed by a camera source (default: the simulated camera). Stops at a collision, on crossing the field or
-    after `seconds`. Returns the report."""
+    after `seconds`. Returns the FlightReport (edgectl.runtime.report): its outcome holds crossed, collided,
+    collision_free_distance_m, field_length_m, min_clearance_m, final_position_m, obstacles, scene_seed,
+    late_ms_max; its path the position after each tick. `log`: a FlightLog, a row per tick (the state after the
+    tick's step, the clearance as robustness)."""
+    from .protocol import State
+    from .report import STOPPED, FlightReport
+
     spec = ImageSpec.from_contract(contract)
     sim = sim or AvoidSim(task, seed)
     camera = camera or SimCamera(sim, spec)
@@ -202,11 +208,14 @@ def fly_avoid(act, contract: dict, task: dict, seconds: float = 10.0, seed: int 
     sl = observation_slices(contract)
     v_std = float(noise[sl["velocity"].start]) if noise else 0.0
     h_std = float(noise[sl["height"].start]) if noise else 0.0
-    period = 1.0 / float(contract["rate_hz"])
+    rate = float(contract["rate_hz"])
+    period = 1.0 / rate
+    rep = FlightReport(vehicle="avoid", rate_hz=rate)
     prev = np.zeros(2, np.float32)
-    ticks, min_clear, late, path = 0, math.inf, [], []
+    min_clear, late = math.inf, []
     t0 = time.perf_counter()
-    while ticks * period < seconds and not sim.collided and not sim.crossed:
+    while rep.ticks * period < seconds and not sim.collided and not sim.crossed:
+        t, start = rep.ticks * period, time.perf_counter()
         img = camera.read()
         obs = build_observation(contract, img, sim.vel + v_std * sim.rng.standard_normal(2),
                                 sim.pos[2] + h_std * sim.rng.standard_normal(), prev)
@@ -215,16 +224,28 @@ def fly_avoid(act, contract: dict, task: dict, seconds: float = 10.0, seed: int 
             raise ValueError(f"policy returned a non-finite action {a}")
         sim.step(a)
         prev = np.clip(a, -1.0, 1.0)
-        ticks += 1
-        min_clear = min(min_clear, sim.clearance())
-        path.append(sim.pos.copy())
+        clear = sim.clearance()
+        min_clear = min(min_clear, clear)
+        if sim.collided:
+            rep.events.append((round(t, 4), rep.final_mode, STOPPED, f"collision (clearance {clear:.3f} m)"))
+            rep.final_mode = STOPPED
+        rep.path.append([float(x) for x in sim.pos])
+        compute_ms = 1e3 * (time.perf_counter() - start)
+        late_ms = 1e3 * max(start - (t0 + t), 0.0) if realtime else None
+        rep.tick("nominal", late_ms, compute_ms)
+        if log is not None:
+            state = State(0.0, sim.pos.copy(), np.array([1.0, 0.0, 0.0, 0.0]),
+                          np.array([float(task["forward_speed"]), *sim.vel]), np.zeros(3))
+            log.write(t, late_ms or 0.0, compute_ms, "nominal", rep.event_at(t), state, None, prev, clear)
         if realtime:
-            due = t0 + ticks * period
+            due = t0 + rep.ticks * period
             late.append(max(time.perf_counter() - due, 0.0))
             time.sleep(max(due - time.perf_counter(), 0.0))
     camera.close()
-    return {"ticks": ticks, "rate_hz": float(contract["rate_hz"]), "crossed": sim.crossed, "collided": bool(sim.collided),
-            "collision_free_distance_m": float(min(sim.pos[0], task["length"])), "field_length_m": float(task["length"]),
-            "min_clearance_m": float(min_clear), "final_position_m": [float(x) for x in sim.pos],
-            "obstacles": int(np.sum(np.asarray(sim.scene.obs_r) > 0)), "scene_seed": seed,
-            "late_ms_max": 1000.0 * max(late) if late else 0.0, "path": [[float(x) for x in p] for p in path]}
+    rep.outcome = {"crossed": sim.crossed, "collided": bool(sim.collided),
+                   "collision_free_distance_m": float(min(sim.pos[0], task["length"])),
+                   "field_length_m": float(task["length"]), "min_clearance_m": float(min_clear),
+                   "final_position_m": [float(x) for x in sim.pos],
+                   "obstacles": int(np.sum(np.asarray(sim.scene.obs_r) > 0)), "scene_seed": seed,
+                   "late_ms_max": 1000.0 * max(late) if late else 0.0}
+    return rep

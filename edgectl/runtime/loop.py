@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .flightlog import FlightLog
 from .protocol import Link
-
-NOMINAL, BACKUP, STOPPED = "nominal", "backup", "stopped"
+from .report import BACKUP, NOMINAL, STOPPED, FlightReport
 
 
 def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
@@ -46,12 +45,6 @@ def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
         yield k * period, scheduled, start
 
 
-def timing_stats(values_ms) -> dict:
-    """p50 / p99 / max of per-tick timings in ms (NaN for none), as every run summary reports them."""
-    v = np.asarray(values_ms or [np.nan], float)
-    return {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": float(v.max())}
-
-
 @dataclass
 class LoopConfig:
     rate_hz: float
@@ -61,36 +54,6 @@ class LoopConfig:
     max_misses: int = 3  # consecutive deadline overruns before the watchdog hands over
     realtime: bool = True  # False: run ticks back to back (simulated links in tests)
     rt_priority: int | None = None  # Linux SCHED_FIFO priority for the loop's thread (needs CAP_SYS_NICE)
-
-
-@dataclass
-class RunReport:
-    ticks: int = 0
-    misses: int = 0
-    period_error_ms: list = field(default_factory=list)
-    compute_ms: list = field(default_factory=list)
-    nominal_ticks: int = 0
-    events: list = field(default_factory=list)  # (t, from, to, reason)
-    final_mode: str = NOMINAL
-    position_error_m: list = field(default_factory=list)  # |pos - ref| per tick with a state
-    # on-board policy: the app's link backup episodes during the run (edgectl.linkdrops), as last heard
-    vehicle_link_drops: int | None = None
-
-    def summary(self) -> dict:
-        return {"ticks": self.ticks, "deadline_misses": self.misses,
-                "period_error_ms": timing_stats(np.abs(self.period_error_ms).tolist()),
-                "compute_ms": timing_stats(self.compute_ms),
-                "nominal_fraction": self.nominal_ticks / max(self.ticks, 1),
-                "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
-                "final_mode": self.final_mode, "position_error_m": self._error_summary(),
-                **({} if self.vehicle_link_drops is None else {"vehicle_link_drops": self.vehicle_link_drops})}
-
-    def _error_summary(self) -> dict:
-        e = np.asarray(self.position_error_m, float)
-        e = e[np.isfinite(e)]
-        if not e.size:
-            return {"max": None, "rms": None, "samples": 0}
-        return {"max": float(e.max()), "rms": float(np.sqrt(np.mean(e * e))), "samples": int(e.size)}
 
 
 class ControlLoop:
@@ -126,7 +89,8 @@ class ControlLoop:
         from .sensor_guard import SensorGuard
         self.guard = SensorGuard(1.0 / config.rate_hz)  # non-finite or stuck state: the backup on the last good estimate
         self.monitors = list(monitors)  # edgectl.safety.monitor.OnlineMonitor: the host's view when it cannot shield
-        self.report = RunReport()
+        self.report = FlightReport(vehicle="crazyflie (policy on board)" if getattr(link, "onboard", False)
+                                   else "quadrotor", rate_hz=float(config.rate_hz))
 
     def _set_reference(self, t: float) -> None:
         if self.trajectory is not None:
@@ -186,7 +150,7 @@ class ControlLoop:
         if self.shield is not None:
             self.shield.predict(s.pos, s.quat, s.vel, s.omega, self.ref)
 
-    def run(self) -> RunReport:
+    def run(self) -> FlightReport:
         # A thread holding the GIL (a link's receiver, an in-process vehicle) keeps it up to the switch
         # interval, 5 ms by default, after the loop's sleep ended: half a period late at 100 Hz.
         switch = sys.getswitchinterval()
@@ -221,27 +185,32 @@ class ControlLoop:
     def _ticks(self):
         return fixed_rate_ticks(self.cfg.rate_hz, self.cfg.seconds, self.cfg.realtime)
 
-    def _run(self) -> RunReport:
+    def _run(self) -> FlightReport:
         cfg, rep = self.cfg, self.report
         period = 1.0 / cfg.rate_hz
         self.warm_up()
         self._wait_for_fresh_state()
         last_good = 0.0  # loop time of the last usable state (loop time, so a back-to-back sim run judges the same)
-        misses_in_row = 0
+        misses_in_row, link_down = 0, False
         for t, scheduled, start in self._ticks():
             self._set_reference(t)
             s = self.link.read_state()
             now = time.monotonic()
-            event = ""
+            link_event = ""
             if s is None or now - s.t > cfg.stale_s:
                 silent = t - last_good
                 why = "link silent" if s is None else f"state {1e3 * (now - s.t):.0f} ms old"
+                link_event = "" if link_down else ("silent" if s is None else f"stale {1e3 * (now - s.t):.0f} ms")
+                link_down = True
                 self._switch(t, BACKUP, f"watchdog: {why}")
                 self.latched = True
                 if silent > cfg.stop_after_s:
                     self.link.stop()
                     self._switch(t, STOPPED, f"watchdog: no state for {silent:.2f} s while on backup: safe stop")
-                    rep.ticks += 1
+                    rep.tick(self.mode, 1e3 * (start - scheduled), 1e3 * (time.perf_counter() - start))
+                    if self.log is not None:
+                        self.log.write(t, 1e3 * (start - scheduled), rep.compute_ms[-1], self.mode, rep.event_at(t),
+                                       None, self.ref, np.full(4, np.nan), float("nan"), link_event)
                     break
                 # no usable estimate: the backup's open-loop hover-and-descend command
                 nan3 = np.full(3, np.nan)
@@ -249,6 +218,8 @@ class ControlLoop:
                 s = None
             else:
                 last_good = t
+                if link_down:
+                    link_event, link_down = "back", False
                 g, why = self.guard.update(s.pos, s.quat, s.vel, s.omega)
                 if why is not None and not self.sensor_fault:
                     self.sensor_fault = True
@@ -272,7 +243,6 @@ class ControlLoop:
             a = np.clip(np.nan_to_num(np.asarray(a, np.float64), nan=-1.0), -1.0, 1.0)
             compute = time.perf_counter() - start
             if compute > period:
-                rep.misses += 1
                 misses_in_row += 1
                 if misses_in_row >= cfg.max_misses and not self.latched:
                     self._switch(t, BACKUP, f"watchdog: {misses_in_row} deadline overruns in a row ({1e3 * compute:.1f} ms > {1e3 * period:.1f} ms)")
@@ -284,16 +254,12 @@ class ControlLoop:
             self.link.send_action(a)
             if self.prev.size:
                 self.prev = np.concatenate([a, self.prev[:-4]])
-            rep.ticks += 1
-            rep.nominal_ticks += self.mode == NOMINAL
-            rep.period_error_ms.append(1e3 * (start - scheduled))
-            rep.compute_ms.append(1e3 * compute)
+            rep.tick(self.mode, 1e3 * (start - scheduled), 1e3 * compute)
             if s is not None:
                 rep.position_error_m.append(float(np.linalg.norm(np.asarray(s.pos) - self.ref)))
-            if rep.events and rep.events[-1][0] == round(t, 4):
-                event = rep.events[-1][3]
             if self.log is not None:
-                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, event, s, self.ref, a, rob)
+                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, rep.event_at(t), s, self.ref, a,
+                               rob, link_event)
         rep.final_mode = self.mode
         return rep
 
@@ -306,7 +272,7 @@ class ControlLoop:
                                                          self.ref).items()}
         return min(m.update(sig) for m in self.monitors)
 
-    def _run_onboard(self) -> RunReport:
+    def _run_onboard(self) -> FlightReport:
         """The policy flies on the vehicle; the host streams the reference and watches.
 
         Modes in the log and the report: nominal (the app's policy flies), backup (the app reports a
@@ -324,30 +290,36 @@ class ControlLoop:
             now = time.monotonic()
             rob = float("nan")
             a = np.full(4, np.nan)
+            link_event = ""
             if s is None or now - s.t > cfg.stale_s:
                 silent = t - last_good
                 why = "link silent" if s is None else f"state {1e3 * (now - s.t):.0f} ms old"
                 if not silent_logged:  # logged even when a vehicle fault had the backup flying already
+                    link_event = "silent" if s is None else f"stale {1e3 * (now - s.t):.0f} ms"
                     rep.events.append((round(t, 4), self.mode, BACKUP,
                                        f"watchdog: {why}; the vehicle's own link watchdog hands its motors to the on-board backup"))
                     self.mode, silent_logged = BACKUP, True
                 if silent > cfg.stop_after_s:
                     self._switch(t, STOPPED, f"watchdog: no state for {silent:.2f} s: host stops; the on-board backup lands the vehicle")
-                    rep.ticks += 1
+                    rep.tick(self.mode, 1e3 * (start - scheduled), 1e3 * (time.perf_counter() - start))
                     if self.log is not None:
-                        self.log.write(t, 1e3 * (start - scheduled), 0.0, self.mode, rep.events[-1][3], None, self.ref, a, rob)
+                        self.log.write(t, 1e3 * (start - scheduled), rep.compute_ms[-1], self.mode, rep.events[-1][3],
+                                       None, self.ref, a, rob, link_event)
                     break
                 s = None
             else:
                 last_good = t
                 if silent_logged:
                     rep.events.append((round(t, 4), self.mode, self.mode, "watchdog: link back"))
-                    silent_logged = False
+                    silent_logged, link_event = False, "back"
                 rob = self._monitor(s)
                 rep.position_error_m.append(float(np.linalg.norm(np.asarray(s.pos) - self.ref)))
                 if st is not None:
                     if "link_drops" in st:
                         drops0 = st["link_drops"] if drops0 is None else drops0
+                        if rep.vehicle_link_drops is not None and st["link_drops"] - drops0 > rep.vehicle_link_drops:
+                            link_event = (link_event + "; " if link_event else "") + \
+                                f"vehicle link drops {st['link_drops'] - drops0}"
                         rep.vehicle_link_drops = st["link_drops"] - drops0
                     a = link.forces_to_action(st["forces"])
                     fault = st["fault"]
@@ -360,12 +332,9 @@ class ControlLoop:
                         self._switch(t, NOMINAL, "vehicle: on-board policy flies")
                     fault_seen = fault
             compute = time.perf_counter() - start
-            rep.ticks += 1
-            rep.nominal_ticks += self.mode == NOMINAL
-            rep.period_error_ms.append(1e3 * (start - scheduled))
-            rep.compute_ms.append(1e3 * compute)
-            event = rep.events[-1][3] if rep.events and rep.events[-1][0] == round(t, 4) else ""
+            rep.tick(self.mode, 1e3 * (start - scheduled), 1e3 * compute)
             if self.log is not None:
-                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, event, s, self.ref, a, rob)
+                self.log.write(t, 1e3 * (start - scheduled), 1e3 * compute, self.mode, rep.event_at(t), s, self.ref, a,
+                               rob, link_event)
         rep.final_mode = self.mode
         return rep

@@ -18,18 +18,18 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from edgectl.tracks import Track, extract_checkpoints
 
+from .report import BACKUP, NOMINAL, FlightReport
 from .uri import UriError, parse_uri
 
 CAR_ADAPTERS = ("sim", "serial")  # edgectl/runtime/uri.py: what an rc-car bundle drives
 
-NOMINAL, BACKUP = "nominal", "backup"
 BRAKE = np.array([0.0, -1.0])  # the backup's command: straight wheels, full brake (the car has no reverse)
 
 
@@ -253,42 +253,24 @@ def open_car(uri: str, platform: str, start: tuple[float, float, float]):
 
 
 # --- the loop --------------------------------------------------------------------------------------
-@dataclass
-class DriveReport:
-    rate_hz: float
-    ticks: int = 0
-    period_error_ms: list = field(default_factory=list)
-    nominal_ticks: int = 0
-    events: list = field(default_factory=list)  # (t, from, to, reason)
-    lap_times_s: list = field(default_factory=list)
-    checkpoints: int = 0
-    edge_contacts: int = 0  # times the car's footprint reached over the corridor's edge
-    max_excess_m: float = -math.inf
-    path: list = field(default_factory=list)  # (t, x, y, yaw, speed, steer, throttle, mode) per tick
-
-    def summary(self) -> dict:
-        from .loop import timing_stats
-        # None: ticks ran back to back (as fast as possible)
-        timing = timing_stats(np.abs(self.period_error_ms).tolist()) if self.period_error_ms else None
-        return {"ticks": self.ticks, "rate_hz": self.rate_hz, "period_error_ms": timing,
-                "nominal_fraction": self.nominal_ticks / max(self.ticks, 1), "laps": len(self.lap_times_s),
-                "lap_times_s": self.lap_times_s, "checkpoints_passed": self.checkpoints,
-                "edge_contacts": self.edge_contacts,
-                "max_corridor_excess_m": self.max_excess_m if math.isfinite(self.max_excess_m) else None,
-                "switches": [{"t": t, "from": a, "to": b, "reason": r} for t, a, b, r in self.events],
-                "final_mode": self.events[-1][2] if self.events else NOMINAL}
-
-
 def drive(car, tracker: LapTracker, act: Callable[[np.ndarray], np.ndarray], *, rate_hz: float, seconds: float,
-          realtime: bool = True, stale_s: float = 0.1, laps: int | None = None, lost_m: float = 0.25) -> DriveReport:
+          realtime: bool = True, stale_s: float = 0.1, laps: int | None = None, lost_m: float = 0.25,
+          log=None) -> FlightReport:
     """Drive for `seconds` (or until `laps` laps are done, then brake). `act(obs (1, size)) -> (1, 2)`.
 
     Touching the corridor's edge is counted (`edge_contacts`), as training counts a collision; a car more than
-    `lost_m` outside it (by the pose the host has) is lost or off course, and the backup brakes it."""
+    `lost_m` outside it (by the pose the host has) is lost or off course, and the backup brakes it. `log`: an
+    edgectl.runtime.flightlog.FlightLog, a row per tick (the reference is the next checkpoint, the robustness the
+    distance inside the corridor's edge). The report's outcome: laps, lap_times_s, checkpoints_passed,
+    edge_contacts, max_corridor_excess_m; its path: (t, x, y, yaw, speed, steer, throttle, mode) per tick with a
+    pose."""
+    from .flightlog import car_state
     from .loop import fixed_rate_ticks
 
-    rep = DriveReport(rate_hz=rate_hz)
+    rep = FlightReport(vehicle="rc car", rate_hz=rate_hz)
+    lap_times, checkpoints, edge_contacts, max_excess = [], 0, 0, -math.inf
     mode, prev_action, prev_xy, last_lap_t, last_good, touching = NOMINAL, np.zeros(2), None, 0.0, 0.0, False
+    link_down = False
 
     def switch(t, reason):
         nonlocal mode
@@ -303,32 +285,37 @@ def drive(car, tracker: LapTracker, act: Callable[[np.ndarray], np.ndarray], *, 
         time.sleep(0.01)
     tracker.start(car.read().x, car.read().y)
     for t, scheduled, start in fixed_rate_ticks(rate_hz, seconds, realtime):
-        if realtime:
-            rep.period_error_ms.append((start - scheduled) * 1000.0)
         p = car.read()
         fresh = p is not None and (not realtime or time.monotonic() - p.t <= stale_s)
         finite = p is not None and all(math.isfinite(v) for v in (p.x, p.y, p.yaw, p.speed, p.yaw_rate))
+        link_event, ex = "", math.nan
         if fresh and finite:
             last_good = t
+            if link_down:
+                link_event, link_down = "back", False
             if prev_xy is not None and tracker.update(*prev_xy, p.x, p.y):
-                rep.checkpoints += 1
+                checkpoints += 1
                 if tracker.passed % len(tracker.cps) == 0:
-                    rep.lap_times_s.append(round(t - last_lap_t, 3))
+                    lap_times.append(round(t - last_lap_t, 3))
                     last_lap_t = t
             prev_xy = (p.x, p.y)
             ex = tracker.excess(p.x, p.y, p.yaw)
-            rep.max_excess_m = max(rep.max_excess_m, ex)
+            max_excess = max(max_excess, ex)
             if ex > 0.0 and not touching:
-                rep.edge_contacts += 1
+                edge_contacts += 1
             touching = ex > 0.0
             if ex > lost_m:
                 switch(t, f"{ex:.2f} m outside the corridor (more than {lost_m:g} m: off course)")
         elif p is None:  # nothing from the car (a link that went silent): no pose to fly the policy on
             switch(t, "no state from the car (link silent)")
+            link_event = "" if link_down else "silent"
+            link_down = True
         elif not finite:
             switch(t, "state is not finite")
         elif t - last_good > stale_s:
             switch(t, f"no fresh state for {1000 * (t - last_good):.0f} ms")
+        if p is not None and not fresh and not link_down:
+            link_event, link_down = f"stale {1000 * (time.monotonic() - p.t):.0f} ms", True
         if laps is not None and tracker.laps >= laps:
             switch(t, f"{laps} laps done")
         action = BRAKE
@@ -338,12 +325,21 @@ def drive(car, tracker: LapTracker, act: Callable[[np.ndarray], np.ndarray], *, 
                 if not np.all(np.isfinite(a)):
                     raise ValueError(f"policy returned {a}")
                 action = np.clip(a, -1.0, 1.0)
-                rep.nominal_ticks += 1
             except Exception as e:  # noqa: BLE001 - any policy failure hands over to the backup
                 switch(t, f"policy failed: {e}")
         car.send(action)
         prev_action = action if mode == NOMINAL else np.zeros(2)
-        rep.ticks += 1
+        compute_ms = 1e3 * (time.perf_counter() - start)
+        rep.tick(mode, 1e3 * (start - scheduled) if realtime else None, compute_ms)
         if p is not None:
             rep.path.append((round(t, 4), p.x, p.y, p.yaw, p.speed, float(action[0]), float(action[1]), mode))
+        if log is not None:
+            cp = tracker.track.points[tracker.cps[tracker.cp]]
+            log.write(t, 1e3 * (start - scheduled), compute_ms, mode, rep.event_at(t),
+                      car_state(p.x, p.y, p.yaw, p.speed, p.yaw_rate) if p is not None and fresh and finite else None,
+                      (float(cp[0]), float(cp[1]), 0.0), action, -ex, link_event)
+    rep.final_mode = mode
+    rep.outcome = {"laps": len(lap_times), "lap_times_s": lap_times, "checkpoints_passed": checkpoints,
+                   "edge_contacts": edge_contacts,
+                   "max_corridor_excess_m": max_excess if math.isfinite(max_excess) else None}
     return rep

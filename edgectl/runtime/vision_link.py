@@ -22,34 +22,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .camera import AvoidSim, CameraSource, build_observation
-from .loop import fixed_rate_ticks, timing_stats
+from .loop import fixed_rate_ticks
+from .protocol import State
+from .report import BACKUP, NOMINAL, STOPPED, FlightReport
 
 STABILIZER_PID = 1  # stabilizer.controller of the firmware's cascaded PID (position / velocity modes)
-
-
-@dataclass
-class VisionReport:
-    rate_hz: float
-    ticks: int = 0
-    crossed: bool = False
-    collided: bool = False
-    distance_m: float = 0.0  # along +x from the start of the field
-    min_clearance_m: float | None = None  # with a field
-    ended: str = ""
-    period_error_ms: list = field(default_factory=list)
-    compute_ms: list = field(default_factory=list)
-    path: list = field(default_factory=list)  # (t, x, y, z, cmd_vy, cmd_vz)
-
-    def summary(self) -> dict:
-        return {"ticks": self.ticks, "rate_hz": self.rate_hz, "crossed": self.crossed, "collided": self.collided,
-                "distance_m": self.distance_m, "min_clearance_m": self.min_clearance_m, "ended": self.ended,
-                "period_error_ms": timing_stats(np.abs(self.period_error_ms).tolist()),
-                "compute_ms": timing_stats(self.compute_ms)}
 
 
 def _ramp(link, start, goal, speed: float, rate_hz: float, settle_s: float) -> None:
@@ -65,12 +46,16 @@ def _ramp(link, start, goal, speed: float, rate_hz: float, settle_s: float) -> N
 
 def fly_vision(act, contract: dict, task: dict, link, camera: CameraSource, *, seconds: float = 15.0,
                lateral: float = 0.0, field: AvoidSim | None = None, takeoff_speed: float = 0.4,
-               stale_s: float = 0.25) -> VisionReport:
+               stale_s: float = 0.25, log=None) -> FlightReport:
     """Take off to (0, lateral, cruise height), fly the policy until the field is crossed (x >= its length), a
     collision (with `field`), a fault, or `seconds`; then hold and land. `link`: a
-    firmware_bridge.crazyflie.bridge.CrazyflieLink; `act(obs (1, size)) -> (1, 2)`."""
+    firmware_bridge.crazyflie.bridge.CrazyflieLink; `act(obs (1, size)) -> (1, 2)`. The report's outcome: crossed,
+    collided, distance_m, min_clearance_m, ended (why the policy stopped flying). `log`: a FlightLog, a row per
+    tick (the clearance as robustness when the field is known); its path: (t, x, y, z, cmd_vy, cmd_vz) per tick."""
     rate = float(contract["rate_hz"])
-    rep = VisionReport(rate_hz=rate)
+    rep = FlightReport(vehicle="avoid", rate_hz=rate)
+    out = rep.outcome
+    out.update(crossed=False, collided=False, distance_m=0.0, min_clearance_m=None, ended="")
     s = link.next_state(timeout=2.0) or link.read_state()
     if s is None:
         raise ValueError(f"{link.uri}: no state from the vehicle before take-off")
@@ -84,41 +69,49 @@ def fly_vision(act, contract: dict, task: dict, link, camera: CameraSource, *, s
     try:
         for t, scheduled, start in fixed_rate_ticks(rate, seconds):
             s = link.read_state(max_age=stale_s)
+            state, clear, a, end_to = None, math.nan, None, None
             if s is None or not (np.all(np.isfinite(s.pos)) and np.all(np.isfinite(s.vel))):
-                rep.ended = "state lost or not finite: hold and land"
-                break
-            pos, vel = np.asarray(s.pos, float), np.asarray(s.vel, float)
-            last_good = pos.copy()
-            rep.distance_m = max(rep.distance_m, float(pos[0]))
-            if field is not None:
-                field.pos = pos.copy()
-                clear = field.clearance()
-                rep.min_clearance_m = clear if rep.min_clearance_m is None else min(rep.min_clearance_m, clear)
-                if clear <= 0.0:
-                    rep.collided, rep.ended = True, "collision"
-                    break
-            if pos[0] >= float(task["length"]):
-                rep.crossed, rep.ended = True, "crossed the field"
-                break
-            try:
-                img = camera.read()
-            except Exception as e:  # noqa: BLE001  a camera that fails ends the flight, it does not crash it
-                rep.ended = f"camera failed ({e}): hold and land"
-                break
-            obs = build_observation(contract, img, vel[1:3], float(pos[2]), prev)
-            a = np.asarray(act(obs[None]), np.float64).reshape(-1)[:2]
-            if not np.all(np.isfinite(a)):
-                rep.ended = f"policy returned {a}: hold and land"
+                out["ended"], end_to = "state lost or not finite: hold and land", BACKUP
+            else:
+                pos, vel = np.asarray(s.pos, float), np.asarray(s.vel, float)
+                state = State(s.t, pos, np.asarray(s.quat_wxyz, float), vel, np.asarray(s.omega, float))
+                last_good = pos.copy()
+                out["distance_m"] = max(out["distance_m"], float(pos[0]))
+                if field is not None:
+                    field.pos = pos.copy()
+                    clear = field.clearance()
+                    out["min_clearance_m"] = clear if out["min_clearance_m"] is None else min(out["min_clearance_m"], clear)
+                    if clear <= 0.0:
+                        out["collided"], out["ended"], end_to = True, "collision", STOPPED
+                if end_to is None and pos[0] >= float(task["length"]):
+                    out["crossed"], out["ended"], end_to = True, "crossed the field", STOPPED
+                if end_to is None:
+                    try:
+                        img = camera.read()
+                    except Exception as e:  # noqa: BLE001  a camera that fails ends the flight, it does not crash it
+                        img, out["ended"], end_to = None, f"camera failed ({e}): hold and land", BACKUP
+                if end_to is None:
+                    obs = build_observation(contract, img, vel[1:3], float(pos[2]), prev)
+                    a = np.asarray(act(obs[None]), np.float64).reshape(-1)[:2]
+                    if not np.all(np.isfinite(a)):
+                        out["ended"], end_to = f"policy returned {a}: hold and land", BACKUP
+            if end_to is not None:  # a tick too (logged: the last row says why); the hold-and-land after it is the firmware's
+                rep.events.append((round(t, 4), rep.final_mode, end_to, out["ended"]))
+                rep.final_mode = end_to
+                rep.tick(end_to, 1e3 * (start - scheduled), 1e3 * (time.perf_counter() - start))
+                if log is not None:
+                    log.write(t, rep.period_error_ms[-1], rep.compute_ms[-1], end_to, out["ended"], state, None, None,
+                              clear, "" if s is not None else f"no state for {1e3 * stale_s:.0f} ms")
                 break
             a = np.clip(a, -1.0, 1.0)
             link.send_velocity(fwd, a[0] * k_lat, a[1] * k_vert)
             prev = a.astype(np.float32)
-            rep.ticks += 1
-            rep.period_error_ms.append(1e3 * (start - scheduled))
-            rep.compute_ms.append(1e3 * (time.perf_counter() - start))
+            rep.tick(NOMINAL, 1e3 * (start - scheduled), 1e3 * (time.perf_counter() - start))
             rep.path.append((t, *(float(v) for v in pos), float(a[0] * k_lat), float(a[1] * k_vert)))
+            if log is not None:
+                log.write(t, rep.period_error_ms[-1], rep.compute_ms[-1], NOMINAL, "", state, None, a, clear)
         else:
-            rep.ended = "time"
+            out["ended"] = "time"
     finally:
         camera.close()
         # stop where we are now, then land there
