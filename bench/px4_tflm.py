@@ -4,7 +4,9 @@ sets it up, and compare it with LiteRT (the export's own parity check) on the sa
 What the harness does is what mc_nn_control.cpp does with the model (InitializeNetwork, Run; PX4-Autopilot, commits in
 export/px4.py SOURCES), written here from those facts: tflite::GetModel(control_net_tflite), a
 MicroMutableOpResolver<3> with AddFullyConnected, AddRelu and AddAdd, a 10 * 1024 byte arena, AllocateTensors,
-input(0)->data.f[0..14], Invoke, output(0)->data.f[0..3]. It prints the arena TFLM actually used.
+input(0)->data.f[0..14], Invoke, output(0)->data.f[0..3]. It prints the arena TFLM actually used. The harness
+and control_net.cpp are compiled with PX4's own flags (export/px4.py PX4_CXXFLAGS, -Werror) plus the
+-Wno-float-equal -Wno-shadow that PX4's tflm library passes on.
 
 It needs the sources PX4 builds TFLM from (not on PyPI): a tensorflow/tflite-micro checkout, flatbuffers at the tag
 that checkout's tensorflow/lite/micro/tools/make/flatbuffers_download.sh names (v25.9.23 for a 2026 checkout),
@@ -100,8 +102,9 @@ def build(args) -> Path:
     subprocess.run(["make", "-s", "-C", str(b), f"-j{args.jobs}"], check=True)
     exe = b / "harness"
     (b / "harness.cc").write_text(_HARNESS)
-    subprocess.run(["g++", "-std=c++17", "-O1", "-DTF_LITE_STATIC_MEMORY", "-fno-exceptions", "-fno-rtti", "-Wall", "-Werror",
-                    "-Wno-unused-parameter", *inc, f"-I{args.export}", str(b / "harness.cc"),
+    from export.px4 import PX4_CXXFLAGS, TFLM_PUBLIC_FLAGS  # the harness and the model under PX4's own flags
+    subprocess.run(["g++", *PX4_CXXFLAGS, *TFLM_PUBLIC_FLAGS, "-O1", "-DTF_LITE_STATIC_MEMORY", *inc, f"-I{args.export}",
+                    str(b / "harness.cc"),
                     str(Path(args.export) / "control_net.cpp"), str(b / "libtflm.a"), "-o", str(exe)], check=True)
     return exe
 

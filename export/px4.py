@@ -76,8 +76,21 @@ SOURCES = {
         "src/modules/mc_nn_control/mc_nn_control_params.yaml": "34eb5b73fca6a824446eef6837bf1d268c23349e",
         "docs/en/advanced/neural_networks.md": "136b586a3f5a329d8bc86364375368b6daef71e8",
         "docs/en/advanced/tflm.md": "72e8a0e149b2c166ec15a37e40f270cfa9fb04e6",
+        "src/lib/tflm/CMakeLists.txt": "42d76a5495d7c908f632b0276342144be3444c9e",
+        "cmake/px4_add_common_flags.cmake": "014b89c74117e57138c8a77c573496e9e2337692",
     },
 }
+# PX4's compile flags for C++ (cmake/px4_add_common_flags.cmake px4_add_common_flags, stored version
+# 014b89c74117e57138c8a77c573496e9e2337692), less `-include visibility.h` (a PX4 header); mc_nn_control's
+# CMakeLists.txt drops -Wcast-align and adds -Wno-float-equal. src/lib/tflm/CMakeLists.txt (stored version
+# 42d76a5495d7c908f632b0276342144be3444c9e) adds -Wno-float-equal -Wno-shadow PUBLIC, i.e. to the module too.
+PX4_CXXFLAGS = ("-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-Warray-bounds", "-Wdisabled-optimization",
+                "-Wdouble-promotion", "-Wfatal-errors", "-Wformat-security", "-Winit-self", "-Wlogical-op",
+                "-Wpointer-arith", "-Wshadow", "-Wuninitialized", "-Wunknown-pragmas", "-Wunused-variable",
+                "-Wno-missing-field-initializers", "-Wno-unused-parameter", "-Wno-float-equal", "-fno-exceptions",
+                "-fno-rtti", "-fno-threadsafe-statics", "-Wreorder", "-fvisibility=hidden", "-fdata-sections",
+                "-ffunction-sections")
+TFLM_PUBLIC_FLAGS = ("-Wno-float-equal", "-Wno-shadow")
 MODULE_OPS = ("FULLY_CONNECTED", "RELU", "ADD")  # RegisterOps: MicroMutableOpResolver<3>
 TENSOR_ARENA_BYTES = 10 * 1024  # InitializeNetwork: kTensorArenaSize
 ARRAY, SIZE_SYMBOL = "control_net_tflite", "control_net_tflite_size"

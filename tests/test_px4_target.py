@@ -163,15 +163,6 @@ def test_parity_motor_commands_through_the_modules_rescaling(exported):
     assert np.max(np.abs(px4.module_command(y) - want)) <= px4.COMMAND_TOLERANCE
 
 
-# PX4's own warning flags (cmake/px4_add_common_flags.cmake px4_add_common_flags; the module's CMakeLists.txt drops
-# -Wcast-align and adds -Wno-float-equal), less `-include visibility.h` (a PX4 header)
-PX4_CXXFLAGS = ["-std=gnu++17", "-Wall", "-Wextra", "-Werror", "-Warray-bounds", "-Wdisabled-optimization",
-                "-Wdouble-promotion", "-Wfatal-errors", "-Wformat-security", "-Winit-self", "-Wlogical-op",
-                "-Wpointer-arith", "-Wshadow", "-Wuninitialized", "-Wunknown-pragmas", "-Wunused-variable",
-                "-Wno-missing-field-initializers", "-Wno-unused-parameter", "-Wno-float-equal", "-fno-exceptions",
-                "-fno-rtti", "-fno-threadsafe-statics", "-Wreorder", "-fvisibility=hidden", "-fdata-sections",
-                "-ffunction-sections"]
-
 _MAIN = """// what mc_nn_control.cpp InitializeNetwork uses: the array (to tflite::GetModel) and its size
 #include <cstdio>
 #include "control_net.hpp"
@@ -197,7 +188,7 @@ def test_gpp_compiles_links_and_the_array_is_the_model(exported, tmp_path):
     for name in ("control_net.cpp", "control_net.hpp"):
         shutil.copy2(out / name, tmp_path / name)
     (tmp_path / "main.cpp").write_text(_MAIN)
-    r = subprocess.run([gpp, *PX4_CXXFLAGS, "-O2", "-I", str(tmp_path), str(tmp_path / "control_net.cpp"),
+    r = subprocess.run([gpp, *px4.PX4_CXXFLAGS, "-O2", "-I", str(tmp_path), str(tmp_path / "control_net.cpp"),
                         str(tmp_path / "main.cpp"), "-o", str(tmp_path / "dump")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([str(tmp_path / "dump"), str(tmp_path / "model.tflite")], capture_output=True, text=True)
