@@ -43,8 +43,8 @@ What is folded into the exported model, and how exactly:
 * the module's action rescaling is inverted so that actuator_motors.control equals the bundle's motor output
   u = (clip(a, -1, 1) + 1) / 2 (the PX4 motor output px4_x500_v2's thrust curve is written in): the inverse is a
   square and a square root, which FULLY_CONNECTED / RELU / ADD cannot express exactly, so it is a piecewise-linear
-  interpolant in RELU hinges (knots dense enough for MAPPING_TOLERANCE), merged with the bundle's last layer; the
-  clip to [-1, 1] is exact in the same hinges. It holds for the MC_NN_* values recorded in report.json (the
+  interpolant in RELU hinges (knots dense enough for MAPPING_TOLERANCE) after the bundle's last layer (passed
+  through a ReLU exactly as [a, -a]); the clip to [-1, 1] is exact in the same hinges. It holds for the MC_NN_* values recorded in report.json (the
   defaults): change them on the vehicle and the motors no longer get what the policy asks.
 
 Refused, with one line naming the field: what the module does not feed (previous actions, a position-error
@@ -262,7 +262,8 @@ def module_inputs(contract: dict, obs: np.ndarray) -> np.ndarray:
 
 def px4_layers(bundle, params: dict = PARAMS) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:
     """The exported network's layers (weight [in, out], bias), ReLU between all of them, linear output:
-    module input (15) -> bundle hidden layers -> hinge layer (bundle's last layer merged, 4 x knots) -> 4."""
+    module input (15) -> the bundle's hidden layers -> its last layer as [a, -a] (8: a = relu(a) - relu(-a) exactly, a
+    linear value through a ReLU) -> hinges relu(a_i - t_j) (4 x knots) -> 4 network outputs for RescaleActions."""
     c = bundle.contract
     norm = c["observation"]["normalization"]
     off, scale = np.asarray(norm["offset"], np.float64), np.asarray(norm["scale"], np.float64)
@@ -274,14 +275,16 @@ def px4_layers(bundle, params: dict = PARAMS) -> tuple[list[tuple[np.ndarray, np
     layers[0] = ((w0n[idx] * sign[:, None]), b0 - off @ w0n)
     t, coef, f0 = hinge_inverse(params)
     wl, bl = layers[-1]
+    layers[-1] = (np.concatenate([wl, -wl], axis=1), np.concatenate([bl, -bl]))
     k = len(t)
-    wh = np.repeat(wl, k, axis=1)  # column i * k + j: motor i, knot j
-    bh = (bl[:, None] - t[None, :]).reshape(-1)
+    wh = np.zeros((2 * N_OUTPUT, N_OUTPUT * k))  # column i * k + j: motor i, knot j
+    for i in range(N_OUTPUT):
+        wh[i, i * k:(i + 1) * k], wh[N_OUTPUT + i, i * k:(i + 1) * k] = 1.0, -1.0
+    bh = np.tile(-t, N_OUTPUT)
     wo = np.zeros((N_OUTPUT * k, N_OUTPUT))
     for i in range(N_OUTPUT):
         wo[i * k:(i + 1) * k, i] = coef
-    layers[-1] = (wh, bh)
-    layers.append((wo, np.full(N_OUTPUT, f0)))
+    layers += [(wh, bh), (wo, np.full(N_OUTPUT, f0))]
     return [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers], {"knots": int(k), "first_action": float(f0)}
 
 
@@ -448,7 +451,7 @@ def _conventions(b, data: bytes, ops: list[str], arena: int, info: dict) -> dict
             "params": dict(PARAMS),
             "folded": f"the bundle's motor output u = (clip(a, -1, 1) + 1) / 2 is what actuator_motors.control gets: "
                       f"the module's mapping is inverted by a piecewise-linear RELU layer ({info['knots']} knots per "
-                      f"motor, uniform in x, merged with the bundle's last layer; interpolation error <= "
+                      f"motor, uniform in x, after the bundle's last layer; interpolation error <= "
                       f"{MAPPING_TOLERANCE:g} of full scale); approximate, not exact: the inverse needs a square and a "
                       "square root the module's ops do not have",
             "motor_order": f"identity: the bundle's m1..m4 are PX4 Quad X {PX4_QUAD_X} (platform rotors checked "
