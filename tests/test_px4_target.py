@@ -117,8 +117,16 @@ def test_module_command_at_the_sources_anchor_points():
                                [0.0, 0.8 * 0.25 + 0.2 * 0.5, 1.0, 0.0, 1.0], atol=1e-12)
     t, c, f0 = px4.hinge_inverse()
     a = np.linspace(-1.5, 1.5, 30001)
-    got = px4.module_command(f0 + np.maximum(a[:, None] - t[None, :], 0.0) @ c)
+    y = f0 + np.maximum(a[:, None] - t[None, :], 0.0) @ c
+    got = px4.module_command(y)
     assert np.max(np.abs(got - (np.clip(a, -1, 1) + 1) / 2)) <= px4.MAPPING_TOLERANCE
+    # the outputs stay between idle and full scale, where the module's older RescaleActions (mc_nn_control.cpp, no
+    # clamp of x, the polynomial in vertex form) and the newer rescale_action (actions_rescale.hpp) agree
+    assert idle - 1e-9 <= y.min() and y.max() <= full + 1e-9
+    x = (60.0 * np.sqrt((y + 1.0) / k) * 2.0 - px4.PARAMS["MC_NN_MAX_RPM"] - px4.PARAMS["MC_NN_MIN_RPM"]) / (
+        px4.PARAMS["MC_NN_MAX_RPM"] - px4.PARAMS["MC_NN_MIN_RPM"])
+    tmp1, tmp2 = 0.2 / (2 * 0.8), 0.2 * 0.2 / (4 * 0.8 * 0.8)
+    np.testing.assert_allclose(0.8 * (((x + 1.0) / 2.0 + tmp1) ** 2 - tmp2), got, atol=1e-9)
 
 
 # --- the export -----------------------------------------------------------------------------------------------------
