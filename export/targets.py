@@ -299,9 +299,14 @@ def target_tensorrt(job: Job, out: Path) -> None:
                                       "(trtexec --loadEngine) before flying; edgectl run flies the ONNX, not the engine")
 
 
+def target_px4(job: Job, out: Path) -> None:
+    from .px4 import target_px4 as px4  # PX4 mc_nn_control's control_net.cpp / .hpp (export/px4.py)
+    px4(job, out, check_budget)
+
+
 TARGETS: dict[str, Callable[[Job, Path], None]] = {
     "onnx": target_onnx, "tflite": target_tflite, "tensorrt": target_tensorrt,
-    "c": target_c, "stm32": target_stm32, "crazyflie": target_crazyflie,
+    "c": target_c, "stm32": target_stm32, "crazyflie": target_crazyflie, "px4": target_px4,
 }
 
 

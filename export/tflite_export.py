@@ -60,8 +60,11 @@ def _mlp_parts(bundle) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray,
         float(a["low"]), float(a["high"])
 
 
-def tflite_bytes(bundle, *, fold_normalization: bool = False, description: str | None = None) -> bytes:
+def tflite_bytes(bundle, *, fold_normalization: bool = False, description: str | None = None, clip: bool = True) -> bytes:
     """The .tflite flatbuffer for `bundle` (see the module docstring for the graph).
+
+    clip=False leaves out the MAXIMUM/MINIMUM clip (the output is the last layer's): for a runtime that clips itself
+    and registers no such op (PX4 mc_nn_control: export/px4.py).
 
     fold_normalization=True folds (x - offset) / scale into the first layer (W/scale, b - (offset/scale) @ W):
     two ops fewer, slightly larger error vs Bundle.act. Off by default.
@@ -125,11 +128,15 @@ def tflite_bytes(bundle, *, fold_normalization: bool = False, description: str |
                f"layer{i}/linear", width, BO.FullyConnectedOptions, fc)
         if i < len(layers) - 1:
             x = op(act_code, [x], f"layer{i}/{activation}", width)
-    x = op(B.MAXIMUM, [x, const("clip/low", np.full(act_size, low))], "clip/max_low", act_size,
-           BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
-    out = activation_tensor(OUTPUT_NAME, act_size)
-    op(B.MINIMUM, [x, const("clip/high", np.full(act_size, high))], OUTPUT_NAME, act_size,
-       BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT(), out=out)
+    if clip:
+        x = op(B.MAXIMUM, [x, const("clip/low", np.full(act_size, low))], "clip/max_low", act_size,
+               BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
+        out = activation_tensor(OUTPUT_NAME, act_size)
+        op(B.MINIMUM, [x, const("clip/high", np.full(act_size, high))], OUTPUT_NAME, act_size,
+           BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT(), out=out)
+    else:
+        out = x
+        tensors[out].name = OUTPUT_NAME
 
     subgraph = schema.SubGraphT()
     subgraph.tensors, subgraph.inputs, subgraph.outputs, subgraph.operators = tensors, [inp], [out], operators

@@ -181,6 +181,8 @@ CASES: list[Case] = [
     Case("bundle-crashes-too-often", "bundle", "export of a policy that crashes in every episode (no calibration data)",
          ("export", "crashy", "--target", "c"), "--calibration random-states",
          _weights_changed(HOVER, "crashy", bias=-5.0)),
+    Case("bundle-px4-crazyflie", "bundle", "export --target px4 (PX4 mc_nn_control) of a Crazyflie bundle",
+         ("export", HOVER, "--target", "px4"), "platform: crazyflie_2_1", _copy(HOVER)),
     Case("bundle-race-on-mavlink", "bundle", "a race (rc car) bundle flown at a MAVLink vehicle",
          ("run", RACE, "--uri", "udpout:127.0.0.1:{PORT}", "--seconds", "1"), "rc-car bundle", _copy(RACE),
          vehicle="mavlink"),

@@ -10,7 +10,7 @@ import typer
 from edgectl.cli.common import (app, choice, _console, _fail, _fmt_m, _fmt_pct, _fmt_s, latest_bundle, _print_json)
 
 
-EXPORT_TARGETS = ("onnx", "tflite", "tensorrt", "c", "stm32", "crazyflie")  # checked against export.targets by the tests
+EXPORT_TARGETS = ("onnx", "tflite", "tensorrt", "c", "stm32", "crazyflie", "px4")  # checked against export.targets by the tests
 CALIBRATIONS = ("rollouts", "random-states")  # checked against export.calibration.SOURCES by the tests
 
 
