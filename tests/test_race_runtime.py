@@ -192,4 +192,4 @@ def test_cli_run_race_in_process(tmp_path):
     assert len(d["t"]) == 16 * 50 and np.all(d["z"] == 0.0) and np.all(np.isnan(d["a3"]))
     assert np.nanmin(d["robustness"]) > 0.0 and np.all(d["controller"] == "nominal")  # inside the corridor
     bad = CliRunner().invoke(app, ["run", str(BUNDLE), "--uri", "udp://127.0.0.1:1"])
-    assert bad.exit_code != 0 and "an rc-car bundle drives sim://" in bad.output
+    assert bad.exit_code == 2 and "an rc-car bundle flies on sim:// (in process) or a serial car" in bad.output

@@ -82,7 +82,8 @@ def car_state(x: float, y: float, yaw: float, speed: float, yaw_rate: float):
 
 def _row(t, period_error_ms, compute_ms, controller, event, state, ref, action, robustness, link) -> list:
     """The values of one row, in COLUMNS order: floats (nan for none) and the text columns as str."""
-    vals = [float(t), float(period_error_ms), float(compute_ms), str(controller), str(event)]
+    vals = [float(t), math.nan if period_error_ms is None else float(period_error_ms), float(compute_ms), str(controller),
+            str(event)]
     for name, n in (("pos", 3), ("quat", 4), ("vel", 3), ("omega", 3)):
         v = None if state is None else getattr(state, name)
         vals += [math.nan] * n if v is None else [float(x) for x in np.asarray(v, float).reshape(n)]
