@@ -26,13 +26,14 @@ import hashlib
 import math
 from pathlib import Path
 
+from edgectl.csource import c_float
 from edgectl.safety import backup as bk
 
 
 def _lit(x: float) -> str:
     if not math.isfinite(x):
         raise ValueError(f"c_backup: constant {x!r} is not finite")
-    return f"R({float(x)!r})"
+    return f"R({c_float(x, double=True)})"  # a double literal: the code builds as float or, for tests, double
 
 
 def constants(model: bk.BackupModel, gains: bk.BackupGains) -> dict[str, float]:
