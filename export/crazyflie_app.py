@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgectl.contract import ContractError, validate_contract
 from edgectl.csource import CSourceError, c_float, render
+from edgectl.fsutil import replace_dir
 
 from .errors import ExportError, TargetUnavailable
 
@@ -284,13 +285,7 @@ def write_app(bundle, policy_files: dict[str, str], out_dir: Path) -> Path:
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
