@@ -138,7 +138,7 @@ def test_generated_source_is_template_text_plus_data_and_glue(variants, name):
 
 def test_python_generators_hold_no_c_control_flow():
     """C statements belong in the templates: no for/if/while/return inside a string of the generators."""
-    for mod in ("export/c_codegen.py", "export/crazyflie_app.py"):
+    for mod in ("export/c_codegen.py", "export/crazyflie_app.py", "edgectl/safety/c_backup.py", "edgectl/safety/c_signals.py"):
         text = (ROOT / mod).read_text()
         strings = re.findall(r'(?:f|r|rf|fr)?"(?:[^"\\\n]|\\.)*"', text)
         bad = [s for s in strings if re.search(r"\b(for|if|while|switch)\s*\(|\breturn\s[^\"]*;", s)]
@@ -179,9 +179,16 @@ def test_render_refuses_a_template_generator_mismatch(tmp_path):
 
 
 def test_templates_ship_in_the_wheel():
+    from edgectl.safety import c_backup, c_signals
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    globs = cfg["tool"]["setuptools"]["package-data"]["export"]
-    for name in c_codegen.TEMPLATE_FILES:
-        rel = (c_codegen.TEMPLATES / name).relative_to(ROOT / "export")
-        assert any(rel.match(g) for g in globs), f"{rel} is not in [tool.setuptools.package-data] export"
-        assert f"export/{rel}" in (ROOT / ".ci" / "wheel_smoke.sh").read_text()
+    data = cfg["tool"]["setuptools"]["package-data"]
+    smoke = (ROOT / ".ci" / "wheel_smoke.sh").read_text()
+    templates = [c_codegen.TEMPLATES / n for n in c_codegen.TEMPLATE_FILES]
+    templates += sorted(set(c_backup.TEMPLATES.glob("*.in")) | set(c_signals.TEMPLATES.glob("*.in")))
+    assert len(templates) == 7
+    for path in templates:
+        pkg = path.relative_to(ROOT).parts[0]
+        rel = path.relative_to(ROOT / pkg)
+        assert any(rel.match(g) for g in data[pkg]), f"{rel} is not in [tool.setuptools.package-data] {pkg}"
+    for name in ("export/templates/edgectl_policy_int8.c.in", "edgectl/safety/templates/edgectl_backup.c.in"):
+        assert name in smoke
