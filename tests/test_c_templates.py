@@ -192,3 +192,20 @@ def test_templates_ship_in_the_wheel():
         assert any(rel.match(g) for g in data[pkg]), f"{rel} is not in [tool.setuptools.package-data] {pkg}"
     for name in ("export/templates/edgectl_policy_int8.c.in", "edgectl/safety/templates/edgectl_backup.c.in"):
         assert name in smoke
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+def test_relu_policy_compiles_warning_free_and_matches_numpy(tmp_path):
+    """Before the templates, a relu bundle's C kept the unused static tanh_approx and failed -Werror."""
+    from edgectl.hostc import load_host_policy
+    b = load_bundle(BUNDLE)
+    fake = _fake_bundle(b, 6)
+    fake.manifest = {**fake.manifest, "policy": {**fake.manifest["policy"], "activation": "relu"}}
+    obs = np.random.default_rng(2).normal(size=(300, 6)).astype(np.float32)
+    got = load_host_policy(c_codegen.generate_c(fake), 6, 4, tmp_path).batch(obs)  # -Wall -Wextra -Werror
+    norm = fake.contract["observation"]["normalization"]
+    h = (obs - np.float32(norm["offset"])) / np.float32(norm["scale"])
+    for i, (w, bias) in enumerate(fake.layers):
+        h = h @ w + bias
+        h = np.maximum(h, 0) if i < len(fake.layers) - 1 else np.clip(h, -1, 1)
+    assert np.max(np.abs(got - h)) <= 1e-5
