@@ -41,7 +41,10 @@ import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["edgectl/py.typed", "edgectl/hardware/crazyflie_2_1.toml", "edgectl/hardware/rc_car_1_10.toml",
         "edgectl/hardware/tracks/oval.csv", "firmware_bridge/sim/crazyflie/host_firmware/edgectl_host.c",
-        "firmware_bridge/rccar/firmware/car_link.c", "export/crazyflie/edgectl_controller.c.in"]
+        "firmware_bridge/rccar/firmware/car_link.c", "export/crazyflie/edgectl_controller.c.in",
+        "export/templates/edgectl_policy_float.c.in", "export/templates/edgectl_policy_int8.c.in",
+        "export/templates/edgectl_policy.h.in", "edgectl/safety/templates/edgectl_backup.c.in",
+        "edgectl/safety/templates/edgectl_signals.c.in"]
 missing = [n for n in need if n not in names]
 assert not missing, f"the wheel lacks {missing}"
 print(f"  {sys.argv[1].rsplit('/', 1)[-1]}: {len(names)} files")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .contract import ContractError, normalize, observation_slices, validate_contract
+from .fsutil import dumps_strict, replace_dir
 
 FORMAT, FORMAT_VERSION = "edgectl-bundle", 1
 MANIFEST, WEIGHTS, PLATFORM = "bundle.json", "weights.npz", "platform.toml"
@@ -173,7 +174,7 @@ def write_bundle(out_dir: str | os.PathLike, *, contract: dict, policy: dict, we
         "files": {name: _sha(data) for name, data in extra.items()},
     }
     try:
-        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+        text = dumps_strict(manifest, indent=2) + "\n"
     except (TypeError, ValueError) as e:
         raise BundleError(f"{MANIFEST}: manifest is not strict JSON ({e}); task, metrics and versions must hold plain values, no NaN") from None
     if out.exists() and not overwrite:
@@ -189,28 +190,11 @@ def write_bundle(out_dir: str | os.PathLike, *, contract: dict, policy: dict, we
                 f.flush()
                 os.fsync(f.fileno())  # a power cut after the rename must not leave empty files behind
         load_bundle(tmp)  # what lands at out_dir must load; never replace a good bundle with a broken one
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)  # the old one moved aside, restored if the swap fails
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _swap_into_place(new: Path, out: Path) -> None:
-    if not out.exists():
-        os.rename(new, out)
-        return
-    # POSIX cannot rename onto a non-empty directory: move the old one aside, restore it if the swap fails.
-    aside_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    aside = aside_dir / out.name
-    os.rename(out, aside)
-    try:
-        os.rename(new, out)
-    except BaseException:
-        os.rename(aside, out)
-        os.rmdir(aside_dir)
-        raise
-    shutil.rmtree(aside_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)

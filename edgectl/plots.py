@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .fsutil import atomic_write
 
 DPI = 100
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -196,18 +197,7 @@ def eval_trajectories_png(rec: dict, path: str | os.PathLike, *, title: str = ""
         fig.suptitle(title, fontsize=10)
     data = _png(fig)
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(path, data)
 
 
 def flight_log_png(log: dict, path: str | os.PathLike, *, title: str = "") -> Path:

@@ -20,9 +20,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from edgectl.contract import ContractError, validate_contract
+from edgectl.csource import CSourceError, c_float, render
+from edgectl.fsutil import replace_dir
 
 from .errors import ExportError, TargetUnavailable
 
@@ -40,21 +40,20 @@ _PLAIN_C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[ch]$")
 
 # --- small helpers -----------------------------------------------------------------------------
 def _render(name: str, **values) -> str:
-    text = (TEMPLATES / name).read_text()
-    for key, v in values.items():
-        text = text.replace(f"@{key}@", str(v))
-    left = sorted(set(re.findall(r"@([A-Z_]+)@", text)))
-    if left:  # a template/generator mismatch: a bug here, not in the bundle
-        raise ExportError(f"{TEMPLATES / name}: placeholders {left} were not filled")
-    return text
+    try:  # a template/generator mismatch is a bug here, not in the bundle
+        return render(TEMPLATES / name, unused_ok=True, **values)
+    except CSourceError as e:
+        raise ExportError(str(e)) from None
 
 
 def _cfloat(x: float, where: str) -> str:
-    """A C float literal that reads back as exactly float32(x)."""
+    """A C float literal that reads back as exactly float32(x): edgectl.csource.c_float, the one writer."""
     if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
         raise ExportError(f"{where}: expected a finite number, got {x!r}")
-    r = repr(float(np.float32(x)))
-    return f"{r}f" if ("." in r or "e" in r) else f"{r}.0f"
+    try:
+        return c_float(x, where=where)
+    except CSourceError as e:  # finite, but inf in float32
+        raise ExportError(str(e)) from None
 
 
 def _num(d: dict, key: str, where: str) -> float:
@@ -73,64 +72,31 @@ def _check_contract(contract: dict) -> None:
         raise ExportError(f"contract.action.size: the Crazyflie has 4 motors, got {contract['action']['size']}")
 
 
-# --- observation fields: name -> (C lines, given the first index) ------------------------------
-def _vec_diff(a: str, b: str):
-    return lambda o, size: [f"  obs[{o + i}] = vehicle->{a}[{i}] - vehicle->{b}[{i}];" for i in range(3)]
-
-
-def _vec(a: str):
-    return lambda o, size: [f"  obs[{o + i}] = vehicle->{a}[{i}];" for i in range(3)]
-
-
-def _rotation_matrix(o: int, size: int) -> list[str]:
-    # Body-to-world, row-major, the same expressions as train_fast.sims.quadrotor.rotation_matrix.
-    # The estimator keeps the quaternion unit length; renormalizing here would only add rounding.
-    rows = ["1.0f - 2.0f * (y * y + z * z)", "2.0f * (x * y - w * z)", "2.0f * (x * z + w * y)",
-            "2.0f * (x * y + w * z)", "1.0f - 2.0f * (x * x + z * z)", "2.0f * (y * z - w * x)",
-            "2.0f * (x * z - w * y)", "2.0f * (y * z + w * x)", "1.0f - 2.0f * (x * x + y * y)"]
-    out = ["  {",
-           "    /* firmware quaternion order is x, y, z, w */",
-           "    const float x = vehicle->quaternion_xyzw[0], y = vehicle->quaternion_xyzw[1];",
-           "    const float z = vehicle->quaternion_xyzw[2], w = vehicle->quaternion_xyzw[3];"]
-    out += [f"    obs[{o + i}] = {e};" for i, e in enumerate(rows)]
-    return out + ["  }"]
-
-
-def _angular_velocity(o: int, size: int) -> list[str]:
-    return [f"  obs[{o + i}] = vehicle->gyro_deg_s[{i}] * EDGECTL_DEG_TO_RAD; /* deg/s -> rad/s */" for i in range(3)]
-
-
-def _integral(o: int, size: int) -> list[str]:
-    return [f"  obs[{o + i}] = history->integral[{i}]; /* advanced by edgectl_obs_integrate */" for i in range(3)]
-
-
-def _previous_actions(o: int, size: int) -> list[str]:
-    return [f"  for (i = 0; i < {size}; i++) {{", f"    obs[{o} + i] = history->actions[i];", "  }"]
-
-
-# name -> (builder, required size or None for "a multiple of 4", unit the C produces)
-FIELD_BUILDERS = {
-    "position_error": (_vec_diff("position", "ref_position"), 3, "m"),
-    "rotation_matrix": (_rotation_matrix, 9, "1"),
-    "velocity_error": (_vec_diff("velocity", "ref_velocity"), 3, "m/s"),
-    "angular_velocity": (_angular_velocity, 3, "rad/s"),
-    "reference_acceleration": (_vec("ref_acceleration"), 3, "m/s^2"),
-    "previous_actions": (_previous_actions, None, "1"),
-    "position_error_integral": (_integral, 3, "m s"),
+# --- observation fields ------------------------------------------------------------------------
+# name -> (required size or None for "a multiple of 4", unit the C produces). Each has a C function
+# edgectl_field_<name> in crazyflie/edgectl_obs.c.in; the generator only calls them in contract order.
+FIELDS = {
+    "position_error": (3, "m"),
+    "rotation_matrix": (9, "1"),
+    "velocity_error": (3, "m/s"),
+    "angular_velocity": (3, "rad/s"),
+    "reference_acceleration": (3, "m/s^2"),
+    "previous_actions": (None, "1"),
+    "position_error_integral": (3, "m s"),
 }
 
 
-def _obs_body(contract: dict) -> tuple[list[str], int]:
-    """Straight-line C filling obs[] in contract order; returns (lines, history steps)."""
+def _obs_calls(contract: dict) -> tuple[list[str], int]:
+    """Glue filling obs[] in contract order, one field function call each; returns (lines, history steps)."""
     lines: list[str] = []
     o, steps = 0, 0
     for k, f in enumerate(contract["observation"]["fields"]):
         where = f"contract.observation.fields[{k}]"
         name, size, unit = f["name"], f["size"], f["unit"]
-        if name not in FIELD_BUILDERS:
+        if name not in FIELDS:
             raise ExportError(f"{where}.name: the Crazyflie exporter does not know how to build observation field "
-                              f"{name!r} on the drone (known: {sorted(FIELD_BUILDERS)})")
-        build, want_size, want_unit = FIELD_BUILDERS[name]
+                              f"{name!r} on the drone (known: {sorted(FIELDS)})")
+        want_size, want_unit = FIELDS[name]
         if want_size is not None and size != want_size:
             raise ExportError(f"{where}.size: field {name!r} has size {size}, the Crazyflie exporter builds {want_size}")
         if want_size is None and size % 4:
@@ -139,45 +105,28 @@ def _obs_body(contract: dict) -> tuple[list[str], int]:
             raise ExportError(f"{where}.unit: field {name!r} is in {unit!r}, the Crazyflie exporter builds {want_unit!r}")
         if name == "previous_actions":
             steps = size // 4
-        lines.append(f"  /* {name}: obs[{o}..{o + size - 1}], {unit}, {f['frame']} */")
-        lines += build(o, size)
+        lines.append(f"  edgectl_field_{name}(vehicle, history, obs + {o}, {size}); /* obs[{o}..{o + size - 1}], "
+                     f"{unit}, {f['frame']} */")
         o += size
-    names = {f["name"] for f in contract["observation"]["fields"]}
-    # Declarations first (C89-clean), and no unused-parameter warnings under -Werror.
-    head = ["  int i;"] if steps else ["  (void)history;"]
-    if not names - {"previous_actions"}:
-        head.append("  (void)vehicle;")
-    return head + lines, steps
+    return lines, steps
 
 
-def _force_body(contract: dict) -> tuple[list[str], float]:
-    """C mapping an action to normalized forces; returns (lines, model thrust per rotor at full command in N)."""
+def _thrust(contract: dict) -> tuple[float, float, float]:
+    """(model thrust per rotor at full command in N, b0, b1) of the contract's thrust curve."""
     from edgectl.contract import ContractError, thrust_curve
-    where = "contract.action.mapping"
     try:
-        tmax, b0, b1 = thrust_curve(contract["action"]["mapping"], where)
+        return thrust_curve(contract["action"]["mapping"], "contract.action.mapping")
     except ContractError as e:
         raise ExportError(str(e)) from None
-    # The simulator's thrust curve, the same numbers: the policy asks for the force it was trained to ask for.
-    lines = [
-        "  /* u = (a + 1) / 2; thrust = THRUST_MAX_N * (b0 + b1 u + b2 u^2), the platform's thrust curve,",
-        "   * so the force as a fraction of THRUST_MAX_N is b0 + u (b1 + u b2). */",
-        f"  const float b0 = {_cfloat(b0, where)}, b1 = {_cfloat(b1, where)}, b2 = {_cfloat(1.0 - b0 - b1, where)};",
-        "  int i;",
-        "  for (i = 0; i < EDGECTL_ACTION_SIZE; i++) {",
-        "    const float a = edgectl_clip(action[i], EDGECTL_ACTION_LOW, EDGECTL_ACTION_HIGH);",
-        "    const float u = (a + 1.0f) * 0.5f;",
-        "    forces[i] = b0 + u * (b1 + u * b2);",
-        "  }",
-    ]
-    return lines, tmax
 
 
 def generate_observation_c(contract: dict, *, description: str = "an edgectl bundle") -> dict[str, str]:
     """edgectl_obs.h / edgectl_obs.c for `contract`; ExportError names any field it cannot build."""
     _check_contract(contract)
-    body, steps = _obs_body(contract)
-    force, thrust_max = _force_body(contract)
+    calls, steps = _obs_calls(contract)
+    # The simulator's thrust curve, the same numbers: the policy asks for the force it was trained to ask for.
+    thrust_max, b0, b1 = _thrust(contract)
+    where = "contract.action.mapping"
     act = contract["action"]
     if steps and "hover_action" not in act:
         raise ExportError("contract.action.hover_action: missing; the action history starts at the hover action")
@@ -195,7 +144,8 @@ def generate_observation_c(contract: dict, *, description: str = "an edgectl bun
                   ACTION_LOW=f"({_cfloat(act['low'], 'contract.action.low')})",
                   ACTION_HIGH=f"({_cfloat(act['high'], 'contract.action.high')})",
                   HOVER_ACTION=f"({_cfloat(hover, 'contract.action.hover_action')})",
-                  OBS_BODY="\n".join(body), FORCE_BODY="\n".join(force))
+                  THRUST_B0=_cfloat(b0, where), THRUST_B1=_cfloat(b1, where), THRUST_B2=_cfloat(1.0 - b0 - b1, where),
+                  OBS_FIELDS="\n".join(calls))
     return {name: _render(name + ".in", **values) for name in OBS_FILES}
 
 
@@ -248,7 +198,7 @@ def _app_files(bundle, policy_files: dict[str, str]) -> dict[str, str]:
     _check_policy_files(policy_files, contract)
     rate = _rate_hz(contract)
     track = TASK_REFERENCE[task] == "trajectory"
-    _, thrust_max = _force_body(contract)
+    thrust_max, _, _ = _thrust(contract)
     fields = ", ".join(f"{f['name']} {f['size']}" for f in contract["observation"]["fields"])
     readme = _render("README.md.in", BUNDLE_DESC=desc, TASK=task, OBS_SIZE=contract["observation"]["size"],
                      FIELDS=fields, RATE_HZ=rate, THRUST_MAX_N=f"{thrust_max:.4g}",
@@ -335,13 +285,7 @@ def write_app(bundle, policy_files: dict[str, str], out_dir: Path) -> Path:
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

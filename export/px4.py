@@ -60,6 +60,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from edgectl.tasks import task as registered
+
 from .errors import ExportError
 
 # --- facts from PX4/PX4-Autopilot (file -> the commit of the stored version that was read) --------------------------
@@ -228,7 +230,7 @@ def contract_problems(job) -> list[str]:
                                 f"up; max |first-layer weight| {float(np.max(np.abs(w0[[start + i for i in used]]))):.3g}), "
                                 "mc_nn_control feeds rows 0-1 only (6 values, PopulateInputTensor) and its ops "
                                 "(FULLY_CONNECTED, RELU, ADD) cannot rebuild row 2 (a cross product)")
-            if name == "velocity_error" and b.task_name != "hover":
+            if name == "velocity_error" and "reference" in registered(b.task_name).options:  # a moving reference
                 problems.append(f"observation.velocity_error: the {b.task_name} task's reference velocity; mc_nn_control "
                                 "feeds the vehicle's velocity and a position setpoint, no velocity reference")
         start += n

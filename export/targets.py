@@ -7,7 +7,6 @@ Every target writes into a temporary sibling folder, proves its artifact compute
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from edgectl.bundle import BundleError, load_bundle
+from edgectl.fsutil import dumps_strict, json_value, replace_dir
 from edgectl.platforms import PlatformError, parse_platform
 from edgectl.tasks import task as registered
 
@@ -347,10 +347,9 @@ def export(bundle_path, target: str, out_dir, *, overwrite: bool = False, **job_
                   "bundle_weights_sha256": job.bundle.manifest["weights"]["sha256"],
                   "platform": job.bundle.platform_name, "task": job.bundle.task_name, **job.report}
         report["files"] = _files_with_hashes(tmp)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
+        # strict JSON: a non-finite figure is null; a value json cannot hold is refused, never str()'d
+        (tmp / "report.json").write_text(dumps_strict(json_value(report, other=None), indent=2) + "\n")
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for p in made:  # innermost first: a failed export leaves the disk as it found it
@@ -360,16 +359,6 @@ def export(bundle_path, target: str, out_dir, *, overwrite: bool = False, **job_
                 break
         raise
     return report
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 __all__ = ["export", "TARGETS", "Job", "ExportError", "TargetUnavailable", "check_budget"]

@@ -15,12 +15,12 @@ An engine only runs on the GPU model and TensorRT version that built it.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgectl.fsutil import atomic_write
 
 from .errors import ExportError, TargetUnavailable
 
@@ -228,16 +228,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, fp16: bool = False, int8: b
         raise ExportError(f"{onnx_path.name}: TensorRT failed to build the engine (see the TensorRT log above)")
     data = bytes(serialized)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the runtime may run as another user
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out_path, data)  # 0644: the runtime may run as another user
 
     info: dict[str, Any] = {
         "engine": str(out_path), "bytes": len(data), "tensorrt_version": str(trt.__version__),

@@ -18,12 +18,12 @@ wheel), the writer from `flatbuffers`; `verify_tflite` runs the file on ai_edge_
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgectl.fsutil import atomic_write
 
 from .errors import ExportError, TargetUnavailable
 
@@ -187,17 +187,7 @@ def _align_buffers(schema, builder, buffers: list) -> None:
 def write_tflite(bundle, path: Path, *, fold_normalization: bool = False) -> None:
     """Write the bundle's policy as a .tflite to `path` (atomically: a failed write leaves nothing behind)."""
     data = tflite_bytes(bundle, fold_normalization=fold_normalization)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = atomic_write(path, data)
 
 
 def verify_tflite(path: Path, obs: np.ndarray) -> np.ndarray:

@@ -6,12 +6,12 @@ when called.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
+from edgectl.fsutil import dumps_strict
 from edgectl.tasks import task as registered
 
 _ROWS = (
@@ -23,16 +23,6 @@ _ROWS = (
     ("switches_per_episode_max", "most switches in one episode", "int"),
     ("episode_robustness_min", "worst episode robustness", "num"),
 )
-
-
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    return x
 
 
 _SHARED = ("specs", "shield_margin", "shield_holdoff_s", "shield_horizon_s", "shield_samples", "start", "sabotage",
@@ -88,7 +78,7 @@ def eval_shield_cli(bundle_path, episodes: int = 1000, seed: int = 12345, sabota
     _print_table(out)
     if json_out:
         sys.stdout.flush()
-        print(json.dumps(_json_safe(out), allow_nan=False), flush=True)
+        print(dumps_strict(out, sanitize=True), flush=True)
     return out
 
 

@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from edgectl.fsutil import json_value
+
 # Compiled programs are reused across runs: the second `edgectl train` skips most of the compile.
 _CACHE = Path(os.environ.get("EDGECTL_JAX_CACHE", Path.home() / ".cache" / "edgectl" / "jax"))
 
@@ -224,13 +226,6 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
 
 
 def _json_safe(x):
-    """Bundles are strict JSON: inf/nan (a crashed evaluation) become null, tuples lists."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    return x
+    """Bundles are strict JSON: inf/nan (a crashed evaluation) become null, tuples lists; anything else is left
+    for write_bundle to refuse."""
+    return json_value(x, other=None)

@@ -9,7 +9,6 @@ import time
 
 _IMPORT_TIME = time.time()  # fallback for process_start_time(); taken before anything slow is imported
 
-import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -21,6 +20,7 @@ from typing import NoReturn  # noqa: E402
 
 import typer  # noqa: E402
 
+from edgectl.fsutil import atomic_write, dumps_strict, json_value  # noqa: E402
 from edgectl.tasks import DEFAULT_PLATFORM, vehicles  # noqa: E402,F401  (the registry: no JAX; a typo is refused early)
 
 VEHICLES: dict[str, tuple[str, ...]] = vehicles()  # vehicle argument -> its tasks, default first
@@ -151,29 +151,13 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _json_value(x):
-    """Strict JSON: inf/nan become null, numpy scalars plain numbers."""
-    if isinstance(x, dict):
-        return {str(k): _json_value(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_value(v) for v in x]
-    if isinstance(x, bool) or x is None or isinstance(x, str):
-        return x
-    if isinstance(x, int):
-        return x
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if f.is_integer() and type(x).__name__.startswith("int"):
-        return int(f)
-    return f if math.isfinite(f) else None
+_json_value = json_value  # strict JSON: inf/nan become null, numpy scalars plain numbers (edgectl.fsutil)
 
 
 def _print_json(obj) -> None:
     """The --json contract: one strict JSON object as the last stdout line, after everything Rich printed."""
     sys.stdout.flush()
-    print(json.dumps(_json_value(obj), allow_nan=False), flush=True)
+    print(dumps_strict(obj, sanitize=True), flush=True)
 
 
 def _fmt_m(v, digits: int = 3) -> str:
@@ -216,10 +200,7 @@ def update_latest(bundle: Path, runs: Path = RUNS) -> Path:
     except OSError:
         if tmp.is_symlink():
             tmp.unlink()
-    file, tmp = runs / LATEST_FILE, runs / f".{LATEST_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(str(target) + "\n")
-    os.replace(tmp, file)
-    return file
+    return atomic_write(runs / LATEST_FILE, str(target) + "\n")
 
 
 def latest_bundle(runs: Path = RUNS) -> Path:

@@ -14,6 +14,7 @@ lets the compiler drop the NaN checks.
 """
 from __future__ import annotations
 
+from edgectl.csource import c_float
 from edgectl.safety.monitor import lower
 from edgectl.safety.stl import INF, Formula, Node, SpecError
 
@@ -23,10 +24,9 @@ def _cf(v: float) -> str:
         return "INFINITY"
     if v == -INF:
         return "(-INFINITY)"
-    s = "%.9g" % v
-    if not any(c in s for c in ".en"):
-        s += ".0"
-    return f"{s}f" if v >= 0 else f"({s}f)"
+    # float32 first, then 9 digits (edgectl.csource): was "%.9g" of the double, which a C compiler then rounded
+    # to float, i.e. rounded twice; for every spec constant of the shipped platforms both give the same float.
+    return c_float(v, paren_negative=True, where="STL constant")
 
 
 def _c_term(n: Node, idx: dict[str, int]) -> str:

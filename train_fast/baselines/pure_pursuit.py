@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from edgectl.fsutil import atomic_write
 from train_fast.tasks import car_tasks as ct
 
 GRID = {
@@ -123,10 +124,7 @@ def tune(env: ct.CarEnv, laps: int = 3, cache: bool = True) -> dict:
     best["configurations_tried"] = len(results)
     if cache:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(best))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(best))
         except OSError:
             pass  # no cache is only slower
     return best

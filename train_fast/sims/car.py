@@ -28,14 +28,10 @@ import numpy as np
 from edgectl.platforms import Platform
 from edgectl.plant.car import (BRAKE_SPEED, KIN_SPEED_HI, KIN_SPEED_LO, KIN_TAU, PARAM_NAMES,
                                        STATE_NAMES, SUBSTEPS)
+from train_fast.pytree import pytree
 
 
-def _pytree(cls):
-    names = [f.name for f in fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
-
-
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class State:
     x: jax.Array  # m, world
@@ -48,7 +44,7 @@ class State:
     throttle: jax.Array  # 1, actual drive command
 
 
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class Params:
     mass: jax.Array  # kg

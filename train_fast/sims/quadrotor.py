@@ -18,21 +18,17 @@ One step is one RK4 stage set at dt with the action held, then the quaternion is
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from edgectl.platforms import Platform, motor_for_fraction, rotor_model
+from train_fast.pytree import pytree
 
 
-def _pytree(cls):
-    names = [f.name for f in fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
-
-
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class State:
     pos: jax.Array  # (3,) m, world
@@ -42,7 +38,7 @@ class State:
     motor: jax.Array  # (4,) rotor speed / max_rpm
 
 
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class Params:
     mass: jax.Array  # kg

@@ -38,7 +38,7 @@ state), observe_privileged(env, state); `vmap` over keys gives thousands of diff
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,7 @@ import numpy as np
 from edgectl import scene as sc
 from edgectl.platforms import Platform
 from train_fast.sims import camera as cam
+from train_fast.pytree import pytree
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,7 @@ def make_env(cfg: TaskConfig, platform: Platform | None = None) -> AvoidEnv:
     return AvoidEnv(cfg=cfg, obs_offset=np.asarray(norm["offset"], np.float32), obs_scale=np.asarray(norm["scale"], np.float32))
 
 
-def _pytree(cls):
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in fields(cls)], meta_fields=[])
-
-
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class EnvState:
     pos: jax.Array  # (3,) m

@@ -21,7 +21,7 @@ always false; episodes are truncated at `episode_seconds`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ from train_fast.sims import car
 # The track half lives in edgectl/tracks.py (numpy only, the runtime reads it too); re-exported here.
 from edgectl.tracks import (TRACK_SPACING, Track, TrackError, extract_checkpoints, load_track,  # noqa: F401
                                parse_track, resolve_track)
+from train_fast.pytree import pytree
 
 
 # --- task configuration ------------------------------------------------------------------------
@@ -184,11 +185,7 @@ def make_env(cfg: TaskConfig, platform: Platform, track: Track | None = None, ra
     return env
 
 
-def _pytree(cls):
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in fields(cls)], meta_fields=[])
-
-
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class EnvState:
     sim: car.State

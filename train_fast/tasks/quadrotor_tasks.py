@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ import numpy as np
 
 from edgectl.platforms import Platform
 from train_fast.sims import quadrotor as quad
+from train_fast.pytree import pytree
 
 
 @dataclass(frozen=True)
@@ -265,11 +266,7 @@ def make_env(cfg: TaskConfig, platform: Platform, randomize: bool = True, distur
     )
 
 
-def _pytree(cls):
-    return jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in fields(cls)], meta_fields=[])
-
-
-@_pytree
+@pytree
 @dataclass(frozen=True)
 class EnvState:
     sim: quad.State
