@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from firmware_bridge.crazyflie import crtp
 
 MODE_DISABLE, MODE_ABS, MODE_VELOCITY = 0, 1, 2
+# commander.h COMMANDER_PRIORITY_*: a setpoint is taken when its priority is at least the current one
+PRIORITY_DISABLE, PRIORITY_HIGHLEVEL, PRIORITY_CRTP = 0, 1, 2
 RATE, ANGLE = 0, 1  # flightmode.stabModeRoll/Pitch/Yaw values
 
 
@@ -64,14 +66,32 @@ def _need(payload: bytes, size: int, what: str) -> None:
 
 
 class Commander:
-    """The commander's view: the latest setpoint and the RPYT thrust lock."""
+    """The commander's view: the latest setpoint, its priority and the RPYT thrust lock.
+
+    Priorities as commander.c: the boot priority is DISABLE; a CRTP setpoint (ports 3 and 7) takes
+    CRTP priority (and stops the high-level planner: the caller does that); the high-level commander's
+    setpoints are taken only while the priority is at most HIGHLEVEL; notify-setpoint-stop relaxes the
+    priority to LOWEST (= HIGHLEVEL), handing the vehicle back to the high-level commander.
+    """
 
     def __init__(self):
         self.setpoint = Setpoint()  # the null setpoint: motors off
+        self.priority = PRIORITY_DISABLE
         # Set at boot (the commander starts at priority DISABLE); a RPYT setpoint with thrust 0
         # releases it, and only a reboot sets it again.
         self.thrust_locked = True
         self.stab_mode = {"roll": ANGLE, "pitch": ANGLE, "yaw": RATE}
+
+    def offer(self, sp: Setpoint, priority: int) -> bool:
+        """commanderSetSetpoint: take sp if its priority is at least the current one."""
+        if priority < self.priority:
+            return False
+        self.setpoint, self.priority = sp, priority
+        return True
+
+    def relax(self):
+        """commanderRelaxPriority (the notify-setpoint-stop meta command)."""
+        self.priority = PRIORITY_HIGHLEVEL
 
     def rpyt(self, payload: bytes, now: float) -> Setpoint:
         _need(payload, _RPYT.size, "commander (port 3) roll/pitch/yawrate/thrust")
@@ -91,7 +111,7 @@ class Commander:
             sp.mode_yaw, sp.yaw_rate = MODE_VELOCITY, -yaw
         else:
             sp.mode_yaw, sp.yaw = MODE_ABS, yaw
-        self.setpoint = sp
+        self.offer(sp, PRIORITY_CRTP)
         return sp
 
     def generic(self, payload: bytes, now: float) -> Setpoint:
@@ -133,5 +153,5 @@ class Commander:
             sp.mode_yaw, sp.yaw_rate, sp.thrust = MODE_VELOCITY, rate, float(thrust)
         else:
             raise MalformedSetpoint(f"generic setpoint type {kind} is not simulated")
-        self.setpoint = sp
+        self.offer(sp, PRIORITY_CRTP)
         return sp

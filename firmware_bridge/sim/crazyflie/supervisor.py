@@ -48,7 +48,7 @@ class Supervisor:
         self.emergency_requested = False  # supervisor command EMERGENCY_STOP
         self.param_stop = False  # stabilizer.stop
         self.watchdog_tick: float | None = None  # last EMERGENCY_STOP_WATCHDOG notification
-        self.hl_disabled = False  # a low-level setpoint stops the high-level commander
+        self.hl_bits = 0  # info bits 8-10, the high-level commander's state (set by the vehicle each tick)
         self.tumble_check = True  # supervisor.tmblChckEn
         self.landing_timeout_s = LANDING_TIMEOUT_S  # supervisor.landedTimeout
         self._last_thrust: float | None = None
@@ -182,6 +182,4 @@ class Supervisor:
                                   self.state in CAN_FLY, self.is_flying, self.tumbled, self.locked,
                                   self.crashed)):
             bits |= int(bool(on)) << bit
-        if self.hl_disabled:
-            bits |= 1 << 10
-        return bits
+        return bits | self.hl_bits
