@@ -18,6 +18,8 @@ Groups cflib's examples touch, from crazyflie-firmware 2026.08 (commit 2a18fc29)
 - deck.bc* (deck/drivers/src/*.c): read-only, 1 when the deck's driver initialized; the drivers
   enabled by default in deck/drivers/src/Kconfig, all 0 here: no deck is attached.
 - memTst (mem.c): the memory tester's resetW parameter and errCntW log variable.
+- ring (deck/drivers/src/ledring12.c): in the TOC whenever the LED-ring driver is built (the
+  default), deck or not; ring.neffect is set by the driver's init only, so it reads 0 here.
 """
 from __future__ import annotations
 
@@ -148,6 +150,16 @@ def build_param_toc(sim) -> Toc:
           for k, d in zip(("kp", "ki", "kd", "kff"), gains)],
         Param("cpu", "flash", u16p, 1024, read_only=True, core=True),
         *[Param("deck", name, u8p, 0, read_only=True) for name in DECKS],
+        # ledring12.c's parameters exist whenever the driver is built (the default), deck or not; only
+        # ring.neffect is set by the driver's init, so it reads 0 without the deck
+        Param("ring", "effect", u8p, 6, core=True, persistent=True),
+        Param("ring", "neffect", u32p, 0, core=True, read_only=True),
+        *[Param("ring", n, u8p, d, core=True) for n, d in (
+            ("solidRed", 20), ("solidGreen", 20), ("solidBlue", 20), ("headlightEnable", 0))],
+        Param("ring", "emptyCharge", fp, 3.1, core=True),
+        Param("ring", "fullCharge", fp, 4.2, core=True),
+        Param("ring", "fadeColor", u32p, 0, core=True),
+        Param("ring", "fadeTime", fp, 0.5, core=True),
         Param("memTst", "resetW", u8p, 0, on_change=lambda v: setattr(sim.memories, "tester_reset", v)),
         Param("crtpsrv", "echoDelay", u16p, 0),
         Param("firmware", "revision0", u32p, 0x5EED, read_only=True, core=True),

@@ -8,7 +8,8 @@ Written from crazyflie-firmware 2026.08 (commit 2a18fc29), not copied from it:
   stopped), the group mask test (isInGroup), the trajectory memory (4096 bytes,
   TRAJECTORY_MEMORY_SIZE; 31 trajectory definitions, NUM_TRAJECTORY_DEFINITIONS in
   crtp_commander_high_level.h) and the setpoint it produces (crtpCommanderHighLevelGetSetpoint: at
-  100 Hz, RATE_HL_COMMANDER; absolute x, y, z and yaw with velocity feed-forward while a plan runs,
+  100 Hz, RATE_HL_COMMANDER; absolute x, y, z and yaw with velocity and acceleration feed-forward while
+  a plan runs,
   the null setpoint while the planner is stopped, nothing while it is disabled);
 - src/modules/src/planner.c: idle / flying / landing states, take-off refused (return 1) unless
   idle, landing refused (1) while landing, a landing that ends goes idle (motors off), go-to from
@@ -220,6 +221,7 @@ class HighLevelCommander:
                       mode_roll=MODE_DISABLE, mode_pitch=MODE_DISABLE, timestamp=t)
         sp.x, sp.y, sp.z = (float(v) for v in ev.pos)
         sp.vx, sp.vy, sp.vz = (float(v) for v in ev.vel)
+        sp.ax, sp.ay, sp.az = (float(v) for v in ev.acc)
         sp.yaw = math.degrees(ev.yaw)
         sp.yaw_rate = math.degrees(ev.yaw_rate)
         return sp

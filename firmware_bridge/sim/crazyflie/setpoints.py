@@ -9,6 +9,7 @@ flies forward (+x) and send_setpoint(yawrate=+30) turns clockwise.
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ class Setpoint:
     vy: float = 0.0
     vz: float = 0.0
     velocity_body: bool = False
+    ax: float = 0.0  # m/s^2, feed-forward (high-level commander, full state)
+    ay: float = 0.0
+    az: float = 0.0
     roll: float = 0.0  # deg
     pitch: float = 0.0  # deg, legacy sign
     yaw: float = 0.0  # deg
@@ -56,6 +60,26 @@ class MalformedSetpoint(ValueError):
 _RPYT = struct.Struct("<fffH")
 _FOUR_FLOATS = struct.Struct("<ffff")
 _MANUAL = struct.Struct("<fffHB")
+_FULL_STATE = struct.Struct("<9hi3h")  # crtp_commander_generic.c struct fullStatePacket_s
+
+
+def decompress_quaternion(comp: int) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a smallest-three compressed quaternion (the firmware's quatcompress.h format:
+    2 bits index of the largest component, then the other three in order, each a sign bit and a
+    9-bit magnitude scaled by 1/sqrt(2); the largest is positive and recovered from the unit norm)."""
+    comp &= 0xFFFFFFFF
+    big = comp >> 30
+    q = [0.0] * 4
+    total = 0.0
+    for i in (3, 2, 1, 0):
+        if i == big:
+            continue
+        mag, negative = (comp & 0x1FF), bool(comp & 0x200)
+        comp >>= 10
+        q[i] = (-1.0 if negative else 1.0) * mag / 511.0 / math.sqrt(2.0)
+        total += q[i] * q[i]
+    q[big] = math.sqrt(max(0.0, 1.0 - total))
+    return q[0], q[1], q[2], q[3]
 
 
 def _need(payload: bytes, size: int, what: str) -> None:
@@ -141,6 +165,18 @@ class Commander:
             sp.mode_x = sp.mode_y = sp.mode_yaw = MODE_VELOCITY
             sp.mode_z, sp.velocity_body = MODE_ABS, True
             sp.yaw_rate = rate if kind == crtp.SP_HOVER else -rate
+        elif kind == crtp.SP_FULL_STATE:
+            _need(data, _FULL_STATE.size, "full-state setpoint")
+            x, y, z, vx, vy, vz, ax, ay, az, quat, _rr, _rp, _ry = _FULL_STATE.unpack(data)
+            sp.x, sp.y, sp.z = x / 1000.0, y / 1000.0, z / 1000.0
+            sp.vx, sp.vy, sp.vz = vx / 1000.0, vy / 1000.0, vz / 1000.0
+            sp.ax, sp.ay, sp.az = ax / 1000.0, ay / 1000.0, az / 1000.0
+            sp.mode_x = sp.mode_y = sp.mode_z = MODE_ABS
+            # The firmware sets mode.quat absolute (roll, pitch and yaw modes disabled); the simulated
+            # controller has no quaternion mode and follows the quaternion's heading instead.
+            qx, qy, qz, qw = decompress_quaternion(quat)
+            sp.mode_yaw = MODE_ABS
+            sp.yaw = math.degrees(math.atan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz)))
         elif kind == crtp.SP_MANUAL:
             _need(data, _MANUAL.size, "manual setpoint")
             roll, pitch, rate, thrust, is_rate = _MANUAL.unpack(data)
