@@ -142,6 +142,39 @@ def test_autonomous_sequence_high_level(vehicle):
         assert sim.supervisor_state not in ("Locked", "Crashed")
 
 
+def test_autonomous_sequence_high_level_compressed(vehicle):
+    """examples/autonomy/autonomous_sequence_high_level_compressed.py: a compressed trajectory (start
+    point, then Bezier segments) uploaded and defined as type POLY4D_COMPRESSED, flown relative to the
+    hover point. Our own segments: 2 s linear +0.5 m in x, then 2 s cubic +0.5 m in y."""
+    from cflib.crazyflie.high_level_commander import HighLevelCommander
+    from cflib.crazyflie.mem import CompressedSegment, CompressedStart
+
+    sim, uri, clock = vehicle
+    trajectory = [CompressedStart(0.0, 0.0, 0.0, 0.0),
+                  CompressedSegment(2.0, [0.5], [], [], []),
+                  CompressedSegment(2.0, [], [0.0, 0.5, 0.5], [], [])]
+    with connect(uri) as scf:
+        cf = scf.cf
+        mem = cf.mem.get_mems(MemoryElement.TYPE_TRAJ)[0]
+        mem.trajectory = trajectory
+        assert mem.write_data_sync()
+        cf.high_level_commander.define_trajectory(1, 0, len(trajectory),
+                                                  type=HighLevelCommander.TRAJECTORY_TYPE_POLY4D_COMPRESSED)
+        reset_estimator(cf)
+        cf.supervisor.send_arming_request(True)
+        clock.sleep(1.0)
+        cf.high_level_commander.takeoff(1.0, 2.0)
+        clock.sleep(3.0)
+        cf.high_level_commander.start_trajectory(1, 1.0, relative_position=True)
+        clock.sleep(4.0 + SETTLE)
+        assert near(sim, (0.5, 0.5, 1.0), 0.03), position(sim)
+        cf.high_level_commander.land(0.0, 2.0)
+        clock.sleep(2.0)
+        cf.high_level_commander.stop()
+        clock.sleep(0.3)
+        assert position(sim)[2] < 0.03
+
+
 def test_autonomous_sequence_with_position_setpoints_ends_unlocked(vehicle):
     """examples/autonomy/autonomous_sequence.py: velocity take-off, position setpoints at 10 Hz, then
     send_stop_setpoint + send_notify_setpoint_stop. The notify hands the vehicle back to the
@@ -517,8 +550,8 @@ def test_memory_tester_and_raw_answers():
 def test_high_level_commander_answers_like_the_firmware():
     """crtp_commander_high_level.c: every command is answered (first three bytes echoed, byte 3 the
     return code): 0, 1 for a take-off while flying (plan_takeoff), EBUSY while the supervisor
-    forbids flight, ENOEXEC for an unknown command, for a spiral and a compressed trajectory (not
-    simulated: said so, with a console line, never silently)."""
+    forbids flight, ENOEXEC for an unknown command, a compressed trajectory at another time scale or
+    reversed (as the firmware) and a spiral (not simulated: said so, with a console line)."""
     sim = CrazyflieSim(realtime=False)
     replies: list[bytes] = []
     link = sim.open_link(replies.append)
@@ -536,7 +569,8 @@ def test_high_level_commander_answers_like_the_firmware():
         assert hl(7, 0, 1.0, 0.0, True, 2.0, fmt="<BBff?f")[4] == 1
         assert hl(11, 0, 0, 0, 1.0, 0.5, 0.5, 0.0, 2.0, fmt="<BBBBfffff")[4] == crtp.ENOEXEC  # spiral
         assert hl(6, 2, 1, 1, 0, 1, fmt="<BBBBIB")[4] == 0  # define trajectory 2 as compressed
-        assert hl(13, 0, 1, 0, 0, 2, 1.0, fmt="<BBBBBBf")[4] == crtp.ENOEXEC
+        assert hl(13, 0, 1, 0, 0, 2, 2.0, fmt="<BBBBBBf")[4] == crtp.ENOEXEC  # compressed: time scale 1 only
+        assert hl(13, 0, 1, 0, 1, 2, 1.0, fmt="<BBBBBBf")[4] == crtp.ENOEXEC  # ... and forwards only
         assert hl(99, 0, 0, fmt="<BBB")[4] == crtp.ENOEXEC
         assert sim.supervisor.bitfield & 0x100  # high-level control active
         sim.advance(2.5)
@@ -546,7 +580,7 @@ def test_high_level_commander_answers_like_the_firmware():
         assert sim.supervisor_state == "Locked"
         assert hl(7, 0, 1.0, 0.0, True, 2.0, fmt="<BBff?f")[4] == 16  # EBUSY
         text = b"".join(r[1:] for r in replies if r[0] == crtp.header(crtp.CONSOLE, 0)).decode()
-        assert "spiral is not simulated" in text and "compressed trajectories are not simulated" in text
+        assert "spiral is not simulated" in text
     finally:
         sim.close()
 

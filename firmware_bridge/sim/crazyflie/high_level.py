@@ -20,8 +20,15 @@ Written from crazyflie-firmware 2026.08 (commit 2a18fc29), not copied from it:
   a trajectory, and the 7th-order rest-to-rest segment with zero jerk at both ends that take-off,
   landing and go-to fly (here solved as the linear boundary-value problem it is, with numpy).
 
+- src/modules/src/pptraj_compressed.c: the compressed trajectory format (type 1): a start point
+  (x, y, z in mm, yaw in 1/10 degree, int16 each), then pieces: one byte of storage types (2 bits each
+  for x, y, z, yaw: constant, linear, cubic or 7th-degree Bezier with 0, 1, 3 or 7 stored control
+  points, the first control point being the previous piece's end), the duration in ms (uint16; 0 ends
+  the trajectory), the control points (int16, mm or 1/10 degree). Flown at time scale 1, forwards only
+  (otherwise ENOEXEC, as the firmware), shifted in position only.
+
 Not simulated, answered as the firmware answers an unknown command (ENOEXEC), with a console line:
-spiral (11) and compressed trajectories (type 1). Nothing is ignored silently.
+spiral (11). Nothing is ignored silently.
 """
 from __future__ import annotations
 
@@ -56,6 +63,61 @@ _LAYOUTS = {
     CMD_LAND_WITH_VELOCITY: "<Bf?f?f", CMD_SPIRAL: "<BBBfffff", CMD_GO_TO_2: "<BBBfffff",
     CMD_START_TRAJECTORY_2: "<BBBBBf",
 }
+
+
+BEZIER_POINTS = (0, 1, 3, 7)  # stored control points per storage type (constant, linear, cubic, 7th)
+MM, DECI_DEGREE = 1000.0, 1800.0 / math.pi
+
+
+def _bezier_coefficients(points, duration: float) -> np.ndarray:
+    """Power-basis coefficients in t (lowest first, padded to 8) of the Bezier curve through control
+    points over duration seconds."""
+    n = len(points) - 1
+    out = np.zeros(8)
+    if n == 0 or duration <= 0.0:
+        out[0] = points[-1]
+        return out
+    poly_s = np.zeros(n + 1)
+    for i, p in enumerate(points):  # C(n, i) s^i (1 - s)^(n - i)
+        term = np.polynomial.polynomial.polypow([1.0, -1.0], n - i) if n - i else np.array([1.0])
+        term = np.polynomial.polynomial.polymul(np.eye(i + 1)[i], term)
+        poly_s[:len(term)] += math.comb(n, i) * p * term
+    out[:n + 1] = poly_s / duration ** np.arange(n + 1)
+    return out
+
+
+def parse_compressed(memory: bytes, offset: int) -> list | None:
+    """Pieces (coefficients [4, 8], duration) of a compressed trajectory at offset; None if it runs past
+    the memory."""
+    def i16(at):
+        return struct.unpack_from("<h", memory, at)[0]
+
+    try:
+        start = [i16(offset + 2 * k) for k in range(4)]
+        prev = [start[0] / MM, start[1] / MM, start[2] / MM, start[3] / DECI_DEGREE]
+        at, pieces = offset + 8, []
+        while True:
+            kinds = memory[at]
+            duration_ms = struct.unpack_from("<H", memory, at + 1)[0]
+            at += 3
+            if duration_ms == 0:
+                break
+            duration = duration_ms / 1000.0
+            coeffs = np.zeros((4, 8))
+            for dim in range(4):
+                n = BEZIER_POINTS[(kinds >> (2 * dim)) & 0x03]
+                scale = DECI_DEGREE if dim == 3 else MM
+                points = [prev[dim]] + [i16(at + 2 * k) / scale for k in range(n)]
+                at += 2 * n
+                coeffs[dim] = _bezier_coefficients(points, duration)
+                prev[dim] = points[-1]
+            pieces.append((coeffs, duration))
+    except (IndexError, struct.error):
+        return None
+    # the end of the trajectory holds its last point (the firmware's zero-duration constant piece)
+    hold = np.zeros((4, 8))
+    hold[:, 0] = prev
+    return pieces + [(hold, 0.0)]
 
 
 def _wrap(a: float) -> float:
@@ -364,8 +426,17 @@ class HighLevelCommander:
         if location != LOCATION_MEM:
             return 0
         if kind == TYPE_POLY4D_COMPRESSED:
-            self.console("HL: compressed trajectories are not simulated (edgectl)\n")
-            return crtp.ENOEXEC
+            if timescale != 1.0 or reversed_:
+                return crtp.ENOEXEC  # crtp_commander_high_level.c: compressed: time scale 1, forwards only
+            pieces = parse_compressed(self.memory, offset)
+            if not pieces:
+                self.console("HL: compressed trajectory runs past the trajectory memory\n")
+                return crtp.ENOEXEC
+            plan = Piecewise(pieces, t_begin=t)
+            if rel_pos:
+                plan.shift = self.pos - plan.eval(t).pos
+            self.plan, self.state = plan, FLYING
+            return 0
         if kind != TYPE_POLY4D:
             return 0
         pieces = []
