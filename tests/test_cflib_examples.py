@@ -279,10 +279,46 @@ def test_full_state_setpoint_demo(vehicle):
         assert sim.supervisor_state != "Locked"
 
 
-def test_motion_commander_examples_refuse_without_the_flow_deck(vehicle):
-    """examples/autonomy/motion_commander_demo.py and examples/step-by-step/sbs_motion_commander.py
-    need a Flow deck: they wait for deck.bcFlow2 to read 1 and exit with 'No flow deck detected!'.
-    The simulation answers as a deck-free Crazyflie: the parameter exists, read-only, and reads 0."""
+def test_motion_commander_demo(vehicle, monkeypatch):
+    """examples/autonomy/motion_commander_demo.py (written for the Flow deck, which it does not check):
+    MotionCommander's hover setpoints (body velocities, absolute height): take off to 0.3 m, forward
+    0.8 m and back, up 0.5 m and down, turn left 90 degrees, land. The simulation's estimate is the
+    truth, so it flies as a Crazyflie with a positioning deck would."""
+    from cflib.positioning import motion_commander
+    from cflib.positioning.motion_commander import MotionCommander, _SetPointThread
+
+    sim, uri, clock = vehicle
+    monkeypatch.setattr(motion_commander, "time", clock)
+    # its setpoint thread waits on a queue (wall clock): keep its 0.2 s period in vehicle seconds
+    monkeypatch.setattr(_SetPointThread.__init__, "__defaults__", (_SetPointThread.UPDATE_PERIOD / SPEED,))
+    with connect(uri) as scf:
+        scf.cf.supervisor.send_arming_request(True)
+        clock.sleep(1.0)
+        with MotionCommander(scf) as mc:
+            clock.sleep(1.0)
+            assert near(sim, (0.0, 0.0, 0.3), 0.05), position(sim)
+            # velocity moves: start, sleep distance / velocity, stop; the vehicle's velocity lag (about
+            # 0.3 s) shortens the start and lengthens the stop, so positions are checked once it has stopped
+            mc.forward(0.8)
+            clock.sleep(1.0)
+            assert near(sim, (0.8, 0.0, 0.3), 0.1), position(sim)
+            mc.back(0.8)
+            mc.up(0.5)
+            clock.sleep(1.0)
+            assert near(sim, (0.0, 0.0, 0.8), 0.1), position(sim)
+            mc.down(0.5)
+            mc.turn_left(90)
+            clock.sleep(0.5)
+            assert sim.variables()["stateEstimate.yaw"] == pytest.approx(90.0, abs=5.0)
+            assert sim.supervisor_state == "Flying"
+        clock.sleep(0.5)
+        assert position(sim)[2] < 0.03 and sim.supervisor_state not in ("Locked", "Crashed")
+
+
+def test_sbs_motion_commander_refuses_without_the_flow_deck(vehicle):
+    """examples/step-by-step/sbs_motion_commander.py needs a Flow deck: it waits up to 5 s for
+    deck.bcFlow2 to read 1, else prints 'No flow deck detected!' and exits 1. The simulation answers as
+    a deck-free Crazyflie: the parameter exists, read-only, and reads 0, as every deck.bc* does."""
     sim, uri, _ = vehicle
     with connect(uri) as scf:
         values = []
