@@ -621,6 +621,40 @@ def test_high_level_commander_answers_like_the_firmware():
         sim.close()
 
 
+def test_supervisor_rules_from_the_state_machine():
+    """supervisor_state_machine.c / supervisor.c: armed but not flying for supervisor.prefltTimeout (30 s)
+    falls back to pre-flight checks, disarmed; landed has no emergency-stop transition (the latched
+    request locks the vehicle once the landed timeout has reset it); a vehicle stopped by the
+    high-level commander after landing is not locked."""
+    sim = CrazyflieSim(realtime=False, auto_arm=False)
+    link = sim.open_link(lambda raw: None)
+    arm = crtp.packet(crtp.SUPERVISOR, crtp.SUPERVISOR_COMMAND_CH, bytes((crtp.SUP_ARM, 1)))
+    try:
+        sim.advance(0.1)
+        assert sim.supervisor_state == "Pre-flight checks passed"
+        link.send(arm)
+        sim.advance(0.1)
+        assert sim.supervisor_state == "Ready to fly"
+        sim.advance(29.5)
+        assert sim.supervisor_state == "Ready to fly"
+        sim.advance(1.0)
+        assert sim.supervisor_state == "Pre-flight checks passed" and not sim.supervisor.armed
+        link.send(arm)
+        sim.advance(0.1)
+        link.send(crtp.packet(crtp.HIGH_LEVEL, 0, struct.pack("<BBff?f", 7, 0, 0.5, 0.0, True, 1.0)))
+        sim.advance(2.0)
+        link.send(crtp.packet(crtp.HIGH_LEVEL, 0, struct.pack("<BBff?f", 8, 0, 0.0, 0.0, True, 1.0)))
+        sim.advance(3.5)  # landed: the landing plan ended, motors off, the is-flying hysteresis (2 s) over
+        assert sim.supervisor_state == "Landed" and max(sim.motors) <= sim._pdict["motor_min"]
+        link.send(crtp.packet(crtp.SUPERVISOR, crtp.SUPERVISOR_COMMAND_CH, bytes((crtp.SUP_EMERGENCY_STOP,))))
+        sim.advance(0.5)
+        assert sim.supervisor_state == "Landed"
+        sim.advance(3.0)
+        assert sim.supervisor_state == "Locked"
+    finally:
+        sim.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # Over UDP, as `edgectl sim-vehicle crazyflie --uri udp://...` serves it
 # ------------------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ def build_param_toc(sim) -> Toc:
               on_change=lambda v: setattr(sup(), "tumble_check", bool(v))),
         Param("supervisor", "landedTimeout", u16p, 3000, persistent=True,
               on_change=lambda v: setattr(sup(), "landing_timeout_s", v / 1000.0)),
+        Param("supervisor", "prefltTimeout", u16p, 30000, persistent=True,
+              on_change=lambda v: setattr(sup(), "preflight_timeout_s", v / 1000.0)),
         # cflib's reset_estimator writes 1 then 0; the estimate is the simulated truth (as with motion
         # capture): a reset restarts the variances only (KalmanVariances).
         Param("kalman", "resetEstimation", u8p, 0, core=True,
