@@ -131,7 +131,7 @@ _NOJERK = {}
 def _rest_to_rest_matrix(T: float) -> np.ndarray:
     # Rows: position, velocity, acceleration and jerk of sum c_k t^k at t = 0 and at t = T.
     m = np.zeros((8, 8))
-    for end, t in enumerate((0.0, T)):
+    for end, t in enumerate((np.float64(0.0), np.float64(T))):
         for d in range(4):
             for k in range(d, 8):
                 m[4 * end + d, k] = math.factorial(k) / math.factorial(k - d) * t ** (k - d)
@@ -143,12 +143,17 @@ def poly7_no_jerk(T: float, x0: float, v0: float, a0: float, x1: float, v1: floa
     T seconds with zero jerk at both ends; T <= 0: the end state at once."""
     if T <= 0.0:
         return np.array([x1, v1, a1 / 2.0, 0, 0, 0, 0, 0], dtype=float)
-    key = round(T, 9)
-    if key not in _NOJERK:
-        if len(_NOJERK) > 64:
-            _NOJERK.clear()
-        _NOJERK[key] = np.linalg.inv(_rest_to_rest_matrix(T))
-    return _NOJERK[key] @ np.array([x0, v0, a0, 0.0, x1, v1, a1, 0.0])
+    with np.errstate(all="ignore"):  # absurd durations (a fuzzed packet): garbage in, NaN out, never an exception
+        T = np.float64(T)
+        key = float(T)
+        if key not in _NOJERK:
+            if len(_NOJERK) > 64:
+                _NOJERK.clear()
+            try:
+                _NOJERK[key] = np.linalg.inv(_rest_to_rest_matrix(T))
+            except np.linalg.LinAlgError:
+                _NOJERK[key] = np.full((8, 8), np.nan)
+        return _NOJERK[key] @ np.array([x0, v0, a0, 0.0, x1, v1, a1, 0.0])
 
 
 def _polyval(c, t: float, d: int = 0) -> float:
@@ -204,6 +209,10 @@ class Piecewise:
         return ev
 
     def eval(self, t: float) -> Eval:
+        with np.errstate(all="ignore"):  # a fuzzed plan evaluates to NaN (motors off), quietly
+            return self._eval(t)
+
+    def _eval(self, t: float) -> Eval:
         if self.reversed:
             return self._eval_reversed(t)
         t -= self.t_begin
