@@ -252,12 +252,10 @@ def test_full_state_setpoint_demo(vehicle):
     """examples/autonomy/full_state_setpoint_demo.py: full-state setpoints (position, velocity,
     acceleration, a compressed quaternion) every 0.2 s: up to 1 m, turn to yaw 0.7 rad, down to
     0.2 m, then stop + notify. kalman.stateX/Y/Z logged as the script prints them."""
-    from scipy.spatial.transform import Rotation
-
     sim, uri, clock = vehicle
 
     def hold(cf, seconds, pos, yaw):
-        quat = Rotation.from_euler("xyz", (0.0, 0.0, yaw)).as_quat()
+        quat = [0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)]  # the script's scipy from_euler("xyz", (0, 0, yaw))
         for _ in range(round(seconds / 0.2)):
             cf.commander.send_full_state_setpoint(pos, [0, 0, 0], [0, 0, 0], quat, 0.0, 0.0, 0.0)
             clock.sleep(0.2)
