@@ -124,19 +124,24 @@ class FlightController:
             vxd, vyd = sp.vx, sp.vy
             if sp.velocity_body:
                 vxd, vyd = cyaw * sp.vx - syaw * sp.vy, syaw * sp.vx + cyaw * sp.vy
+            # position mode: P on the position error, limited (the firmware's xyVelMax), plus the
+            # setpoint's velocity and acceleration as feed-forward (zero for position setpoints; the
+            # high-level commander's and full-state setpoints carry them)
+            cx = kp[0] * (sp.x - px) if sp.mode_x == MODE_ABS else 0.0
+            cy = kp[1] * (sp.y - py) if sp.mode_y == MODE_ABS else 0.0
+            speed = math.hypot(cx, cy)
+            if speed > MAX_SPEED_XY:
+                cx, cy = cx * MAX_SPEED_XY / speed, cy * MAX_SPEED_XY / speed
             if sp.mode_x == MODE_ABS:
-                vxd = kp[0] * (sp.x - px)
+                vxd = cx + sp.vx
             if sp.mode_y == MODE_ABS:
-                vyd = kp[1] * (sp.y - py)
-            speed = math.hypot(vxd, vyd)
-            # the firmware limits what its position loop asks for (xyVelMax), not a velocity setpoint
-            if speed > MAX_SPEED_XY and (sp.mode_x == MODE_ABS or sp.mode_y == MODE_ABS):
-                vxd, vyd = vxd * MAX_SPEED_XY / speed, vyd * MAX_SPEED_XY / speed
-            vzd = _clip(kp[2] * (sp.z - pz), -MAX_SPEED_Z, MAX_SPEED_Z) if sp.mode_z == MODE_ABS else sp.vz
+                vyd = cy + sp.vy
+            vzd = (_clip(kp[2] * (sp.z - pz), -MAX_SPEED_Z, MAX_SPEED_Z) + sp.vz) if sp.mode_z == MODE_ABS else sp.vz
             if xy_on:
-                ax, ay = kv[0] * (vxd - vx), kv[1] * (vyd - vy)
+                ax = kv[0] * (vxd - vx) + (sp.ax if sp.mode_x == MODE_ABS else 0.0)
+                ay = kv[1] * (vyd - vy) + (sp.ay if sp.mode_y == MODE_ABS else 0.0)
             if z_on:
-                az = _clip(kv[2] * (vzd - vz), -0.5 * self.g, 0.8 * self.g)
+                az = _clip(kv[2] * (vzd - vz) + (sp.az if sp.mode_z == MODE_ABS else 0.0), -0.5 * self.g, 0.8 * self.g)
 
         # -- tilt and collective thrust --------------------------------------------------------
         max_tilt = math.radians(MAX_TILT_DEG)

@@ -2,6 +2,24 @@
 variable reads (names, types and conventions of crazyflie-firmware: stabilizer.c, motors.c,
 pm_stm32f4.c, supervisor.c; stateEstimate.pitch and stabilizer.pitch carry the firmware's legacy
 sign, nose up positive; stateEstimateZ is the firmware's compressed state).
+
+Groups cflib's examples touch, from crazyflie-firmware 2026.08 (commit 2a18fc29):
+- kalman (estimator/estimator_kalman.c LOG_GROUP / PARAM_GROUP kalman): stateX/Y/Z (position),
+  statePX/PY/PZ (body-frame velocity), stateD0-2 (attitude error, zero between updates), varX..varD2
+  (covariance diagonal), q0-q3 (w, x, y, z); params resetEstimation, robustTdoa, robustTwr, the noise
+  parameters and initialX/Y/Z/Yaw with kalman_core_params_defaults.h's defaults. The estimate is the
+  simulated truth (as with motion capture); a reset restarts the variances at the filter's initial
+  standard deviations (position 100 m in x-y, 1 m in z, velocity and attitude 0.01) and they settle
+  within about a second, which is what cflib's reset_estimator waits for.
+- hlCommander (crtp_commander_high_level.c): vtoff, vland, groupmask.
+- pid_attitude (controller/attitude_pid_controller.c) with platform_defaults_cf2.h's gains: stored and
+  read back; the simulated controller (control.py) is not the firmware's PID and does not read them.
+- cpu.flash (system.c, read-only: 1024 kB on the STM32F405).
+- deck.bc* (deck/drivers/src/*.c): read-only, 1 when the deck's driver initialized; the drivers
+  enabled by default in deck/drivers/src/Kconfig, all 0 here: no deck is attached.
+- memTst (mem.c): the memory tester's resetW parameter and errCntW log variable.
+- ring (deck/drivers/src/ledring12.c): in the TOC whenever the LED-ring driver is built (the
+  default), deck or not; ring.neffect is set by the driver's init only, so it reads 0 here.
 """
 from __future__ import annotations
 
@@ -39,6 +57,34 @@ def _i16(v: float) -> int:
     return max(-32768, min(32767, int(v)))
 
 
+# deck.* parameters of the deck drivers crazyflie-firmware builds by default (deck/drivers/src/Kconfig)
+DECKS = ("bcActiveMarker", "bcAI", "bcBuzzer", "bcCam", "bcCamLink", "bcColorLedBot", "bcColorLedTop",
+         "bcDWM1000", "bcFlow", "bcFlow2", "bcLedRing", "bcLighthouse4", "bcLoco", "bcMultiranger", "bcOA",
+         "bcUSD", "bcZRanger2")
+# kalman_core.c initial standard deviations: position x-y, z; velocity; attitude
+KALMAN_INITIAL_STD = (100.0, 1.0, 0.01, 0.01)
+KALMAN_SETTLED_VAR = 1e-6  # position / velocity variance with an external position (motion capture) input
+KALMAN_SETTLE_S = 0.2
+
+
+class KalmanVariances:
+    """kalman.var* of the simulated estimator: the filter's initial variances after a reset, settling
+    with a time constant of KALMAN_SETTLE_S (what a filter fed an external position at 100 Hz does)."""
+
+    def __init__(self):
+        self.reset_at = -math.inf
+
+    def reset(self, now: float):
+        self.reset_at = now
+
+    def values(self, now: float) -> dict:
+        k = math.exp(-(now - self.reset_at) / KALMAN_SETTLE_S) if now >= self.reset_at else 1.0
+        xy, z, vel, att = (KALMAN_SETTLED_VAR + (s * s - KALMAN_SETTLED_VAR) * k for s in KALMAN_INITIAL_STD)
+        return {"kalman.varX": xy, "kalman.varY": xy, "kalman.varZ": z, "kalman.varPX": vel,
+                "kalman.varPY": vel, "kalman.varPZ": vel, "kalman.varD0": att, "kalman.varD1": att,
+                "kalman.varD2": att}
+
+
 def build_log_toc(extra=()) -> Toc:
     """extra: more (group, type, \"name name ...\") rows, e.g. an app's log group."""
     logs = Toc()
@@ -52,6 +98,10 @@ def build_log_toc(extra=()) -> Toc:
         ("motor", u16, "m1 m2 m3 m4"), ("supervisor", u16, "info"),
         ("sys", u8, "canfly isFlying isTumbled"),
         ("ctrltarget", f, "x y z vx vy vz roll pitch yaw thrust"),
+        ("controller", f, "roll pitch yaw"),
+        ("kalman", f, "stateX stateY stateZ statePX statePY statePZ stateD0 stateD1 stateD2 varX varY varZ "
+                      "varPX varPY varPZ varD0 varD1 varD2 q0 q1 q2 q3"),
+        ("memTst", u32, "errCntW"),
     ]
     spec += list(extra)
     for group, type_code, names in spec:
@@ -63,7 +113,7 @@ def build_log_toc(extra=()) -> Toc:
 def build_param_toc(sim) -> Toc:
     """Parameters; their callbacks act on the vehicle's current supervisor and commander."""
     params = Toc()
-    u8p, u16p, u32p = (PARAM_TYPE_NAMES[k] for k in ("uint8", "uint16", "uint32"))
+    u8p, u16p, u32p, fp = (PARAM_TYPE_NAMES[k] for k in ("uint8", "uint16", "uint32", "float"))
     sup = lambda: sim.supervisor  # noqa: E731 - the supervisor is replaced on reboot
     cmd = lambda: sim.commander  # noqa: E731
     for p in [
@@ -82,9 +132,37 @@ def build_param_toc(sim) -> Toc:
               on_change=lambda v: setattr(sup(), "tumble_check", bool(v))),
         Param("supervisor", "landedTimeout", u16p, 3000, persistent=True,
               on_change=lambda v: setattr(sup(), "landing_timeout_s", v / 1000.0)),
-        # cflib's MotionCommander writes 1 here before take-off; the estimate is the simulated
-        # truth (as with motion capture), so there is nothing to reset.
-        Param("kalman", "resetEstimation", u8p, 0, core=True),
+        Param("supervisor", "prefltTimeout", u16p, 30000, persistent=True,
+              on_change=lambda v: setattr(sup(), "preflight_timeout_s", v / 1000.0)),
+        # cflib's reset_estimator writes 1 then 0; the estimate is the simulated truth (as with motion
+        # capture): a reset restarts the variances only (KalmanVariances).
+        Param("kalman", "resetEstimation", u8p, 0, core=True,
+              on_change=lambda v: sim.kalman.reset(sim.t) if v else None),
+        Param("kalman", "robustTdoa", u8p, 0, core=True),
+        Param("kalman", "robustTwr", u8p, 0, core=True),
+        *[Param("kalman", n, fp, d, core=True, persistent=True) for n, d in (
+            ("pNAcc_xy", 0.5), ("pNAcc_z", 1.0), ("pNVel", 0.0), ("pNPos", 0.0), ("pNAtt", 0.0),
+            ("mNBaro", 2.0), ("mNGyro_rollpitch", 0.1), ("mNGyro_yaw", 0.1))],
+        *[Param("kalman", n, fp, 0.0, core=True) for n in ("initialX", "initialY", "initialZ", "initialYaw")],
+        Param("hlCommander", "vtoff", fp, 0.5, core=True, on_change=lambda v: setattr(sim.hl, "v_takeoff", v)),
+        Param("hlCommander", "vland", fp, 0.5, core=True, on_change=lambda v: setattr(sim.hl, "v_land", v)),
+        Param("hlCommander", "groupmask", u8p, 0, core=True, on_change=lambda v: setattr(sim.hl, "group_mask", v)),
+        *[Param("pid_attitude", f"{axis}_{k}", fp, d, persistent=True) for axis, gains in (
+            ("roll", (6.0, 3.0, 0.0, 0.0)), ("pitch", (6.0, 3.0, 0.0, 0.0)), ("yaw", (6.0, 1.0, 0.35, 0.0)))
+          for k, d in zip(("kp", "ki", "kd", "kff"), gains)],
+        Param("cpu", "flash", u16p, 1024, read_only=True, core=True),
+        *[Param("deck", name, u8p, 0, read_only=True) for name in DECKS],
+        # ledring12.c's parameters exist whenever the driver is built (the default), deck or not; only
+        # ring.neffect is set by the driver's init, so it reads 0 without the deck
+        Param("ring", "effect", u8p, 6, core=True, persistent=True),
+        Param("ring", "neffect", u32p, 0, core=True, read_only=True),
+        *[Param("ring", n, u8p, d, core=True) for n, d in (
+            ("solidRed", 20), ("solidGreen", 20), ("solidBlue", 20), ("headlightEnable", 0))],
+        Param("ring", "emptyCharge", fp, 3.1, core=True),
+        Param("ring", "fullCharge", fp, 4.2, core=True),
+        Param("ring", "fadeColor", u32p, 0, core=True),
+        Param("ring", "fadeTime", fp, 0.5, core=True),
+        Param("memTst", "resetW", u8p, 0, on_change=lambda v: setattr(sim.memories, "tester_reset", v)),
         Param("crtpsrv", "echoDelay", u16p, 0),
         Param("firmware", "revision0", u32p, 0x5EED, read_only=True, core=True),
         Param("firmware", "modified", u8p, 0, read_only=True, core=True),
@@ -148,6 +226,18 @@ def read_variables(sim) -> dict:
         "ctrltarget.roll": ctrl["roll"], "ctrltarget.pitch": ctrl["pitch"], "ctrltarget.yaw": sp.yaw_rate,
         "ctrltarget.thrust": sp.thrust,
     }
+    # kalman: position, body-frame velocity, quaternion (w, x, y, z), attitude error 0 between updates
+    rot = np.array([[1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
+                    [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
+                    [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)]])
+    v_body = rot.T @ vel
+    v.update({"kalman.stateX": pos[0], "kalman.stateY": pos[1], "kalman.stateZ": pos[2],
+              "kalman.statePX": v_body[0], "kalman.statePY": v_body[1], "kalman.statePZ": v_body[2],
+              "kalman.stateD0": 0.0, "kalman.stateD1": 0.0, "kalman.stateD2": 0.0,
+              "kalman.q0": qw, "kalman.q1": qx, "kalman.q2": qy, "kalman.q3": qz,
+              "controller.roll": ctrl["roll"], "controller.pitch": ctrl["pitch"], "controller.yaw": ctrl["yaw"],
+              "memTst.errCntW": sim.memories.tester_errors})
+    v.update(sim.kalman.values(sim.t))
     for i, m in enumerate(sim.motors):
         v[f"motor.m{i + 1}"] = int(round(m * THRUST_UNITS))
     if sim.onboard is not None:

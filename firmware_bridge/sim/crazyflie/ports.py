@@ -58,14 +58,8 @@ def on_param(sim, ch, payload, link):
 
 
 def on_mem(sim, ch, payload, link):
-    if not payload:
-        raise ValueError("memory: empty packet")
-    if ch == crtp.MEM_INFO_CH and payload[0] == crtp.MEM_CMD_GET_NBR:
-        sim._send(link, crtp.MEM, ch, bytes((crtp.MEM_CMD_GET_NBR, 0)))  # no memories
-    elif ch in (crtp.MEM_READ_CH, crtp.MEM_WRITE_CH) and len(payload) >= 5:
-        sim._send(link, crtp.MEM, ch, payload[:5] + bytes((crtp.EIO,)))
-    else:
-        sim.stats.unknown += 1
+    for rch, data in sim.memories.handle(ch, payload):
+        sim._send(link, crtp.MEM, rch, data)
 
 
 def on_commander(sim, ch, payload, link):
@@ -73,18 +67,28 @@ def on_commander(sim, ch, payload, link):
         sim.stats.unknown += 1
         return
     sim.commander.rpyt(payload, sim.t)
-    sim.supervisor.hl_disabled = True
+    sim.hl.stop()  # commanderSetSetpoint: a setpoint above the high-level priority stops the planner
 
 
 def on_generic(sim, ch, payload, link):
     if ch == crtp.GENERIC_SETPOINT_CH:
         sim.commander.generic(payload, sim.t)
-        sim.supervisor.hl_disabled = True
+        sim.hl.stop()
     elif ch == crtp.GENERIC_META_CH:
         if len(payload) != 5 or payload[0] != crtp.META_NOTIFY_SETPOINT_STOP:
             raise ValueError("generic commander meta command: expected notify-setpoint-stop, 5 bytes")
-        # Relaxes the commander priority so the high-level commander may take over; no
-        # high-level commander here, so the last setpoint stays (and ages).
+        # crtp_commander.c notifySetpointsStopDecoder -> commanderRelaxPriority: the high-level
+        # commander learns the last state and takes over (stopped: the null setpoint, motors off).
+        sim.hl_tell_state()
+        sim.commander.relax()
+
+
+def on_high_level(sim, ch, payload, link):
+    """Port 8 (crtp_commander_high_level.c crtpCommanderHighLevelTask): every command is answered."""
+    if ch != 0:
+        sim.stats.unknown += 1
+        return
+    sim._send(link, crtp.HIGH_LEVEL, ch, sim.hl.handle(payload, sim.t))
 
 
 def on_supervisor(sim, ch, payload, link):
@@ -143,4 +147,4 @@ def bootloader_packet(sim, raw: bytes, link):
 
 HANDLERS = {crtp.LINK: on_link, crtp.PLATFORM: on_platform, crtp.LOG: on_log, crtp.PARAM: on_param,
             crtp.MEM: on_mem, crtp.COMMANDER: on_commander, crtp.GENERIC_SETPOINT: on_generic,
-            crtp.SUPERVISOR: on_supervisor}
+            crtp.HIGH_LEVEL: on_high_level, crtp.SUPERVISOR: on_supervisor}

@@ -9,12 +9,15 @@ flies forward (+x) and send_setpoint(yawrate=+30) turns clockwise.
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
 from firmware_bridge.crazyflie import crtp
 
 MODE_DISABLE, MODE_ABS, MODE_VELOCITY = 0, 1, 2
+# commander.h COMMANDER_PRIORITY_*: a setpoint is taken when its priority is at least the current one
+PRIORITY_DISABLE, PRIORITY_HIGHLEVEL, PRIORITY_CRTP = 0, 1, 2
 RATE, ANGLE = 0, 1  # flightmode.stabModeRoll/Pitch/Yaw values
 
 
@@ -33,6 +36,9 @@ class Setpoint:
     vy: float = 0.0
     vz: float = 0.0
     velocity_body: bool = False
+    ax: float = 0.0  # m/s^2, feed-forward (high-level commander, full state)
+    ay: float = 0.0
+    az: float = 0.0
     roll: float = 0.0  # deg
     pitch: float = 0.0  # deg, legacy sign
     yaw: float = 0.0  # deg
@@ -54,6 +60,26 @@ class MalformedSetpoint(ValueError):
 _RPYT = struct.Struct("<fffH")
 _FOUR_FLOATS = struct.Struct("<ffff")
 _MANUAL = struct.Struct("<fffHB")
+_FULL_STATE = struct.Struct("<9hi3h")  # crtp_commander_generic.c struct fullStatePacket_s
+
+
+def decompress_quaternion(comp: int) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a smallest-three compressed quaternion (the firmware's quatcompress.h format:
+    2 bits index of the largest component, then the other three in order, each a sign bit and a
+    9-bit magnitude scaled by 1/sqrt(2); the largest is positive and recovered from the unit norm)."""
+    comp &= 0xFFFFFFFF
+    big = comp >> 30
+    q = [0.0] * 4
+    total = 0.0
+    for i in (3, 2, 1, 0):
+        if i == big:
+            continue
+        mag, negative = (comp & 0x1FF), bool(comp & 0x200)
+        comp >>= 10
+        q[i] = (-1.0 if negative else 1.0) * mag / 511.0 / math.sqrt(2.0)
+        total += q[i] * q[i]
+    q[big] = math.sqrt(max(0.0, 1.0 - total))
+    return q[0], q[1], q[2], q[3]
 
 
 def _need(payload: bytes, size: int, what: str) -> None:
@@ -64,14 +90,32 @@ def _need(payload: bytes, size: int, what: str) -> None:
 
 
 class Commander:
-    """The commander's view: the latest setpoint and the RPYT thrust lock."""
+    """The commander's view: the latest setpoint, its priority and the RPYT thrust lock.
+
+    Priorities as commander.c: the boot priority is DISABLE; a CRTP setpoint (ports 3 and 7) takes
+    CRTP priority (and stops the high-level planner: the caller does that); the high-level commander's
+    setpoints are taken only while the priority is at most HIGHLEVEL; notify-setpoint-stop relaxes the
+    priority to LOWEST (= HIGHLEVEL), handing the vehicle back to the high-level commander.
+    """
 
     def __init__(self):
         self.setpoint = Setpoint()  # the null setpoint: motors off
+        self.priority = PRIORITY_DISABLE
         # Set at boot (the commander starts at priority DISABLE); a RPYT setpoint with thrust 0
         # releases it, and only a reboot sets it again.
         self.thrust_locked = True
         self.stab_mode = {"roll": ANGLE, "pitch": ANGLE, "yaw": RATE}
+
+    def offer(self, sp: Setpoint, priority: int) -> bool:
+        """commanderSetSetpoint: take sp if its priority is at least the current one."""
+        if priority < self.priority:
+            return False
+        self.setpoint, self.priority = sp, priority
+        return True
+
+    def relax(self):
+        """commanderRelaxPriority (the notify-setpoint-stop meta command)."""
+        self.priority = PRIORITY_HIGHLEVEL
 
     def rpyt(self, payload: bytes, now: float) -> Setpoint:
         _need(payload, _RPYT.size, "commander (port 3) roll/pitch/yawrate/thrust")
@@ -91,7 +135,7 @@ class Commander:
             sp.mode_yaw, sp.yaw_rate = MODE_VELOCITY, -yaw
         else:
             sp.mode_yaw, sp.yaw = MODE_ABS, yaw
-        self.setpoint = sp
+        self.offer(sp, PRIORITY_CRTP)
         return sp
 
     def generic(self, payload: bytes, now: float) -> Setpoint:
@@ -121,6 +165,18 @@ class Commander:
             sp.mode_x = sp.mode_y = sp.mode_yaw = MODE_VELOCITY
             sp.mode_z, sp.velocity_body = MODE_ABS, True
             sp.yaw_rate = rate if kind == crtp.SP_HOVER else -rate
+        elif kind == crtp.SP_FULL_STATE:
+            _need(data, _FULL_STATE.size, "full-state setpoint")
+            x, y, z, vx, vy, vz, ax, ay, az, quat, _rr, _rp, _ry = _FULL_STATE.unpack(data)
+            sp.x, sp.y, sp.z = x / 1000.0, y / 1000.0, z / 1000.0
+            sp.vx, sp.vy, sp.vz = vx / 1000.0, vy / 1000.0, vz / 1000.0
+            sp.ax, sp.ay, sp.az = ax / 1000.0, ay / 1000.0, az / 1000.0
+            sp.mode_x = sp.mode_y = sp.mode_z = MODE_ABS
+            # The firmware sets mode.quat absolute (roll, pitch and yaw modes disabled); the simulated
+            # controller has no quaternion mode and follows the quaternion's heading instead.
+            qx, qy, qz, qw = decompress_quaternion(quat)
+            sp.mode_yaw = MODE_ABS
+            sp.yaw = math.degrees(math.atan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz)))
         elif kind == crtp.SP_MANUAL:
             _need(data, _MANUAL.size, "manual setpoint")
             roll, pitch, rate, thrust, is_rate = _MANUAL.unpack(data)
@@ -133,5 +189,5 @@ class Commander:
             sp.mode_yaw, sp.yaw_rate, sp.thrust = MODE_VELOCITY, rate, float(thrust)
         else:
             raise MalformedSetpoint(f"generic setpoint type {kind} is not simulated")
-        self.setpoint = sp
+        self.offer(sp, PRIORITY_CRTP)
         return sp

@@ -11,11 +11,15 @@ Architecture, in cflib's own layering:
 
 What it answers (see crtp.py for the numbers): link control (echo, source), platform (protocol
 version 12, firmware version, device type), log (TOC, blocks, streaming), param (TOC, read, write,
-misc), memory (no memories), commander (port 3, with the thrust lock), generic commander (port 7:
-stop, position, velocity, z-distance, hover, manual), supervisor (port 9: arming, recovery,
-emergency stop, bitfield), the console (boot banner, supervisor messages) and the 0xFF bootloader
-(bootloader.py). The high-level commander (port 8) and localization (port 6) are not simulated:
-their packets are counted and ignored.
+misc), memory (memory.py: the memories of a deck-free Crazyflie 2.1, trajectory memory included),
+commander (port 3, with the thrust lock), generic commander (port 7: stop, position, velocity,
+z-distance, hover, manual), the high-level commander (port 8, high_level.py: take-off, land, go-to,
+stop, trajectories in memory, flown through the same controller), the commander's priorities
+(a low-level setpoint stops the high-level planner, notify-setpoint-stop hands back to it),
+supervisor (port 9: arming, recovery, emergency stop, bitfield), the console (boot banner,
+supervisor messages) and the 0xFF bootloader (bootloader.py). Localization (port 6) is not
+simulated: its packets are counted and ignored. docs/cflib_examples.md lists which of cflib's
+example scripts run against it. Firmware release followed: crazyflie-firmware 2026.08.
 
 State estimate = simulated truth (optionally with the platform's sensor noise): the vehicle acts
 as if it had a motion-capture or Lighthouse system.
@@ -45,12 +49,15 @@ import numpy as np
 from firmware_bridge.crazyflie import crtp
 from .bootloader import Stm32Bootloader
 from .control import FlightController, quat_to_euler
-from .firmware_vars import build_log_toc, build_param_toc, read_variables
+from .firmware_vars import KalmanVariances, build_log_toc, build_param_toc, read_variables
+from .high_level import HighLevelCommander
+from .high_level import RATE_HZ as HL_RATE_HZ
+from .memory import Memories
 from .log_service import LogService
 from .param_service import ParamService
 from .ports import BOOTLOADER, DEVICE_TYPE_NAME, FIRMWARE, HANDLERS, bootloader_packet
-from .setpoints import Commander, MalformedSetpoint
-from .supervisor import CRASHED, LOCKED, STATE_NAMES, Supervisor
+from .setpoints import PRIORITY_CRTP, PRIORITY_HIGHLEVEL, Commander, MalformedSetpoint
+from .supervisor import CAN_FLY, CRASHED, LOCKED, STATE_NAMES, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +161,7 @@ class CrazyflieSim:
         self._drop_duration: float | None = None
         self.stats = LinkStats()
         self.bootloader = Stm32Bootloader()
+        self.memories = Memories(None)  # the EEPROM outlives a reboot; the trajectory RAM does not
         self.boot_count = 0
         from .host_app import AppImage
         if bundle is not None:
@@ -248,6 +256,10 @@ class CrazyflieSim:
         self.mode = mode
         self.boot_count += 1
         self.commander = Commander()
+        self.hl = HighLevelCommander(console=self.console)
+        self.memories.attach(self.hl)
+        self.kalman = KalmanVariances()  # the estimator starts from its initial variances
+        self.kalman.reset(self.t)
         self.supervisor = Supervisor(auto_arm=self._auto_arm)
         self.supervisor.on_transition = self._on_supervisor_transition
         self.controller = FlightController(self._pdict, self.dt)
@@ -475,6 +487,7 @@ class CrazyflieSim:
             self._flush_delayed()
         meas = self.measured()
         if self.mode == FIRMWARE:
+            self._high_level(meas)
             f_body = self._specific_force_body()
             sup.update(self.t, self.commander.setpoint, any(m > 0.0 for m in self.motors), acc_z=f_body[2],
                        free_fall=bool(np.all(np.abs(f_body) < 0.1)))
@@ -504,6 +517,25 @@ class CrazyflieSim:
         if self.mode == FIRMWARE and self.logs.blocks:
             for data in self.logs.due(self.t):
                 self._send(self._active, crtp.LOG, crtp.LOG_DATA_CH, data)
+
+    def _estimate(self, meas):
+        """Position, velocity, yaw (rad) of the state estimate, as the commander sees it."""
+        return meas[0:3], meas[7:10], quat_to_euler(*meas[3:7])[2]
+
+    def hl_tell_state(self):
+        """commanderRelaxPriority -> crtpCommanderHighLevelTellState: the last state estimate."""
+        self.hl.tell_state(*self._estimate(self.measured()))
+
+    def _high_level(self, meas):
+        """stabilizer.c: the high-level commander is blocked while the supervisor forbids flight; when it
+        may fly, its setpoint (100 Hz) is offered at the high-level priority."""
+        can_fly = self.supervisor.state in CAN_FLY
+        self.hl.block(not can_fly)
+        if can_fly and self.ticks % max(1, round(1.0 / (HL_RATE_HZ * self.dt))) == 0:
+            sp = self.hl.setpoint(self.t, *self._estimate(meas))
+            if sp is not None:
+                self.commander.offer(sp, PRIORITY_HIGHLEVEL)
+        self.supervisor.hl_bits = self.hl.info_bits(self.t)
 
     def _ground_contact(self):
         """A flat floor at z = 0: no penetration, no sliding, no tipping over."""
@@ -580,8 +612,9 @@ class CrazyflieSim:
         st[13:16] = f_body
         for tick in range(app.ms(self.t), app.ms(self.t + self.dt)):
             fed = app.step(tick, tick + 1, sup.motors_allowed, st, sup.override(self.commander.setpoint))
-            if fed is not None:
-                self.commander.setpoint = fed
+            if fed is not None:  # the app feeds at COMMANDER_PRIORITY_CRTP, which stops the high-level planner
+                self.commander.offer(fed, PRIORITY_CRTP)
+                self.hl.stop()
         if not sup.motors_allowed:
             return self.controller.motors_off()
         return self.controller.forces_to_motors(app.forces)

@@ -5,6 +5,13 @@ detection and the info bitfield that cflib's Supervisor reads.
 Watchdog, as in the firmware: while flying, a setpoint older than 0.5 s levels the vehicle out
 (roll = pitch = 0, yaw rate 0, thrust kept); older than 2 s cuts the motors and locks the vehicle
 until a reboot ("Locked, reboot required"). A vehicle that is not flying is not affected.
+
+Transitions checked against crazyflie-firmware 2026.08 supervisor_state_machine.c (transitions* tables)
+and supervisor.c (supervisorIsPreflightTimeout, supervisorIsLandingTimeout): ready to fly for longer
+than supervisor.prefltTimeout (30 s) after arming falls back to pre-flight checks (disarmed; auto-arming
+arms again); landed has no emergency-stop transition; an emergency stop while tumbled/crashed locks.
+Not simulated: the motors-not-responding, spin-up-timeout and deck-fault conditions (no such faults
+here), and arming waits for no RPM check (ARMING -> READY_TO_FLY on the next step).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ CAN_FLY = frozenset((READY_TO_FLY, FLYING, WARNING_LEVEL_OUT, LANDED))
 WDT_STABILIZE_S, WDT_SHUTDOWN_S = 0.5, 2.0
 IS_FLYING_HYSTERESIS_S = 2.0
 LANDING_TIMEOUT_S = 3.0
+PREFLIGHT_TIMEOUT_S = 30.0  # platform_defaults.h PREFLIGHT_TIMEOUT_MS
 EMERGENCY_WATCHDOG_S = 1.0
 TILT_ACC_Z, TILT_TIME_S = 0.5, 1.0
 UPSIDE_DOWN_ACC_Z, UPSIDE_DOWN_TIME_S = -0.2, 0.1
@@ -48,9 +56,11 @@ class Supervisor:
         self.emergency_requested = False  # supervisor command EMERGENCY_STOP
         self.param_stop = False  # stabilizer.stop
         self.watchdog_tick: float | None = None  # last EMERGENCY_STOP_WATCHDOG notification
-        self.hl_disabled = False  # a low-level setpoint stops the high-level commander
+        self.hl_bits = 0  # info bits 8-10, the high-level commander's state (set by the vehicle each tick)
         self.tumble_check = True  # supervisor.tmblChckEn
         self.landing_timeout_s = LANDING_TIMEOUT_S  # supervisor.landedTimeout
+        self.preflight_timeout_s = PREFLIGHT_TIMEOUT_S  # supervisor.prefltTimeout
+        self._armed_at = 0.0
         self._last_thrust: float | None = None
         self._tumble_since: float | None = None
         self._landed_at = 0.0
@@ -104,7 +114,7 @@ class Supervisor:
         if s == ARMING:
             return PRE_FLIGHT_NOT_PASSED if (c.tumbled or not c.armed) else READY_TO_FLY
         if s == READY_TO_FLY:
-            if c.tumbled or not c.armed:
+            if c.tumbled or not c.armed or now - self._armed_at > self.preflight_timeout_s:
                 return PRE_FLIGHT_NOT_PASSED
             return FLYING if c.flying else s
         if s == FLYING:
@@ -122,15 +132,15 @@ class Supervisor:
                 return EXCEPT_FREE_FALL
             return s if c.wdt_warning else FLYING
         if s == LANDED:
-            if c.emergency:
-                return EXCEPT_FREE_FALL
             if not c.armed or now - self._landed_at > self.landing_timeout_s:
                 return RESET
             return FLYING if c.flying else s
         if s == EXCEPT_FREE_FALL:
             return LOCKED
         if s == CRASHED:
-            return s if self.crashed else PRE_FLIGHT_NOT_PASSED
+            if not self.crashed and not c.tumbled:
+                return PRE_FLIGHT_NOT_PASSED
+            return LOCKED if c.emergency else s
         return s  # LOCKED: until reboot
 
     def update(self, now: float, setpoint: Setpoint, motors_running: bool, acc_z: float = 1.0,
@@ -142,6 +152,8 @@ class Supervisor:
             old, self.state = self.state, new
             if new == LANDED:
                 self._landed_at = now
+            if new == ARMING:
+                self._armed_at = now
             if new == CRASHED:
                 self.crashed = True
             if new not in MOTORS_ALLOWED:
@@ -182,6 +194,4 @@ class Supervisor:
                                   self.state in CAN_FLY, self.is_flying, self.tumbled, self.locked,
                                   self.crashed)):
             bits |= int(bool(on)) << bit
-        if self.hl_disabled:
-            bits |= 1 << 10
-        return bits
+        return bits | self.hl_bits
