@@ -41,6 +41,8 @@ class TrainResult:
     platform_name: str = ""
     platform_toml: bytes = b""
     extra_files: dict = field(default_factory=dict)  # name -> bytes written into the bundle (e.g. track.csv)
+    # the budget and what replaced the platform's ranges: with task, ppo and seed, the bundle's config.toml
+    settings: dict = field(default_factory=dict)
 
 
 # Hover / figure8: PPO settings that differ from PPOConfig's defaults. The learning rate ends at a quarter
@@ -58,7 +60,8 @@ CTBR_PPO: dict = {"init_std": 0.5}
 def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-          max_env_steps: float | None = None, eval_from: float = 0.4, robust: bool = False) -> TrainResult:
+          max_env_steps: float | None = None, eval_from: float = 0.4, robust: bool = False,
+          randomization: dict | None = None) -> TrainResult:
     """PPO on a quadrotor task against a wall-clock (or env-step) budget; returns the best checkpoint.
 
     Training draws every episode's vehicle from the platform's randomization ranges. Checkpoints are
@@ -68,6 +71,8 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
     Checkpoints are evaluated (pcfg.eval_episodes fixed episodes) only once `eval_from` of the budget is
     spent: an evaluation costs about a third of a chunk, and no early checkpoint was ever the best one
     (best chunk 19 of 22 at 20 s); skipping them buys about 15 % more env steps in 20 s.
+
+    ``randomization`` replaces the platform's [randomization] fields (train_fast.config.patch_platform).
     """
     t_start = time.time() if t_start is None else t_start
     deadline = t_start + seconds - reserve_seconds
@@ -75,10 +80,11 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
 
     from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
+    from train_fast.config import patch_platform
     from train_fast.evaluate import make_rollout, score, summarize
     from train_fast.tasks import quadrotor_tasks as qt
 
-    plat = load_platform(platform_name)
+    plat = patch_platform(load_platform(platform_name), randomization)
     if task not in qt.TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(qt.TASKS)}")
     tcfg = qt.TASKS[task](**(task_overrides or {}))
@@ -104,7 +110,8 @@ def train(platform_name: str = "crazyflie_2_1", task: str = "hover", seconds: fl
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": task},
         ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw)
+        platform_name=plat.name, platform_toml=plat.raw,
+        settings=_settings(seconds, max_env_steps, randomization, robust=robust))
 
 
 # RC-car racing (train_fast/tasks/car_tasks.py): PPO settings that differ from the quadrotor's.
@@ -115,7 +122,7 @@ RACE_EVAL_LAPS = 2  # laps per checkpoint evaluation during training (edgectl ev
 def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds: float = 120.0, seed: int = 0,
                t_start: float | None = None, progress: Callable[[dict], None] | None = None,
                reserve_seconds: float = 1.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-               max_env_steps: float | None = None) -> TrainResult:
+               max_env_steps: float | None = None, randomization: dict | None = None) -> TrainResult:
     """The race task's counterpart of `train`: same budgeted PPO loop, checkpoints kept by lap
     evaluation (time to finish RACE_EVAL_LAPS laps from a standing start, 10 s per collision)."""
     t_start = time.time() if t_start is None else t_start
@@ -124,10 +131,11 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
 
     from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
+    from train_fast.config import patch_platform
     from train_fast.laps import actor_policy, make_lap_rollout, score, summarize
     from train_fast.tasks import car_tasks as ct
 
-    plat = load_platform(platform_name)
+    plat = patch_platform(load_platform(platform_name), randomization)
     if plat.kind != "rc_car":
         raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the race task needs an rc_car platform")
     trk = ct.load_track(track)
@@ -149,7 +157,8 @@ def train_race(platform_name: str = "rc_car_1_10", track: str = "oval", seconds:
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "race"},
         ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw})
+        platform_name=plat.name, platform_toml=plat.raw, extra_files={"track.csv": trk.raw},
+        settings=_settings(seconds, max_env_steps, randomization))
 
 
 # Vision avoid task (train_fast/tasks/avoid_tasks.py): PPO settings that differ from the quadrotor's. Measured
@@ -163,7 +172,7 @@ AVOID_PPO: dict = {"num_envs": 512, "num_steps": 32, "minibatches": 8, "lr": 1e-
 def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, seed: int = 0,
                 t_start: float | None = None, progress: Callable[[dict], None] | None = None,
                 reserve_seconds: float = 3.0, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
-                max_env_steps: float | None = None) -> TrainResult:
+                max_env_steps: float | None = None, randomization: dict | None = None) -> TrainResult:
     """The avoid task's counterpart of `train`: same budgeted PPO loop (the actor is an MLP on the image
     plus proprioception, the critic sees the obstacle geometry), checkpoints kept by the success rate on
     fixed evaluation scenes (a split of the training key, not the scenes `edgectl eval` uses)."""
@@ -173,10 +182,11 @@ def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, se
 
     from edgectl.platforms import load_platform
     from train_fast.algos import ppo as ppo_mod
+    from train_fast.config import patch_platform
     from train_fast.evaluate_avoid import make_rollout, score, summarize
     from train_fast.tasks import avoid_tasks as at
 
-    plat = load_platform(platform_name)
+    plat = patch_platform(load_platform(platform_name), randomization)
     if plat.kind != "quadrotor":
         raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the avoid task needs a quadrotor platform")
     tcfg = at.avoid_config(**(task_overrides or {}))
@@ -197,8 +207,12 @@ def train_avoid(platform_name: str = "crazyflie_2_1", seconds: float = 300.0, se
     return TrainResult(
         actor_layers=layers, contract=contract, task=dataclasses.asdict(tcfg) | {"name": "avoid"},
         ppo=dataclasses.asdict(pcfg), seed=seed, metrics=metrics, history=history,
-        platform_name=plat.name, platform_toml=plat.raw)
+        platform_name=plat.name, platform_toml=plat.raw, settings=_settings(seconds, max_env_steps, randomization))
 
+
+def _settings(seconds: float, max_env_steps: float | None, randomization: dict | None, robust: bool = False) -> dict:
+    return {"seconds": float(seconds), "max_env_steps": None if max_env_steps is None else int(max_env_steps),
+            "robust": robust, "randomization": dict(randomization or {})}
 
 
 def _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge: Callable, *, seed: int, t_start: float, deadline: float,
@@ -326,6 +340,7 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
     """Write a TrainResult as a verified policy bundle (edgectl.bundle does the checking); ``command``, the
     command line that trained it, is recorded in the manifest's versions beside the git commit."""
     from edgectl.bundle import write_bundle
+    from train_fast.config import bundle_files
 
     weights, layers = {}, []
     for i, (w, b) in enumerate(result.actor_layers):
@@ -337,7 +352,8 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
                         platform_toml=result.platform_toml, platform_name=result.platform_name,
                         task=result.task, seed=result.seed, metrics=_json_safe(metrics),
                         versions=versions() | ({"command": command} if command else {}),
-                        extra_files={**result.extra_files, **(extra_files or {})}, overwrite=overwrite)
+                        extra_files={**bundle_files(result), **result.extra_files, **(extra_files or {})},
+                        overwrite=overwrite)
 
 
 def _json_safe(x):
