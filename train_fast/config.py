@@ -321,6 +321,23 @@ def trainer_kwargs(cfg: dict) -> dict:
     return out
 
 
+DEFAULT_PLATFORM = {"quadrotor": "crazyflie_2_1", "rc-car": "rc_car_1_10"}
+
+
+def check_platform(cfg: dict, where: str) -> Platform:
+    """The config's platform, loaded, of its vehicle's kind, with its [randomization] replaced (ConfigError)."""
+    from edgectl.platforms import load_platform
+    tr = cfg["train"]
+    try:
+        plat = load_platform(tr.get("platform", DEFAULT_PLATFORM[tr["vehicle"]]))
+    except PlatformError as e:
+        raise ConfigError(f"{where}: field train.platform: {e}") from None
+    kind = "rc_car" if tr["vehicle"] == "rc-car" else "quadrotor"
+    if plat.kind != kind:
+        raise ConfigError(f"{where}: field train.platform: {plat.name!r} ({plat.path}) is a {plat.kind}, not a {tr['vehicle']}")
+    return patch_platform(plat, cfg["randomization"], where)
+
+
 def patch_platform(plat: Platform, randomization: dict | None, where: str = "config") -> Platform:
     """The platform with its [randomization] fields replaced (a new file text, loaded and checked as a platform)."""
     if not randomization:

@@ -159,8 +159,12 @@ def sweep_cmd(
             for (key, _), v in zip(axes, combo):
                 cfg = tc.apply_set(cfg, key, v, f"--set {key}={v}")
             for s in seed_list:
-                trials.append((dict(zip((k for k, _ in axes), combo)),
-                               tc.check(tc.apply_set(cfg, "train.seed", s, "--seeds"), f"--set {_label(dict(zip((k for k, _ in axes), combo)))}")))
+                swept = dict(zip((k for k, _ in axes), combo))
+                where = f"{config} with --set {_label(swept)}" if swept else str(config)
+                trials.append((swept, tc.check(tc.apply_set(cfg, "train.seed", s, "--seeds"), where)))
+        distinct = {json.dumps([c["train"].get("platform"), c["randomization"]], sort_keys=True): c for _, c in trials}
+        for c in distinct.values():  # a platform that does not load is bad input, not a failed trial
+            tc.check_platform(c, str(config))
     except tc.ConfigError as e:
         _fail(str(e))
     task = base["train"]["task"]
