@@ -104,6 +104,7 @@ def test_randomization_replaces_the_platform_ranges_and_is_idempotent():
     assert car.values["randomization.friction"] == 0.1
 
 
+@pytest.mark.slow
 def test_the_bundles_config_trains_the_same_run_again(tmp_path, monkeypatch):
     """edgectl train --config FILE writes BUNDLE/config.toml; training from it (same step budget and seed) gives the
     same weights, the same per-chunk metrics and the same config and platform files."""
@@ -157,6 +158,7 @@ def test_tensorboard_scalars_read_back(tmp_path):
     assert [(e.step, e.value) for e in acc.Scalars("mean_return")] == [(131072, 5.0), (262144, 7.5)]
 
 
+@pytest.mark.slow
 def test_sweep_on_ray_reports_a_failed_trial_in_the_table(tmp_path):
     """Two seeds x two values through a real local Ray: the motor-level trials train and evaluate, the ctbr ones fail
     (the Flow-deck platform file has no [rate_controller]); every trial is a row, the failed ones with their error,
