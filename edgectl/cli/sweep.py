@@ -125,7 +125,7 @@ def sweep_cmd(
                                              "values to sweep (e.g. ppo.lr=1e-3,2e-3 or task.w_position=10,20); "
                                              "repeatable: every combination, for every seed."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (e.g. ray://head:10001 or "
-                                          "auto); edgectl[train,sweep] must be installed on its nodes.",
+                                          "auto); edgectl\\[train,sweep] must be installed on its nodes.",
                                           show_default="a local Ray on this machine, one trial per core"),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the trial bundles, results.csv and results.png.",
                                        show_default="runs/sweep-<time>"),
@@ -139,7 +139,7 @@ def sweep_cmd(
     """Train and evaluate a config over seeds and swept values as Ray tasks; a table, results.csv and a plot.
 
     A trial that fails is a row of the table with its error, and the command exits 1. Needs Ray: pip install
-    "edgectl[sweep]"."""
+    "edgectl\\[sweep]"."""
     from train_fast import config as tc
 
     try:
