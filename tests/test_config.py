@@ -181,3 +181,27 @@ def test_sweep_on_ray_reports_a_failed_trial_in_the_table(tmp_path):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["trials"] == 4 and summary["failed"] == 2
     assert "failed" in r.stdout and (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("task", ["hover", "figure8", "avoid", "race"])
+def test_the_resolved_config_of_every_task_reads_back_as_written(tmp_path, task):
+    import dataclasses
+
+    from train_fast.algos.ppo import PPOConfig
+    from train_fast.train import TrainResult
+
+    tcfg = tc.task_class(task)[1]()
+    r = TrainResult(actor_layers=[], contract={}, task=dataclasses.asdict(tcfg) | {"name": task},
+                    ppo=dataclasses.asdict(PPOConfig()), seed=7, metrics={}, history=[{"chunk": 1, "env_steps": 1.0}],
+                    platform_name="p", settings={"seconds": 30.0, "max_env_steps": 5, "robust": False,
+                                                 "randomization": {}})
+    files = tc.bundle_files(r)
+    assert files["metrics.csv"] == b"chunk,env_steps\n1,1.0\n"
+    (tmp_path / "platform.toml").write_bytes((ROOT / "hardware" / ("rc_car_1_10.toml" if task == "race" else
+                                                                   "crazyflie_2_1.toml")).read_bytes())
+    (tmp_path / "config.toml").write_bytes(files["config.toml"])
+    back = tc.load(tmp_path)
+    assert back["train"]["platform"] == str(tmp_path / "platform.toml") and back["train"]["seed"] == 7
+    assert back["task"] == {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("name", "track")}
+    assert tc.task_class(task)[1](**back["task"]) == dataclasses.replace(tcfg, name=tcfg.name)
+    assert PPOConfig(**back["ppo"]) == PPOConfig()
