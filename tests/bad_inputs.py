@@ -273,6 +273,8 @@ CASES: list[Case] = [
          block="cflib"),
     Case("extra-export-onnx", "extra", "export --target onnx without onnx", ("export", HOVER, "--target", "onnx"),
          'edgectl[export]', _copy(HOVER), block="onnx"),
+    Case("extra-tensorboard", "extra", "train --tensorboard without tensorboard (not an extra: pip install tensorboard)",
+         ("train", "quadrotor", "--tensorboard", "tb"), "tensorboard", block="tensorboard"),
     Case("extra-sweep-ray", "extra", "sweep without ray", ("sweep", "hover.toml", "--seeds", "0-1"), 'edgectl[sweep]',
          _write("hover.toml", '[train]\ntask = "hover"\n'), block="ray"),
     # --- packets: images and logs the tools read ---------------------------------------------------
