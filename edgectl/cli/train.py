@@ -50,11 +50,11 @@ def train(
     action: str = typer.Option("motor", "--action", metavar=choice(*ACTIONS), help="quadrotor hover/figure8: motor (four normalized motor "
                                "commands) or ctbr (collective thrust + body rates, flown through the platform's "
                                "[rate_controller] loop: what PX4 offboard and ArduPilot GUIDED_NOGPS accept over MAVLink)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Training config (TOML: [train], [task], "
-                                          "[randomization], [ppo]; a bundle's config.toml trains that run again). "
+    config: Optional[Path] = typer.Option(None, "--config", help="Training config (TOML: sections train, task, "
+                                          "randomization, ppo; a bundle's config.toml trains that run again). "
                                           "Options given beside it win."),
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Set one config field, e.g. "
-                                             "ppo.lr=1e-3, task.w_position=10, randomization.mass=[0.8,1.2], "
+                                             "ppo.lr=1e-3, task.w_position=10, randomization.mass=\\[0.8,1.2], "
                                              "train.max_env_steps=2000000 (repeatable; after --config)."),
     tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Also write every chunk's metrics as "
                                                "TensorBoard scalars under DIR/<bundle name> (needs tensorboard; "
