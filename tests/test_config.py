@@ -205,3 +205,15 @@ def test_the_resolved_config_of_every_task_reads_back_as_written(tmp_path, task)
     assert back["task"] == {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("name", "track")}
     assert tc.task_class(task)[1](**back["task"]) == dataclasses.replace(tcfg, name=tcfg.name)
     assert PPOConfig(**back["ppo"]) == PPOConfig()
+
+
+def test_precedence_file_then_set_then_options_and_the_vehicle_chooses_the_schema(tmp_path):
+    from edgectl.cli.sweep import train_config
+
+    p = _write(tmp_path, "p.toml", "[train]\nseed = 1\n[ppo]\nlr = 1e-3\n")
+    opts = dict(vehicle="rc-car", task=None, seconds=None, seed=3, platform=None, robust=False, track=None,
+                action="motor", action_delay=0.0)  # outside a command line every option counts as given
+    t = train_config(p, ["task.w_progress=2", "train.seed=4", "ppo.lr=5e-4"], opts)
+    assert t.cfg["train"]["task"] == "race" and t.cfg["train"]["seed"] == 3  # the option wins over --set and the file
+    assert t.cfg["task"] == {"w_progress": 2.0} and t.trainer_kwargs() == {"ppo_overrides": {"lr": 5e-4}}
+    assert train_config(None, None, opts) is None  # neither --config nor --set: edgectl train as before

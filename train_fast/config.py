@@ -130,6 +130,12 @@ def randomization_schema(vehicle: str) -> dict[str, Spec]:
 # --- reading ------------------------------------------------------------------------------------------------------
 def load(path: str | Path) -> dict:
     """A config file as {section: {field: value}}, checked (ConfigError). Relative paths are made absolute."""
+    return check(read(path), str(path))
+
+
+def read(path: str | Path) -> dict:
+    """A config file as it is written (values not checked, nothing filled in; relative paths made absolute), to
+    apply --set to before check(): a vehicle given later then still picks its own default task."""
     p = Path(path)
     if p.is_dir():
         p = p / CONFIG_FILE
@@ -156,7 +162,7 @@ def load(path: str | Path) -> dict:
         v = cfg.get("train", {}).get(key)
         if isinstance(v, str) and _is_path(v) and not Path(v).is_absolute():
             cfg["train"][key] = str((p.parent / v).resolve())
-    return check(cfg, str(p))
+    return cfg
 
 
 def _is_path(v: str) -> bool:

@@ -66,16 +66,23 @@ def train_config(config: Optional[Path], sets: Optional[list[str]], options: dic
         return None
     from train_fast import config as tc
 
-    try:
-        cfg = tc.load(config) if config is not None else tc.check({}, "--set")
-        where = str(config) if config is not None else "--set"
+    where = str(config) if config is not None else "--set"
+    try:  # each step checked where it comes from; the file's values as written, so a later vehicle picks its task
+        raw = tc.read(config) if config is not None else {}
+        for name in ("vehicle", "task"):  # first too: they choose the schema the file and each --set are checked in
+            if options.get(name) is not None and _explicit(name):
+                raw = tc.apply_set(raw, TRAIN_OPTIONS[name], options[name], f"--{name}")
+        cfg = tc.check(raw, where)
         for text in sets or []:
             key, value = tc.parse_set(text)
-            cfg = tc.check(tc.apply_set(cfg, key, tc.parse_value(value), f"--set {text}"), f"--set {text}")
+            raw = tc.apply_set(raw, key, tc.parse_value(value), f"--set {text}")
+            cfg = tc.check(raw, f"--set {text}")
         for name, value in options.items():
+            if name in ("action", "action_delay") and cfg["train"]["task"] not in ("hover", "figure8"):
+                continue  # not a field of the task: edgectl train refuses a non-default value itself
             if value is not None and _explicit(name):
-                cfg = tc.check(tc.apply_set(cfg, TRAIN_OPTIONS[name], value, f"--{name.replace('_', '-')}"),
-                               f"--{name.replace('_', '-')} {value}")
+                raw = tc.apply_set(raw, TRAIN_OPTIONS[name], value, f"--{name.replace('_', '-')}")
+                cfg = tc.check(raw, f"--{name.replace('_', '-')} {value}")
     except tc.ConfigError as e:
         _fail(str(e))
     return TrainConfig(cfg, where)
@@ -147,7 +154,8 @@ def sweep_cmd(
     except ValueError as e:
         _fail(str(e))
     try:
-        base = tc.load(config)
+        raw = tc.read(config)
+        base = tc.check(raw, str(config))
         axes: list[tuple[str, list]] = []
         for text in sets or []:
             key, values = tc.parse_set(text)
@@ -155,7 +163,7 @@ def sweep_cmd(
             axes.append((key, [tc.parse_value(v) for v in tc.split_values(values)]))
         trials = []
         for combo in itertools.product(*(vals for _, vals in axes)):
-            cfg = base
+            cfg = raw
             for (key, _), v in zip(axes, combo):
                 cfg = tc.apply_set(cfg, key, v, f"--set {key}={v}")
             for s in seed_list:
