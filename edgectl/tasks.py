@@ -25,6 +25,8 @@ HOOK_FLOORS: dict[str, str] = {
     "import_config": "training",  # (file, contract, fields, overrides, extra) -> (task module, config factory)
     "observations": "training",  # (bundle, n, seed, source) -> (n, obs) float32: int8 calibration and parity
     "curve": "training",        # (history, title, budget_s) -> PNG bytes of the training curve
+    "task_config": "training",  # (name) -> (the task's settings dataclass, its factory with the task's defaults)
+    "eval_bundle": "training",  # (bundle, episodes, seed) -> summary dict: the evaluation `edgectl sweep` records
     "int8_check": "export",     # (job) -> dict: the int8 policy flown beside the float one
     "evaluate": "cli",          # (b, opts) -> None: `edgectl eval` of a bundle of this task
     "fly": "cli",               # (b, opts) -> None: `edgectl run` of a bundle of this task
@@ -54,6 +56,7 @@ class Task:
     goal: Goal
     options: frozenset[str] = frozenset()   # train/eval/run options that apply (see OPTIONS)
     hooks: Mapping[str, str] = field(default_factory=dict)
+    metric: str = "survival_rate"  # the evaluation figure `edgectl sweep` plots by default
     gym_id: Optional[str] = None  # gymnasium id, registered on `import edgectl` (edgectl/gym_ids.py)
     warm_by_default: bool = True  # `edgectl warmup` without --task compiles it
     commands: str = "motor commands"  # what its actions are, for messages
@@ -132,6 +135,8 @@ def vehicles() -> dict[str, tuple[str, ...]]:
 
 
 _QUAD_HOOKS = {"setup": "train_fast.tasks.training:quadrotor",
+               "task_config": "train_fast.tasks.training:quadrotor_config",
+               "eval_bundle": "train_fast.tasks.training:eval_quadrotor",
                "gym_env": "train_fast.tasks.training:quadrotor_env",
                "import_config": "train_fast.importer:quadrotor_import",
                "observations": "train_fast.evaluate:collect_observations",
@@ -143,15 +148,18 @@ _QUAD_HOOKS = {"setup": "train_fast.tasks.training:quadrotor",
 register(Task("hover", "quadrotor", "hold a position from random starts (Learning to Fly in Seconds)", _SURVIVE,
               options=_QUAD, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Hover-v0"))
 register(Task("figure8", "quadrotor", "track a figure-eight reference", _SURVIVE,
-              options=_QUAD | {"reference"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Figure8-v0"))
+              options=_QUAD | {"reference"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Figure8-v0",
+              metric="tracking_rmse_m"))
 register(Task("avoid", "quadrotor", "fly through an obstacle field from a camera image (CAD2RL-style)",
               Goal("success_rate", 0.5, "{value} of the obstacle fields crossed"),
               options=frozenset({"camera"}), warm_by_default=False, commands="velocity setpoints",
-              gym_id="edgectl/Avoid-v0",
+              gym_id="edgectl/Avoid-v0", metric="success_rate",
               on_board=("--target crazyflie builds the observation from the state estimate; an avoid (image) policy "
                         "needs the camera image on board: use --target c or stm32 (it fits the MCU budget) and feed "
                         "edgectl_policy_step() from your camera driver, or --target onnx/tensorrt on a Jetson"),
               hooks={"setup": "train_fast.tasks.training:avoid",
+                     "task_config": "train_fast.tasks.training:avoid_config",
+                     "eval_bundle": "train_fast.tasks.training:eval_avoid",
                      "gym_env": "train_fast.tasks.training:avoid_env",
                      "import_config": "train_fast.importer:avoid_import",
                      "observations": "train_fast.evaluate_avoid:collect_observations",
@@ -162,8 +170,10 @@ register(Task("avoid", "quadrotor", "fly through an obstacle field from a camera
 register(Task("race", "rc-car", "race a 1/10 RC car around a track from one demonstration lap (FastRLAP)",
               Goal("lap_time_s", None, "no lap finished from a standing start"),
               options=frozenset({"track"}), commands="steering and throttle",
-              gym_id="edgectl/Race-v0",
+              gym_id="edgectl/Race-v0", metric="lap_time_s",
               hooks={"setup": "train_fast.tasks.training:race",
+                     "task_config": "train_fast.tasks.training:race_config",
+                     "eval_bundle": "train_fast.tasks.training:eval_race",
                      "gym_env": "train_fast.tasks.training:race_env",
                      "import_config": "train_fast.importer:race_import",
                      "observations": "train_fast.evaluate_car:collect_observations",

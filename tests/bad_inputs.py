@@ -33,7 +33,7 @@ BLOCKER = DATA / "block_imports"
 @dataclass(frozen=True)
 class Case:
     id: str
-    kind: str  # bundle, platform, track, URI, extra, packet, sensor, flag
+    kind: str  # bundle, platform, track, config, URI, extra, packet, sensor, flag
     what: str  # the bad input, in words
     args: tuple  # edgectl arguments; {PORT}: the vehicle's port
     names: str  # the error line must contain this (the file, field or value)
@@ -226,6 +226,19 @@ CASES: list[Case] = [
          ("train", "rc-car", "--track", "lap.csv"), "lap.csv",
          _write("lap.csv", "# half_width: 0.75 m\nx,y\n0,0\n5,zero\n5,5\n0,5\n")),
     Case("track-on-quadrotor", "track", "--track for a quadrotor", ("train", "quadrotor", "--track", "oval"), "--track"),
+    # --- training configs (edgectl train --config / --set, edgectl sweep) ------------------------------------------
+    Case("config-unit", "config", "a config value in the wrong unit (deg for rad)", ("train", "--config", "c.toml"),
+         "task.init_tilt", _write("c.toml", '[task]\ninit_tilt = { value = 70, unit = "deg" }\n')),
+    Case("config-key-typo", "config", "a misspelled config field (w_positon)", ("train", "--config", "c.toml"),
+         "task.w_positon", _write("c.toml", "[task]\nw_positon = 3\n")),
+    Case("config-range", "config", "a randomization range that leaves out the nominal vehicle",
+         ("train", "--config", "c.toml"), "randomization.mass", _write("c.toml", "[randomization]\nmass = [1.2, 1.5]\n")),
+    Case("config-set-value", "config", "--set of a PPO setting that is not a number",
+         ("train", "quadrotor", "--set", "ppo.lr=abc"), "ppo.lr"),
+    Case("config-sweep-value", "config", "a sweep over a negative learning rate",
+         ("sweep", "c.toml", "--set", "ppo.lr=1e-3,-1"), "ppo.lr", _write("c.toml", '[train]\ntask = "hover"\n')),
+    Case("config-sweep-seeds", "config", "sweep --seeds that are not numbers", ("sweep", "c.toml", "--seeds", "a-b"),
+         "--seeds", _write("c.toml", '[train]\ntask = "hover"\n')),
     # --- URIs ---------------------------------------------------------------------------------------
     Case("uri-unknown-scheme", "URI", "a URI no link speaks", ("run", HOVER, "--uri", "ftp://x", "--seconds", "1"),
          "ftp://x", _copy(HOVER)),
@@ -270,6 +283,10 @@ CASES: list[Case] = [
          _write("f.mcap", b"\x89MCAP0\r\n"), block="mcap"),
     Case("extra-plot-ulog", "extra", "plot of a PX4 ULog without pyulog", ("plot", "f.ulg"), "pip install pyulog",
          _write("f.ulg", b"ULog\x01\x12\x35\x01" + bytes(8)), block="pyulog"),
+    Case("extra-tensorboard", "extra", "train --tensorboard without tensorboard (not an extra: pip install tensorboard)",
+         ("train", "quadrotor", "--tensorboard", "tb"), "tensorboard", block="tensorboard"),
+    Case("extra-sweep-ray", "extra", "sweep without ray", ("sweep", "hover.toml", "--seeds", "0-1"), 'edgectl[sweep]',
+         _write("hover.toml", '[train]\ntask = "hover"\n'), block="ray"),
     # --- packets: images and logs the tools read ---------------------------------------------------
     Case("packet-flash-missing", "packet", "flash of a firmware image that does not exist",
          ("flash", "cf2.bin", "--uri", "udp://127.0.0.1:19850"), "cf2.bin"),

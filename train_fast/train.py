@@ -43,25 +43,29 @@ class TrainResult:
     platform_name: str = ""
     platform_toml: bytes = b""
     extra_files: dict = field(default_factory=dict)  # name -> bytes written into the bundle (e.g. track.csv)
+    # the budget and what replaced the platform's ranges: with task, ppo and seed, the bundle's config.toml
+    settings: dict = field(default_factory=dict)
 
 
 def train(platform_name: str | None = None, task: str = "hover", seconds: float = 20.0, seed: int = 0,
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float | None = None, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
           max_env_steps: float | None = None, eval_from: float | None = None, robust: bool = False,
-          track: str | None = None) -> TrainResult:
+          track: str | None = None, randomization: dict | None = None) -> TrainResult:
     """PPO on any registered task against a wall-clock (or env-step) budget; returns the best checkpoint.
 
     The task's registry "setup" hook (train_fast/tasks/training.py) builds its environments, contract, checkpoint
     judge and PPO settings; the budgeted loop below is the same for every task. `reserve_seconds` and
     `eval_from` default to the task's own (see TaskSetup); `platform_name` to its vehicle's default platform.
+    ``randomization`` replaces the platform's [randomization] fields (train_fast.config.patch_platform).
     """
     t_start = time.time() if t_start is None else t_start
     from edgectl.platforms import load_platform
     from edgectl.tasks import DEFAULT_PLATFORM, task as registered
+    from train_fast.config import patch_platform
 
     entry = registered(task)
-    plat = load_platform(platform_name or DEFAULT_PLATFORM[entry.vehicle])
+    plat = patch_platform(load_platform(platform_name or DEFAULT_PLATFORM[entry.vehicle]), randomization)
     if plat.kind != entry.platform_kind:
         raise ValueError(f"{plat.path}: platform {plat.name!r} is a {plat.kind}; the {task} task needs a "
                          f"{entry.platform_kind} platform")
@@ -83,7 +87,13 @@ def train(platform_name: str | None = None, task: str = "hover", seconds: float 
     return TrainResult(
         actor_layers=layers, contract=setup.contract, task=setup.task, ppo=dataclasses.asdict(pcfg), seed=seed,
         metrics=metrics, history=history, platform_name=plat.name, platform_toml=plat.raw,
-        extra_files=dict(setup.extra_files))
+        extra_files=dict(setup.extra_files),
+        settings=_settings(seconds, max_env_steps, randomization, robust=robust))
+
+
+def _settings(seconds: float, max_env_steps: float | None, randomization: dict | None, robust: bool = False) -> dict:
+    return {"seconds": float(seconds), "max_env_steps": None if max_env_steps is None else int(max_env_steps),
+            "robust": robust, "randomization": dict(randomization or {})}
 
 
 def _budgeted_ppo(jax, pcfg, init, train_chunk, evaluate, judge: Callable, *, seed: int, t_start: float, deadline: float,
@@ -211,6 +221,7 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
     """Write a TrainResult as a verified policy bundle (edgectl.bundle does the checking); ``command``, the
     command line that trained it, is recorded in the manifest's versions beside the git commit."""
     from edgectl.bundle import write_bundle
+    from train_fast.config import bundle_files
 
     weights, layers = {}, []
     for i, (w, b) in enumerate(result.actor_layers):
@@ -222,7 +233,8 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
                         platform_toml=result.platform_toml, platform_name=result.platform_name,
                         task=result.task, seed=result.seed, metrics=_json_safe(metrics),
                         versions=versions() | ({"command": command} if command else {}),
-                        extra_files={**result.extra_files, **(extra_files or {})}, overwrite=overwrite)
+                        extra_files={**bundle_files(result), **result.extra_files, **(extra_files or {})},
+                        overwrite=overwrite)
 
 
 def _json_safe(x):

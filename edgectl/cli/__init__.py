@@ -33,6 +33,7 @@ from edgectl.cli.vehicles import *  # noqa: F403
 from edgectl.cli.run import *  # noqa: F403
 from edgectl.cli.run import _print_run_end, _run_avoid, _run_avoid_crazyflie, _run_race, _open_log  # noqa: F401
 from edgectl.cli.misc import *  # noqa: F403
+from edgectl.cli.sweep import *  # noqa: F403
 
 
 def main() -> None:

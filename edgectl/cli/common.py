@@ -38,7 +38,7 @@ _MAX_STARTUP_S = 60.0
 EXTRAS = {"jax": "train", "jaxlib": "train", "optax": "train", "numba": "train", "matplotlib": "train",
           "onnx": "export", "onnxruntime": "export", "ai_edge_litert": "export", "flatbuffers": "export",
           "cflib": "bridge", "pymavlink": "bridge", "serial": "bridge", "cobs": "bridge", "usb": "bridge",
-          "cv2": "camera", "rotorpy": "transfer", "mcap": "fly"}
+          "cv2": "camera", "rotorpy": "transfer", "mcap": "fly", "ray": "sweep"}
 _PACKAGE_NAMES = {"serial": "pyserial", "cv2": "opencv-python-headless", "usb": "pyusb", "ai_edge_litert": "ai-edge-litert"}
 # Client libraries whose own log lines (cflib logs a full traceback when no Crazyradio is plugged in) only -v shows.
 _OUR_LOGGERS = ("edgectl", "firmware_bridge", "export", "train_fast")

@@ -24,7 +24,8 @@ ACTIONS = ("motor", "ctbr")  # quadrotor hover/figure8: what the policy commands
 
 @app.command()
 def train(
-    vehicle: str = typer.Argument(..., metavar="|".join(VEHICLES), help=f"Vehicle kind: {', '.join(VEHICLES)}."),
+    vehicle: Optional[str] = typer.Argument(None, metavar="|".join(VEHICLES), help=f"Vehicle kind: {', '.join(VEHICLES)}.",
+                                            show_default="train.vehicle of --config"),
     task: Optional[str] = typer.Option(None, "--task", metavar=choice(*TASKS), help="Task: hover | figure8 | avoid (quadrotor, avoid: vision, CAD2RL-style), race (rc-car).",
                                        show_default="hover (quadrotor), race (rc-car)"),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock budget in seconds, from process start "
@@ -51,9 +52,29 @@ def train(
     action: str = typer.Option("motor", "--action", metavar=choice(*ACTIONS), help="quadrotor hover/figure8: motor (four normalized motor "
                                "commands) or ctbr (collective thrust + body rates, flown through the platform's "
                                "[rate_controller] loop: what PX4 offboard and ArduPilot GUIDED_NOGPS accept over MAVLink)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Training config (TOML: sections train, task, "
+                                          "randomization, ppo; a bundle's config.toml trains that run again). "
+                                          "Options given beside it win."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Set one config field, e.g. "
+                                             "ppo.lr=1e-3, task.w_position=10, randomization.mass=\\[0.8,1.2], "
+                                             "train.max_env_steps=2000000 (repeatable; after --config)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Also write every chunk's metrics as "
+                                               "TensorBoard scalars under DIR/<bundle name> (needs tensorboard; "
+                                               "the bundle's metrics.csv has them either way)."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
+    from edgectl.cli.sweep import tensorboard_check, train_config, write_tensorboard
+
+    tensorboard_check(tensorboard)
+    run_cfg = train_config(config, sets, dict(vehicle=vehicle, task=task, seconds=seconds, seed=seed, platform=platform,
+                                              robust=robust, track=track, action=action, action_delay=action_delay))
+    if run_cfg is not None:
+        vehicle, task, seconds, seed, platform, robust, track, action, action_delay = (run_cfg.option(k, v) for k, v in (
+            ("vehicle", vehicle), ("task", task), ("seconds", seconds), ("seed", seed), ("platform", platform),
+            ("robust", robust), ("track", track), ("action", action), ("action_delay", action_delay)))
+    if vehicle is None:
+        _fail("missing the vehicle: edgectl train quadrotor|rc-car, or --config FILE")
     if vehicle not in VEHICLES:
         _fail(f"unknown vehicle {vehicle!r}; supported vehicles: {', '.join(VEHICLES)}")
     task = task or VEHICLES[vehicle][0]
@@ -84,6 +105,8 @@ def train(
         _fail(str(e))
     if plat.kind != PLATFORM_KIND.get(vehicle, vehicle):
         _fail(f"platform {plat.name!r} ({plat.path}) is a {plat.kind}, not a {vehicle}")
+    if run_cfg is not None:
+        run_cfg.check_platform(plat)
     if action == "ctbr" and "rate_controller.firmware" not in plat.values:
         _fail(f"--action ctbr: platform {plat.name!r} ({plat.path}) has no [rate_controller] section naming the autopilot "
               "whose rate loop flies the policy (firmware = crazyflie | px4 | ardupilot, max_rate)")
@@ -104,8 +127,12 @@ def train(
         console.print(f"[yellow]note:[/] --seconds {seconds:g} is short: start-up and JIT compilation alone "
                       "take about 5-10 s of it, so expect little training")
     overrides = ({"action_delay": action_delay} if action_delay else {}) | ({"action": action} if action != "motor" else {})
+    if run_cfg is not None:
+        overrides = run_cfg.task_overrides(overrides)
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
-                                            task_overrides=overrides or None, robust=robust, default_out=default_out)
+                                            task_overrides=overrides or None, robust=robust, default_out=default_out,
+                                            trainer_kwargs=run_cfg.trainer_kwargs() if run_cfg is not None else None)
+    write_tensorboard(tensorboard, out, result.history, t_start)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
 
@@ -128,7 +155,7 @@ def failed_evaluation(best: dict, task: str) -> str | None:
 
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
                   track: Optional[str] = None, task_overrides: Optional[dict] = None, robust: bool = False,
-                  default_out: bool = True):
+                  default_out: bool = True, trainer_kwargs: Optional[dict] = None):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -178,7 +205,8 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
                          refresh_per_second=8) as progress:
         tid = progress.add_task("compiling (JIT)", total=budget, stats="")
         result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
-                       progress=on_chunk, task_overrides=task_overrides, robust=robust, track=track)
+                       progress=on_chunk, task_overrides=task_overrides, robust=robust, track=track,
+                       **(trainer_kwargs or {}))
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:

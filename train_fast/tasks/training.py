@@ -153,3 +153,36 @@ def avoid_env(name: str, plat, *, randomize: bool, training: bool, disturbances:
     _no("track", name, track)
     cfg = mod.avoid_config(**overrides)
     return mod, mod.make_env(cfg, plat), cfg
+
+
+# --- the registry's "task_config" hooks: (settings dataclass, factory with the task's defaults) ------------------------
+def quadrotor_config(name: str):
+    from train_fast.tasks import quadrotor_tasks as qt
+    return qt.TaskConfig, qt.TASKS[name]
+
+
+def race_config(name: str):
+    from train_fast.tasks import car_tasks as ct
+    return ct.TaskConfig, ct.race_config
+
+
+def avoid_config(name: str):
+    from train_fast.tasks import avoid_tasks as at
+    return at.TaskConfig, at.avoid_config
+
+
+# --- the registry's "eval_bundle" hooks: a bundle's evaluation on fresh episodes, as `edgectl eval` runs it ----------
+def eval_quadrotor(bundle, episodes: int, seed: int) -> dict:
+    from train_fast.evaluate import evaluate_bundle
+    return evaluate_bundle(bundle, episodes=episodes, seed=seed)[0]
+
+
+def eval_race(bundle, episodes: int, seed: int) -> dict:
+    """Laps, not episodes: `edgectl eval`'s 3 laps from a standing start (the pure-pursuit baseline left out)."""
+    from train_fast.evaluate_car import evaluate_bundle
+    return evaluate_bundle(bundle, seed=seed, baseline=False)[0]
+
+
+def eval_avoid(bundle, episodes: int, seed: int) -> dict:
+    from train_fast.evaluate_avoid import evaluate_bundle
+    return evaluate_bundle(bundle, episodes=episodes, seed=seed)[0]
