@@ -257,9 +257,9 @@ def check(cfg: dict, where: str) -> dict:
            "task": _section(where, "task", task_schema(task), cfg.get("task", {})),
            "randomization": _section(where, "randomization", randomization_schema(vehicle), cfg.get("randomization", {})),
            "ppo": _section(where, "ppo", ppo_schema(), cfg.get("ppo", {}))}
-    if out["train"].get("track") is not None and vehicle != "rc-car":
+    if out["train"].get("track") is not None and "track" not in registered(task).options:
         raise ConfigError(f"{where}: field train.track applies to rc-car only, not to {vehicle}")
-    if out["train"].get("robust") and task not in ("hover", "figure8"):
+    if out["train"].get("robust") and "robust" not in registered(task).options:
         raise ConfigError(f"{where}: field train.robust applies to quadrotor hover and figure8, not to {vehicle} {task}")
     ppo = out["ppo"]
     n = ppo.get("num_envs", 1024) * ppo.get("num_steps", 32)

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from edgectl.cli.common import RUNS, _console, _fail, _print_json, app
-from edgectl.tasks import tasks as registered_tasks
+from edgectl.tasks import task as registered_task, tasks as registered_tasks
 
 # edgectl train's options -> the config field each stands for
 TRAIN_OPTIONS = {"vehicle": "train.vehicle", "task": "train.task", "seconds": "train.seconds", "seed": "train.seed",
@@ -79,7 +79,7 @@ def train_config(config: Optional[Path], sets: Optional[list[str]], options: dic
             raw = tc.apply_set(raw, key, tc.parse_value(value), f"--set {text}")
             cfg = tc.check(raw, f"--set {text}")
         for name, value in options.items():
-            if name in ("action", "action_delay") and cfg["train"]["task"] not in ("hover", "figure8"):
+            if name in ("action", "action_delay") and name not in registered_task(cfg["train"]["task"]).options:
                 continue  # not a field of the task: edgectl train refuses a non-default value itself
             if value is not None and _explicit(name):
                 raw = tc.apply_set(raw, TRAIN_OPTIONS[name], value, f"--{name.replace('_', '-')}")
