@@ -228,9 +228,10 @@ def contract_problems(job) -> list[str]:
                                 f"up; max |first-layer weight| {float(np.max(np.abs(w0[[start + i for i in used]]))):.3g}), "
                                 "mc_nn_control feeds rows 0-1 only (6 values, PopulateInputTensor) and its ops "
                                 "(FULLY_CONNECTED, RELU, ADD) cannot rebuild row 2 (a cross product)")
-            if name == "velocity_error" and b.task_name != "hover":
-                problems.append(f"observation.velocity_error: the {b.task_name} task's reference velocity; mc_nn_control "
-                                "feeds the vehicle's velocity and a position setpoint, no velocity reference")
+            if name == "velocity_error" and c.get("reference"):  # a moving reference (figure8): not a fixed setpoint
+                problems.append(f"observation.velocity_error: the {b.task_name} task's reference velocity (contract "
+                                f"reference {c['reference'].get('kind')!r}); mc_nn_control feeds the vehicle's velocity "
+                                "and a position setpoint, no velocity reference")
         start += n
     act = b.manifest["policy"].get("activation")
     if b.manifest["policy"].get("kind") != "mlp" or act != "relu":
