@@ -368,7 +368,9 @@ def target_px4(job, out: Path, check_budget) -> None:
     problems = contract_problems(job)
     if problems:
         more = [p.split(":")[0] for p in problems[1:]]
-        raise ExportError(f"--target px4: {problems[0]}" + (f" (also: {', '.join(more)})" if more else ""))
+        hint = "" if problems[0].startswith("platform:") else (
+            f"; a hover policy the module runs: edgectl train quadrotor --platform {job.bundle.platform_name} --for px4")
+        raise ExportError(f"--target px4: {problems[0]}" + (f" (also: {', '.join(more)})" if more else "") + hint)
     data, info = model_bytes(job.bundle)
     ops = tflite_ops(data)
     if not set(ops) <= set(MODULE_OPS):
