@@ -134,7 +134,8 @@ def _float_source(bundle) -> str:
         parts.append(f"static const float L{i}_B[{w.shape[1]}] = {_array(b, _f)};")
     num = " + u * (".join(_f(v) for v in TANH_NUM) + ")" * (len(TANH_NUM) - 1)
     den = " + u * (".join(_f(v) for v in TANH_DEN) + ")" * (len(TANH_DEN) - 1)
-    parts.append(f"""
+    # only the activation the bundle uses: an unused static function fails -Werror (-Wunused-function)
+    tanh_fn = f"""
 /* tanh(x) = x N(x^2) / D(x^2) on |x| <= {TANH_CLAMP:g}, |error| <= 4e-7: ~15 instructions instead of libm's ~230. */
 static float tanh_approx(float x)
 {{
@@ -144,7 +145,8 @@ static float tanh_approx(float x)
     u = x * x;
     return x * ({num}) / ({den});
 }}
-
+""" if act_fn == "tanh" else ""
+    parts.append(f"""{tanh_fn}
 static float activation(float x)
 {{
     {'return tanh_approx(x);' if act_fn == 'tanh' else 'return x > 0.0f ? x : 0.0f;'}

@@ -109,3 +109,28 @@ def test_the_committed_px4_fixture_is_the_variant_and_flies():
     assert "--for px4" in m["versions"]["command"] and m["policy"]["activation"] == "relu"
     from edgectl.tasks import task
     assert task(job.bundle.task_name).fails(m["metrics"]["best_eval"]) is None  # it flies (the task's own goal)
+
+
+def test_the_relu_fixture_runs_on_the_other_backends_or_is_refused_clearly(tmp_path):
+    """Every backend that loads a bundle takes the variant's ReLU layout: float C (compiled with -Werror: no unused
+    tanh helper), ONNX and TFLite against Bundle.act; int8 (tanh tables only) refuses naming policy.activation."""
+    from edgectl.hostc import load_host_policy
+    from export import c_codegen
+    from export.errors import ExportError
+    from export.onnx_export import run_onnx, write_onnx
+    from export.tflite_export import verify_tflite, write_tflite
+    from export.targets import export
+    b = load_bundle(DATA / "px4_hover_bundle")
+    obs = np.random.default_rng(0).normal(0.0, 1.0, (256, b.contract["observation"]["size"])) * np.asarray(
+        b.contract["observation"]["normalization"]["scale"]) + np.asarray(b.contract["observation"]["normalization"]["offset"])
+    want = b.act(obs)
+    files = c_codegen.generate_c(b)
+    assert "tanh_approx" not in files["edgectl_policy.c"]
+    host = load_host_policy(files, b.contract["observation"]["size"], 4, tmp_path / "c")
+    assert np.max(np.abs(host.batch(obs) - want)) <= 1e-5
+    assert np.max(np.abs(run_onnx(write_onnx(b, tmp_path / "p.onnx"), obs) - want)) <= 1e-5
+    write_tflite(b, tmp_path / "p.tflite")
+    assert np.max(np.abs(verify_tflite(tmp_path / "p.tflite", obs) - want)) <= 1e-5
+    with pytest.raises(ExportError, match="policy.activation: int8 export supports 'tanh', got 'relu'"):
+        export(DATA / "px4_hover_bundle", "c", tmp_path / "out", int8=True, calibration="random-states",
+               samples=200, calib_samples=200)
