@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 # Each hook role, and the highest floor (tests/test_layers.py FLOORS) its module may live on: a role is called
 # from that floor or above. "fly" and "evaluate" are the CLI's own rooms.
 HOOK_FLOORS: dict[str, str] = {
-    "setup": "training",        # (platform, task_overrides, robust, track) -> train_fast.train.TaskSetup
+    "setup": "training",        # (platform, task_overrides, robust, track, target) -> train_fast.train.TaskSetup
     "gym_env": "training",      # (name, platform, **kw) -> (task module, env, config) for train_fast/envs.py
     "import_config": "training",  # (file, contract, fields, overrides, extra) -> (task module, config factory)
     "observations": "training",  # (bundle, n, seed, source) -> (n, obs) float32: int8 calibration and parity
@@ -90,7 +90,7 @@ class Task:
 
 
 # Options a task may accept; the CLI checks an option against `name in task.options` before using it.
-OPTIONS = ("robust", "action", "action_delay", "perturb", "track", "camera", "reference")
+OPTIONS = ("robust", "action", "action_delay", "perturb", "track", "camera", "reference", "for")
 
 _QUAD = frozenset({"robust", "action", "action_delay", "perturb"})
 _SURVIVE = Goal("survival_rate", 0.5, "survival {value} of {episodes} episodes (under half: no median error)")
@@ -146,7 +146,7 @@ _QUAD_HOOKS = {"setup": "train_fast.tasks.training:quadrotor",
                "fly": "edgectl.cli.run:fly_quadrotor"}
 
 register(Task("hover", "quadrotor", "hold a position from random starts (Learning to Fly in Seconds)", _SURVIVE,
-              options=_QUAD, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Hover-v0"))
+              options=_QUAD | {"for"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Hover-v0"))
 register(Task("figure8", "quadrotor", "track a figure-eight reference", _SURVIVE,
               options=_QUAD | {"reference"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Figure8-v0",
               metric="tracking_rmse_m"))

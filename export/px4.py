@@ -60,7 +60,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from edgectl.tasks import task as registered
 
 from .errors import ExportError
 
@@ -230,9 +229,10 @@ def contract_problems(job) -> list[str]:
                                 f"up; max |first-layer weight| {float(np.max(np.abs(w0[[start + i for i in used]]))):.3g}), "
                                 "mc_nn_control feeds rows 0-1 only (6 values, PopulateInputTensor) and its ops "
                                 "(FULLY_CONNECTED, RELU, ADD) cannot rebuild row 2 (a cross product)")
-            if name == "velocity_error" and "reference" in registered(b.task_name).options:  # a moving reference
-                problems.append(f"observation.velocity_error: the {b.task_name} task's reference velocity; mc_nn_control "
-                                "feeds the vehicle's velocity and a position setpoint, no velocity reference")
+            if name == "velocity_error" and c.get("reference"):  # a moving reference (figure8): not a fixed setpoint
+                problems.append(f"observation.velocity_error: the {b.task_name} task's reference velocity (contract "
+                                f"reference {c['reference'].get('kind')!r}); mc_nn_control feeds the vehicle's velocity "
+                                "and a position setpoint, no velocity reference")
         start += n
     act = b.manifest["policy"].get("activation")
     if b.manifest["policy"].get("kind") != "mlp" or act != "relu":
@@ -369,7 +369,9 @@ def target_px4(job, out: Path, check_budget) -> None:
     problems = contract_problems(job)
     if problems:
         more = [p.split(":")[0] for p in problems[1:]]
-        raise ExportError(f"--target px4: {problems[0]}" + (f" (also: {', '.join(more)})" if more else ""))
+        hint = "" if problems[0].startswith("platform:") else (
+            f"; a hover policy the module runs: edgectl train quadrotor --platform {job.bundle.platform_name} --for px4")
+        raise ExportError(f"--target px4: {problems[0]}" + (f" (also: {', '.join(more)})" if more else "") + hint)
     data, info = model_bytes(job.bundle)
     ops = tflite_ops(data)
     if not set(ops) <= set(MODULE_OPS):

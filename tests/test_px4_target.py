@@ -1,9 +1,10 @@
 """`edgectl export --target px4` (export/px4.py): the model PX4's mc_nn_control compiles (control_net.cpp/.hpp).
 
-No fixture bundle can be exported: every trained bundle reads the rotation matrix's third row, previous actions and
-an integral, with tanh layers, and mc_nn_control feeds none of those (the refusals below). The exportable bundle
-here is written with the module's contract (hover on px4_x500_v2, no action history, no integral, ReLU, no weight on
-R[2, :]) and seeded random weights: parity and the build do not need a policy that flies.
+The normal trained bundles read the rotation matrix's third row, previous actions and an integral, with tanh
+layers, and mc_nn_control feeds none of those (the refusals below); `edgectl train --for px4` trains one it runs
+(tests/test_px4_train.py). The exportable bundle here is written with the module's contract (hover on px4_x500_v2,
+no action history, no integral, ReLU, no weight on R[2, :]) and seeded random weights: parity and the build do not
+need a policy that flies.
 
 The module's conventions are checked against PopulateInputTensor's own arithmetic (its two frame matrices applied to
 an NED/FRD state, written here from the facts in export/px4.py) and against edgectl's observation builder on the

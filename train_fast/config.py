@@ -53,6 +53,7 @@ TRAIN: dict[str, Spec] = {
     "seconds": Spec("s", positive=True),
     "seed": Spec("1", kind="int", min=0, max=2**32 - 1),
     "robust": Spec("", kind="bool"),
+    "for": Spec("", kind="str"),  # an on-board runtime the policy is trained for (edgectl train --for px4)
     "max_env_steps": Spec("1", kind="int", positive=True, optional=True),
 }
 # Units of the task fields that have one (the same name means the same thing in every task); every other field is
@@ -318,6 +319,8 @@ def trainer_kwargs(cfg: dict) -> dict:
            "randomization": dict(cfg["randomization"]) or None}
     if tr.get("max_env_steps") is not None:
         out["max_env_steps"] = tr["max_env_steps"]
+    if tr.get("for") is not None:
+        out["target"] = tr["for"]
     return out
 
 
@@ -388,10 +391,10 @@ def resolved(result, *, platform_file: str = "platform.toml") -> dict:
     entry = registered(task)
     train = {"vehicle": entry.vehicle, "task": task, "platform": platform_file,
              **({"track": "track.csv"} if "track" in entry.options else {}), "seconds": s["seconds"], "seed": result.seed,
-             "robust": bool(s.get("robust", False))}
+             "robust": bool(s.get("robust", False)), **({"for": result.task["for"]} if result.task.get("for") else {})}
     if s.get("max_env_steps") is not None:
         train["max_env_steps"] = int(s["max_env_steps"])
-    return {"train": train, "task": {k: v for k, v in result.task.items() if k not in ("name", "track")},
+    return {"train": train, "task": {k: v for k, v in result.task.items() if k not in ("name", "track", "for")},
             "randomization": dict(s.get("randomization") or {}),
             "ppo": {k: v for k, v in result.ppo.items() if v is not None}}
 

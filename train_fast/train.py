@@ -51,13 +51,15 @@ def train(platform_name: str | None = None, task: str = "hover", seconds: float 
           t_start: float | None = None, progress: Callable[[dict], None] | None = None,
           reserve_seconds: float | None = None, ppo_overrides: dict | None = None, task_overrides: dict | None = None,
           max_env_steps: float | None = None, eval_from: float | None = None, robust: bool = False,
-          track: str | None = None, randomization: dict | None = None) -> TrainResult:
+          track: str | None = None, randomization: dict | None = None, target: str | None = None) -> TrainResult:
     """PPO on any registered task against a wall-clock (or env-step) budget; returns the best checkpoint.
 
     The task's registry "setup" hook (train_fast/tasks/training.py) builds its environments, contract, checkpoint
     judge and PPO settings; the budgeted loop below is the same for every task. `reserve_seconds` and
     `eval_from` default to the task's own (see TaskSetup); `platform_name` to its vehicle's default platform.
     ``randomization`` replaces the platform's [randomization] fields (train_fast.config.patch_platform).
+    `target` ("px4"): a policy that on-board runtime runs as it is (`edgectl train --for`; FOR_TARGETS in
+    train_fast/tasks/training.py).
     """
     t_start = time.time() if t_start is None else t_start
     from edgectl.platforms import load_platform
@@ -72,7 +74,7 @@ def train(platform_name: str | None = None, task: str = "hover", seconds: float 
     jax = _setup_jax()
     from train_fast.algos import ppo as ppo_mod
 
-    setup = entry.hook("setup")(plat, task, task_overrides, robust=robust, track=track)
+    setup = entry.hook("setup")(plat, task, task_overrides, robust=robust, track=track, target=target)
     deadline = t_start + seconds - (setup.reserve_seconds if reserve_seconds is None else reserve_seconds)
     pcfg = dataclasses.replace(ppo_mod.PPOConfig(), **{**setup.ppo, **(ppo_overrides or {})})
     fns = setup.fns
@@ -84,6 +86,10 @@ def train(platform_name: str | None = None, task: str = "hover", seconds: float 
                                          max_env_steps=max_env_steps, progress=progress,
                                          eval_from=setup.eval_from if eval_from is None else eval_from)
     layers, metrics = _result(best, history, chunk, t_start, *setup.history_keys)
+    read = np.abs(layers[0][0][list(pcfg.actor_unread)]).max(initial=0.0)
+    if read != 0.0:  # PPOConfig.actor_unread: zero inputs, zero rows at init, so zero gradients and Adam updates
+        raise RuntimeError(f"actor_unread: first-layer weights on observation elements {list(pcfg.actor_unread)} "
+                           f"reached {read:.3g}; they must stay exactly 0")
     return TrainResult(
         actor_layers=layers, contract=setup.contract, task=setup.task, ppo=dataclasses.asdict(pcfg), seed=seed,
         metrics=metrics, history=history, platform_name=plat.name, platform_toml=plat.raw,
@@ -227,7 +233,8 @@ def save_bundle(result: TrainResult, out_dir, extra_files: dict | None = None, o
     for i, (w, b) in enumerate(result.actor_layers):
         weights[f"actor.{i}.weight"], weights[f"actor.{i}.bias"] = w, b
         layers.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias"})
-    policy = {"kind": "mlp", "activation": "tanh", "output_activation": "clip", "layers": layers}
+    policy = {"kind": "mlp", "activation": result.ppo.get("actor_activation", "tanh"), "output_activation": "clip",
+              "layers": layers}
     metrics = dict(result.metrics, ppo=result.ppo, history=result.history)
     return write_bundle(out_dir, contract=result.contract, policy=policy, weights=weights,
                         platform_toml=result.platform_toml, platform_name=result.platform_name,

@@ -61,6 +61,10 @@ def train(
     tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Also write every chunk's metrics as "
                                                "TensorBoard scalars under DIR/<bundle name> (needs tensorboard; "
                                                "the bundle's metrics.csv has them either way)."),
+    for_target: Optional[str] = typer.Option(None, "--for", metavar="px4", help="quadrotor hover on a PX4 platform: "
+                                             "a policy PX4's mc_nn_control runs on the flight controller (edgectl "
+                                             "export --target px4): ReLU layers, no previous actions, no integral, no "
+                                             "weight on the rotation matrix's third row."),
 ) -> None:
     """Train a policy against a time budget and write a verified bundle (then: edgectl eval)."""
     t_start = process_start_time()
@@ -94,6 +98,8 @@ def train(
         _fail(f"--action {action!r}: expected motor or ctbr")
     if action == "ctbr" and "action" not in entry.options:
         _fail(f"--action ctbr applies to {_tasks_with('action')}, not to {vehicle} {task}")
+    if for_target is not None and "for" not in entry.options:
+        _fail(f"--for applies to {_tasks_with('for')}, not to {vehicle} {task}")
     if not (0.0 <= action_delay <= 1.0):
         _fail(f"--action-delay must be between 0 and 1 control period, got {action_delay}")
     from edgectl.platforms import PlatformError, load_platform
@@ -117,9 +123,17 @@ def train(
             track = str(load_track(track or DEFAULT_TRACK).path)
         except TrackError as e:
             _fail(str(e))
+    if for_target is not None:
+        from train_fast.tasks.training import for_target as check_for
+
+        try:
+            check_for(plat, task, for_target, {"action": action})
+        except ValueError as e:
+            _fail(str(e))
     default_out = out is None
     if out is None:
-        out = _default_out(vehicle, task + ("-ctbr" if action == "ctbr" else ""), seed)
+        out = _default_out(vehicle, task + ("-ctbr" if action == "ctbr" else "") + (f"-{for_target}" if for_target else ""),
+                           seed)
     _check_out(out, overwrite)
 
     console = _console()
@@ -129,9 +143,11 @@ def train(
     overrides = ({"action_delay": action_delay} if action_delay else {}) | ({"action": action} if action != "motor" else {})
     if run_cfg is not None:
         overrides = run_cfg.task_overrides(overrides)
+    tk = run_cfg.trainer_kwargs() if run_cfg is not None else {}
+    target = for_target or tk.pop("target", None)  # --for, or a config's [train] for = "px4"
     result, written, latest = _run_training(console, plat, task, seconds, seed, out, overwrite, t_start, track=track,
                                             task_overrides=overrides or None, robust=robust, default_out=default_out,
-                                            trainer_kwargs=run_cfg.trainer_kwargs() if run_cfg is not None else None)
+                                            trainer_kwargs=tk, target=target)
     write_tensorboard(tensorboard, out, result.history, t_start)
     _print_train_summary(console, result, out, latest, seconds, written - t_start, json_out)
 
@@ -155,7 +171,7 @@ def failed_evaluation(best: dict, task: str) -> str | None:
 
 def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path, overwrite: bool, t_start: float,
                   track: Optional[str] = None, task_overrides: Optional[dict] = None, robust: bool = False,
-                  default_out: bool = True, trainer_kwargs: Optional[dict] = None):
+                  default_out: bool = True, trainer_kwargs: Optional[dict] = None, target: Optional[str] = None):
     from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
     from rich.text import Text
 
@@ -206,7 +222,7 @@ def _run_training(console, plat, task: str, seconds: float, seed: int, out: Path
         tid = progress.add_task("compiling (JIT)", total=budget, stats="")
         result = train(platform_name=str(plat.path), task=task, seconds=seconds, seed=seed, t_start=t_start,
                        progress=on_chunk, task_overrides=task_overrides, robust=robust, track=track,
-                       **(trainer_kwargs or {}))
+                       target=target, **(trainer_kwargs or {}))
         trained = time.time()
         progress.update(tid, description="writing bundle")
         if warm:

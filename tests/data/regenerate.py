@@ -29,6 +29,10 @@ FIXTURES: dict[str, list[str]] = {
     # Rate level (collective thrust + body rates through the Crazyflie firmware's rate loop): what a real PX4 /
     # ArduPilot accepts over MAVLink; hil_tests fly it against the simulated vehicle in both identities.
     "ctbr_hover_bundle": ["train", "quadrotor", "--task", "hover", "--action", "ctbr", "--seconds", "120", "--seed", "0"],
+    # PX4 on board: hover on the X500 with the policy mc_nn_control runs (ReLU, no previous actions, no integral, no
+    # weight on R[2, :]); `edgectl export --target px4` accepts it (tests/test_px4_train.py).
+    "px4_hover_bundle": ["train", "quadrotor", "--platform", "px4_x500_v2", "--for", "px4", "--seconds", "120",
+                         "--seed", "0"],
     # Vision-based avoidance (velocity setpoints: no motor convention involved).
     "avoid_bundle": ["train", "quadrotor", "--task", "avoid", "--seconds", "150", "--seed", "0"],
     # 1/10 RC car on the oval track.

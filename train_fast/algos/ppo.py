@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -38,6 +39,12 @@ class PPOConfig:
     # cheaper on the microcontroller.
     actor_hidden: tuple = (32, 32)
     critic_hidden: tuple = (64, 64)
+    # The actor's hidden activation ("tanh" or "relu"; the critic's stays tanh) and the observation elements it
+    # never reads (indices into the observation, () = all read): their inputs are multiplied by 0 and their
+    # first-layer rows start at 0, so their gradients, and with Adam their updates, are exactly 0 and the rows stay 0
+    # (the trainer also zeroes them in the result). `edgectl train --for px4` sets both (train_fast/tasks/training.py).
+    actor_activation: str = "tanh"
+    actor_unread: tuple = ()
     init_std: float = 0.3
     final_std: float | None = None  # None: std is learned; else the driver anneals init_std -> final_std
     iters_per_chunk: int = 4
@@ -61,9 +68,13 @@ def _init_mlp(key, sizes, out_scale, out_bias=None):
     return layers
 
 
-def mlp(layers, x):
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def mlp(layers, x, activation: str = "tanh"):
+    fn = ACTIVATIONS[activation]
     for layer in layers[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
+        x = fn(x @ layer["w"] + layer["b"])
     return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
@@ -97,9 +108,14 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
                action_size: int, action_bias):
     """Returns (init, train_chunk, evaluate, actor_apply): pure functions closed over the static env."""
     obs_offset, obs_scale = jnp.asarray(env.obs_offset), jnp.asarray(env.obs_scale)
+    if cfg.actor_activation not in ACTIVATIONS:
+        raise ValueError(f"actor_activation {cfg.actor_activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+    read = np.ones(env.obs_size, np.float32)
+    read[list(cfg.actor_unread)] = 0.0  # an index out of range raises here, not in the jitted code
+    read = jnp.asarray(read)
 
     def actor_apply(actor_layers, obs_raw):
-        return mlp(actor_layers, (obs_raw - obs_offset) / obs_scale)
+        return mlp(actor_layers, (obs_raw - obs_offset) / obs_scale * read, cfg.actor_activation)
 
     # The learning rate is an argument of train_chunk, not a schedule over steps: the driver anneals
     # it over the wall-clock budget, so a slower machine still ends its run at a small step size.
@@ -111,8 +127,10 @@ def make_train(cfg: PPOConfig, env, reset: Callable, step: Callable, observe: Ca
 
     def init(key) -> Runner:
         ka, kc, ke, ko = jax.random.split(key, 4)
+        actor = _init_mlp(ka, (env.obs_size, *cfg.actor_hidden, action_size), 0.01, action_bias)
+        actor[0]["w"] = actor[0]["w"] * read[:, None]  # unread inputs: zero rows from the start
         params = {
-            "actor": _init_mlp(ka, (env.obs_size, *cfg.actor_hidden, action_size), 0.01, action_bias),
+            "actor": actor,
             "critic": _init_mlp(kc, (env.critic_size, *cfg.critic_hidden, 1), 1.0),
             "log_std": jnp.full(action_size, math.log(cfg.init_std)),
         }

@@ -32,6 +32,56 @@ AVOID_PPO: dict = {"num_envs": 512, "num_steps": 32, "minibatches": 8, "lr": 1e-
                    "critic_hidden": (128, 128), "init_std": 0.5, "iters_per_chunk": 4, "eval_episodes": 256}
 
 
+# `edgectl train --for TARGET`: a policy an on-board runtime runs as it is, with nothing it does not feed.
+# px4: PX4's mc_nn_control (export/px4.py, from the module's source). It feeds 15 values: position error, rows 0-1 of
+# the rotation matrix, velocity and body rates (PopulateInputTensor), no previous actions and no integral, and
+# registers FULLY_CONNECTED, RELU and ADD only (no TANH). So: action_history 0, integral_tau 0, ReLU hidden layers,
+# and an actor that never reads rotation_matrix elements 6-8 (R[2, :], the body's view of world up). Those stay in
+# the observation (the contract, its normalization and every runtime's observation builder are unchanged: the
+# critic still sees them) and get exactly zero first-layer weights (PPOConfig.actor_unread), the check the export
+# makes. Its action stays the four motor commands, which the export maps through the module's rescaling.
+FOR_TARGETS: dict[str, dict] = {
+    "px4": {"firmware": "px4", "action": "motor", "task": {"action_history": 0, "integral_tau": 0.0},
+            "ppo": {"actor_activation": "relu"}, "unread": {"rotation_matrix": (6, 7, 8)},
+            "module": "PX4 mc_nn_control (edgectl export --target px4)"},
+}
+
+
+def for_target(plat, name: str, target: str, overrides: dict) -> tuple[dict, dict]:
+    """(task overrides, PPO settings) of `--for target`; ValueError if the task, platform or overrides do not fit."""
+    from edgectl.platforms import tomllib
+    from edgectl.tasks import task as registered
+
+    spec = FOR_TARGETS.get(target)
+    if spec is None:
+        raise ValueError(f"--for {target!r}: known targets: {', '.join(FOR_TARGETS)}")
+    if "for" not in registered(name).options:
+        raise ValueError(f"--for {target} does not apply to the {name} task ({spec['module']} flies a fixed setpoint: "
+                         "no moving reference)")
+    fw = tomllib.loads(plat.raw.decode("utf-8")).get("platform", {}).get("firmware")
+    if fw != spec["firmware"]:
+        raise ValueError(f"--for {target}: platform {plat.name} runs firmware {fw!r}; {spec['module']} runs inside "
+                         f"{spec['firmware']}: train on a {spec['firmware']} platform (px4_x500_v2)")
+    if overrides.get("action", "motor") != spec["action"]:
+        raise ValueError(f"--for {target}: {spec['module']} commands the motors itself; action "
+                         f"{overrides['action']!r} is not {spec['action']!r}")
+    need = spec["task"]
+    clash = [k for k in need if k in overrides and overrides[k] != need[k]]
+    if clash:
+        raise ValueError(f"--for {target}: " + ", ".join(f"{k} = {overrides[k]!r}" for k in clash) + f"; {spec['module']} "
+                         "needs " + ", ".join(f"{k} = {need[k]!r}" for k in clash))
+    return {**overrides, **spec["task"]}, dict(spec["ppo"])
+
+
+def unread_indices(contract: dict, unread: dict) -> tuple:
+    """Observation indices of {field name: element indices within the field}."""
+    out, start = [], 0
+    for f in contract["observation"]["fields"]:
+        out += [start + i for i in unread.get(f["name"], ())]
+        start += f["size"]
+    return tuple(out)
+
+
 @dataclass
 class TaskSetup:
     ppo: dict                     # PPO settings over PPOConfig's defaults (the caller's overrides go on top)
@@ -56,7 +106,7 @@ def _no(what: str, name: str, value) -> None:
 
 
 def quadrotor(plat, name: str, overrides: Optional[dict] = None, robust: bool = False,
-              track: Optional[str] = None) -> TaskSetup:
+              track: Optional[str] = None, target: Optional[str] = None) -> TaskSetup:
     """hover and figure8. Training draws every episode's vehicle from the platform's randomization ranges;
     checkpoints are judged on its nominal vehicle, or with `robust` on vehicles drawn from those ranges.
     eval_from 0.4: an evaluation costs about a third of a chunk, and no early checkpoint was ever the best one
@@ -65,31 +115,37 @@ def quadrotor(plat, name: str, overrides: Optional[dict] = None, robust: bool = 
     from train_fast.tasks import quadrotor_tasks as qt
 
     _no("--track", name, track)
+    ppo_for: dict = {}
+    if target is not None:
+        overrides, ppo_for = for_target(plat, name, target, dict(overrides or {}))
     tcfg = qt.TASKS[name](**(overrides or {}))
     env = qt.make_env(tcfg, plat, randomize=robust)  # evaluation: the task's own start distribution
     contract = qt.contract(tcfg, plat)
     tracking = qt.tracks_reference(tcfg)
+    if target is not None:
+        ppo_for["actor_unread"] = unread_indices(contract, FOR_TARGETS[target]["unread"])
 
     def judge(raw):
         ev = summarize(raw, tracking)
         return ev, score(ev)
 
     return TaskSetup(
-        ppo={**QUAD_PPO, **(CTBR_PPO if tcfg.action == "ctbr" else {})},
+        ppo={**QUAD_PPO, **(CTBR_PPO if tcfg.action == "ctbr" else {}), **ppo_for},
         train_env=qt.make_env(tcfg, plat, training=True), fns=qt, action_size=4,
         action_bias=contract["action"].get("hover_actions", contract["action"]["hover_action"]),  # ctbr: per output
-        contract=contract, task=dataclasses.asdict(tcfg) | {"name": name},
+        contract=contract, task=dataclasses.asdict(tcfg) | {"name": name} | ({"for": target} if target else {}),
         make_evaluate=lambda apply, pcfg: make_rollout(env, apply, pcfg.eval_episodes), judge=judge, eval_from=0.4)
 
 
 def race(plat, name: str, overrides: Optional[dict] = None, robust: bool = False,
-         track: Optional[str] = None) -> TaskSetup:
+         track: Optional[str] = None, target: Optional[str] = None) -> TaskSetup:
     """Checkpoints kept by lap evaluation (time to finish RACE_EVAL_LAPS laps from a standing start, 10 s per
     collision)."""
     from train_fast.laps import actor_policy, make_lap_rollout, score, summarize
     from train_fast.tasks import car_tasks as ct
 
     _no("--robust", name, robust)
+    _no("--for", name, target)
     trk = ct.load_track(track or "oval")
     tcfg = ct.TaskConfig(**{**(overrides or {}), "track": trk.name})
     env = ct.make_env(tcfg, plat, track=trk)
@@ -107,7 +163,7 @@ def race(plat, name: str, overrides: Optional[dict] = None, robust: bool = False
 
 
 def avoid(plat, name: str, overrides: Optional[dict] = None, robust: bool = False,
-          track: Optional[str] = None) -> TaskSetup:
+          track: Optional[str] = None, target: Optional[str] = None) -> TaskSetup:
     """The actor is an MLP on the image plus proprioception, the critic sees the obstacle geometry; checkpoints
     kept by the success rate on fixed evaluation scenes (a split of the training key, not the scenes `edgectl
     eval` uses)."""
@@ -115,6 +171,7 @@ def avoid(plat, name: str, overrides: Optional[dict] = None, robust: bool = Fals
     from train_fast.tasks import avoid_tasks as at
 
     _no("--robust", name, robust)
+    _no("--for", name, target)
     _no("--track", name, track)
     tcfg = at.avoid_config(**(overrides or {}))
     env = at.make_env(tcfg, plat)
