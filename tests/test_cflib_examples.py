@@ -58,6 +58,22 @@ class VehicleClock:
             time.sleep(0.001)
 
 
+def fly_uploaded_trajectory(cf, sim, clock, traj_id: int, height: float, takeoff_s: float) -> None:
+    """Take off, fly uploaded trajectory `traj_id` relative to the take-off point (it ends 0.5 m along x and y), land
+    and stop, as crazyflie-lib-python's examples/autonomy/autonomous_sequence_high_level*.py do."""
+    hl = cf.high_level_commander
+    hl.takeoff(height, takeoff_s)
+    clock.sleep(takeoff_s + 0.5)
+    hl.start_trajectory(traj_id, 1.0, relative_position=True)
+    clock.sleep(4.0 + SETTLE)
+    assert near(sim, (0.5, 0.5, height), 0.03), position(sim)
+    hl.land(0.0, takeoff_s)
+    clock.sleep(2.0)
+    hl.stop()
+    clock.sleep(0.3)
+    assert position(sim)[2] < 0.03
+
+
 @pytest.fixture
 def vehicle():
     sim = CrazyflieSim(speed=SPEED)
@@ -163,16 +179,7 @@ def test_autonomous_sequence_high_level_compressed(vehicle):
         reset_estimator(cf)
         cf.supervisor.send_arming_request(True)
         clock.sleep(1.0)
-        cf.high_level_commander.takeoff(1.0, 2.0)
-        clock.sleep(3.0)
-        cf.high_level_commander.start_trajectory(1, 1.0, relative_position=True)
-        clock.sleep(4.0 + SETTLE)
-        assert near(sim, (0.5, 0.5, 1.0), 0.03), position(sim)
-        cf.high_level_commander.land(0.0, 2.0)
-        clock.sleep(2.0)
-        cf.high_level_commander.stop()
-        clock.sleep(0.3)
-        assert position(sim)[2] < 0.03
+        fly_uploaded_trajectory(cf, sim, clock, 1, 1.0, 2.0)
 
 
 def test_autonomous_sequence_with_position_setpoints_ends_unlocked(vehicle):
@@ -669,13 +676,4 @@ def test_trajectory_flow_over_udp():
             upload(cf, 3, two_steps())
             cf.supervisor.send_arming_request(True)
             clock.sleep(0.5)
-            cf.high_level_commander.takeoff(0.8, 1.5)
-            clock.sleep(2.0)
-            cf.high_level_commander.start_trajectory(3, 1.0, relative_position=True)
-            clock.sleep(4.0 + SETTLE)
-            assert near(sim, (0.5, 0.5, 0.8), 0.03), position(sim)
-            cf.high_level_commander.land(0.0, 1.5)
-            clock.sleep(2.0)
-            cf.high_level_commander.stop()
-            clock.sleep(0.2)
-        assert position(sim)[2] < 0.03
+            fly_uploaded_trajectory(cf, sim, clock, 3, 0.8, 1.5)

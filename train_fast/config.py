@@ -414,12 +414,16 @@ def to_toml(cfg: dict, header: str = "") -> str:
 
 def metrics_csv(history: list[dict]) -> bytes:
     """One row per training chunk: every key any chunk recorded, in the order first seen (empty where absent)."""
-    cols = list(dict.fromkeys(k for h in history for k in h))
+    return rows_csv(history, list(dict.fromkeys(k for h in history for k in h)))
+
+
+def rows_csv(rows: list[dict], cols: list[str]) -> bytes:
+    """CSV of dict rows in `cols` order, empty where a row has no value (None or absent)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
-    for h in history:
-        w.writerow({k: ("" if h.get(k) is None else h[k]) for k in cols})
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
     return buf.getvalue().encode()
 
 

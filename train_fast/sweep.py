@@ -4,13 +4,12 @@ as a Ray task (edgectl/cli/sweep.py); nothing here imports Ray, so a trial also 
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from pathlib import Path
 
 from edgectl.tasks import DEFAULT_PLATFORM, task as registered
+from train_fast.config import rows_csv
 
 # Evaluation figures a trial reports (the first that a task has are in its row; see edgectl eval --json).
 EVAL_KEYS = ("survival_rate", "final_error_median_m", "final_error_p95_m", "tracking_rmse_m", "success_rate",
@@ -57,12 +56,7 @@ def results_csv(rows: list[dict], keys: list[str]) -> bytes:
     """One row per trial, failed ones included (status, error)."""
     first = ["trial", *keys, "seed", "status"]
     cols = first + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in first and c != "error"] + ["error"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
-    return buf.getvalue().encode()
+    return rows_csv(rows, cols)
 
 
 def _stats(vals: list[float]) -> dict:
