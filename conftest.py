@@ -13,6 +13,13 @@ import re
 
 import pytest
 
+# REALTIME: six tests fly a simulated vehicle in real time (MAVLink keep-alive and climb, the host loop over MAVLink,
+# the serial car, the avoid flight on a simulated Crazyflie, the hil car lap) and assert timing or tracking that a
+# descheduled thread breaks. On this 2-core VM, clean-clone CI runs on 2026-12-07 failed a different one or three of
+# them each time (e.g. keep-alive 4 repeats where >= 6 are wanted; clearance 0.10 m where > 0.15 m is wanted), and
+# every one passed when run again. They carry @pytest.mark.flaky(reruns=2) (pytest-rerunfailures): a failure that
+# repeats three times still fails CI, and every rerun is listed in the summary (-rR).
+
 # The reviewed allow-list, the only one: (test id glob, skip reason regex, why CI cannot run it).
 # Test ids are relative to the repository root, e.g. "tests/test_x.py::test_y[param]".
 SKIP_ALLOWLIST: list[tuple[str, str, str]] = [

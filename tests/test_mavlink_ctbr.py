@@ -145,6 +145,7 @@ def test_ardupilot_guided_nogps_flies_rates_and_levels_on_guid_timeout(vehicle):
         link.close()
 
 
+@pytest.mark.flaky(reruns=2, reruns_delay=1)  # real time on a shared VM: a descheduled thread fails it (conftest.REALTIME)
 def test_ardupilot_climb_rate_thrust_without_the_option(vehicle):
     """Without GUID_OPTIONS bit 3 ArduPilot reads thrust 0.5 as "hold altitude": the sim vehicle does too."""
     from firmware_bridge.mavlink.bridge import MavlinkLink

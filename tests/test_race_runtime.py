@@ -135,6 +135,7 @@ def _record(sim, stop):
     return rows
 
 
+@pytest.mark.flaky(reruns=2, reruns_delay=1)  # real time on a shared VM: a descheduled thread fails it (conftest.REALTIME)
 def test_serial_car_drives_a_lap_on_odometry(race, sim_car_on_pty):
     """Over the framed protocol on a pty, in real time: a lap on dead reckoning, then the brake; where the host
     thinks the car stopped is within 5 cm of where the simulated car really stands."""

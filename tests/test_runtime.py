@@ -114,6 +114,7 @@ def test_cli_run_with_exported_c_policy_and_plot(tmp_path):
     assert r.exit_code == 2 and "radio://0/80/2M/E7E7E7E7E7: could not connect to a Crazyflie" in r.output
 
 
+@pytest.mark.flaky(reruns=2, reruns_delay=1)  # real time on a shared VM: a descheduled thread fails it (conftest.REALTIME)
 def test_cli_run_flies_a_simulated_mavlink_vehicle_to_the_reference(tmp_path):
     """The same command against a vehicle speaking MAVLink 2 over UDP (arm, offboard, actuator controls)."""
     from typer.testing import CliRunner

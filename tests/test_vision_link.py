@@ -101,6 +101,7 @@ def test_a_failing_camera_ends_the_flight_with_a_hold_and_a_landing(vehicle):
     assert sim.state()[2] < 0.1 and max(sim.motors) == 0.0
 
 
+@pytest.mark.flaky(reruns=2, reruns_delay=1)  # real time on a shared VM: a descheduled thread fails it (conftest.REALTIME)
 def test_edgectl_run_crosses_a_field_on_the_crazyflie(vehicle, tmp_path):
     """Field 1: crossed with 0.26 m of clearance (three real-time runs: 0.263-0.267 m)."""
     _, uri = vehicle
