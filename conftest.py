@@ -13,12 +13,85 @@ import re
 
 import pytest
 
-# REALTIME: six tests fly a simulated vehicle in real time (MAVLink keep-alive and climb, the host loop over MAVLink,
-# the serial car, the avoid flight on a simulated Crazyflie, the hil car lap) and assert timing or tracking that a
-# descheduled thread breaks. On this 2-core VM, clean-clone CI runs on 2026-12-07 failed a different one or three of
-# them each time (e.g. keep-alive 4 repeats where >= 6 are wanted; clearance 0.10 m where > 0.15 m is wanted), and
-# every one passed when run again. They carry @pytest.mark.flaky(reruns=2) (pytest-rerunfailures): a failure that
-# repeats three times still fails CI, and every rerun is listed in the summary (-rR).
+# REALTIME: tests that fly a simulated vehicle in real time (a vehicle thread at 2-4x speed, the host loop, a radio or
+# MAVLink keep-alive) or time something, and assert timing or tracking that a descheduled thread breaks. They are
+# marked `realtime` (REALTIME_MODULES below) and, under pytest-xdist (README: `-n 2`), run alone: a realtime test holds
+# an exclusive lock that the other worker's tests hold shared, so nothing else runs on the 2-core machine meanwhile,
+# while the CPU-bound rest (Numba and XLA compiles, step-budgeted training, C builds) runs two at a time. Why: the
+# official CI run of 2026-12-07 ran the suite serially in 983 s (over the 20-minute budget with the rest of .ci/run)
+# and still failed four real-time tests a descheduled thread broke (a 57 ms stale state tripping the host's 50 ms
+# watchdog; a climb 0.259 m where 0.3 m is wanted after a fixed 0.3 s). Those now wait on the outcome, bounded, not
+# on a fixed wall time; the few with @pytest.mark.flaky(reruns=2) rerun (listed in the summary, -rR), and a failure
+# that repeats three times still fails CI.
+REALTIME_MODULES = {
+    "tests/test_cflib_examples.py", "tests/test_crazyflie_sim.py", "tests/test_faults.py", "tests/test_flightlog.py",
+    "tests/test_keepalive.py", "tests/test_link_faults.py", "tests/test_link_latency.py", "tests/test_mavlink.py",
+    "tests/test_mavlink_ctbr.py", "tests/test_mavlink_link_cut.py", "tests/test_race_runtime.py",
+    "tests/test_rccar_link.py", "tests/test_runtime.py", "tests/test_sensor_guard.py", "tests/test_vision_link.py",
+}
+# Not here on purpose: tests whose timing bounds leave a margin of 10x and more over what they measure (the
+# monitor's 20 us per update where 0.5 us is measured; a cached C build faster than a fresh one; a warm JAX cache
+# compiling in under half the cold time, 1 s against 15 s; a refusal within 5 s); step-budgeted training.
+
+
+def is_realtime(nodeid: str) -> bool:
+    return nodeid.split("::")[0] in REALTIME_MODULES or nodeid.startswith("hil_tests/")
+
+
+class RealtimeLock:
+    """Under pytest-xdist: a realtime test runs with no other test running (exclusive flock); the others run side by
+    side (shared flock). A second lock, taken briefly by everyone and held by a realtime test while it waits, keeps
+    the other worker from starving it (flock alone prefers no one)."""
+
+    def __init__(self, run_id: str):
+        import tempfile
+        base = os.path.join(tempfile.gettempdir(), f"edgectl-pytest-{run_id}")
+        self.main = open(base + ".lock", "a+")
+        self.turn = open(base + ".turn", "a+")
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        import fcntl
+        rt = item.get_closest_marker("realtime") is not None
+        fcntl.flock(self.turn, fcntl.LOCK_EX)
+        if not rt:
+            fcntl.flock(self.turn, fcntl.LOCK_UN)
+        fcntl.flock(self.main, fcntl.LOCK_EX if rt else fcntl.LOCK_SH)
+        if rt:
+            fcntl.flock(self.turn, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.main, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A realtime test runs with the heap so far frozen (gc.freeze): a full collection over the suite's objects stops
+    every thread for 60 ms and more (edgectl.runtime.loop.fixed_rate_ticks says more), enough to trip a 50 ms
+    watchdog or miss a keep-alive in a vehicle thread the test drives by hand."""
+    import gc
+    rt = item.get_closest_marker("realtime") is not None
+    if rt:
+        gc.collect()
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if rt:
+            gc.unfreeze()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_realtime(item.nodeid):
+            item.add_marker(pytest.mark.realtime)
+            item.add_marker(pytest.mark.xdist_group("realtime"))  # one worker flies them, one after another
+        else:
+            # a module's tests on one worker (--dist loadgroup): a module-scoped fixture that trains a policy
+            # (tests/test_avoid.py: 50 s) would otherwise train once per worker
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
 
 # The reviewed allow-list, the only one: (test id glob, skip reason regex, why CI cannot run it).
 # Test ids are relative to the repository root, e.g. "tests/test_x.py::test_y[param]".
@@ -110,3 +183,6 @@ class SkipAudit:
 
 def pytest_configure(config):
     config.pluginmanager.register(SkipAudit(), "edgectl_skip_audit")
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set in xdist's workers, the same for all of one run
+    if run_id and os.environ.get("PYTEST_XDIST_WORKER"):
+        config.pluginmanager.register(RealtimeLock(run_id), "edgectl_realtime_lock")

@@ -61,6 +61,18 @@ def stream(link: MavlinkLink, seconds: float, quat=LEVEL, thrust=0.8, hz=50.0) -
         time.sleep(1.0 / hz)
 
 
+def stream_until(link: MavlinkLink, done, timeout: float, quat=LEVEL, thrust=0.8, hz=50.0) -> float:
+    """Stream setpoints until done() holds; the wall time it took. Waits on the outcome, not on a fixed wall
+    time, so a descheduled thread on a shared CI machine delays the test instead of failing it; a vehicle that
+    never gets there still fails (AssertionError after `timeout` s)."""
+    t0 = time.monotonic()
+    while not done():
+        assert time.monotonic() - t0 < timeout, f"not reached within {timeout} s of streaming"
+        link.send_attitude_target(quat, thrust)
+        time.sleep(1.0 / hz)
+    return time.monotonic() - t0
+
+
 def free_udp_port() -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -120,7 +132,8 @@ def test_offboard_attitude_climbs_then_setpoint_loss_fails_safe(vehicle):
             link.start_offboard()  # PX4: no setpoint stream yet
         stream(link, 0.15)
         link.start_offboard()
-        stream(link, 0.5)  # ~1 s of sim time at speed 2
+        # Until the 1 Hz heartbeat shows OFFBOARD and the vehicle has climbed 0.3 m (~1 s of sim time at speed 2)
+        stream_until(link, lambda: link.state().mode == "OFFBOARD" and v.snapshot()["pos"][2] > 0.3, timeout=5.0)
         s = link.state()
         truth = v.snapshot()
         assert s.mode == "OFFBOARD" and s.armed

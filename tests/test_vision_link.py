@@ -62,7 +62,8 @@ def test_the_loop_feeds_the_contract_and_the_vehicle_flies_the_commands(vehicle)
 
     def act(obs):
         s = link.read_state()
-        seen.append((obs[0].copy(), s.pos.copy(), s.vel.copy(), sim.state()[7:10].copy()))
+        if s is not None:  # None: a state older than the link's limit (a descheduled thread); the loop holds then
+            seen.append((obs[0].copy(), s.pos.copy(), s.vel.copy(), sim.state()[7:10].copy(), camera.frames[-1]))
         return np.array([[0.3, 0.0]])  # drift left at 0.3 x max_lateral_speed
     try:
         rep = fly_vision(act, b.contract, task, link, camera, seconds=2.0, lateral=-0.3, field=field)
@@ -70,14 +71,14 @@ def test_the_loop_feeds_the_contract_and_the_vehicle_flies_the_commands(vehicle)
         link.close()
     assert rep.outcome["ended"] in ("time", "collision", "crossed the field") and rep.ticks >= 10, rep.summary()
     im = b.contract["observation"]["image"]["field"]
-    for k, (obs, pos, vel, _) in enumerate(seen):
-        np.testing.assert_array_equal(obs[sl[im]], camera.frames[k].reshape(-1))  # the frame of this tick
+    for obs, pos, vel, _, frame in seen:
+        np.testing.assert_array_equal(obs[sl[im]], frame.reshape(-1))  # the frame of this tick
         # the state the loop flew on: a log sample at most one 10 ms period older than the one read here
         assert np.allclose(obs[sl["velocity"]], vel[1:3], atol=0.1) and abs(obs[sl["height"]][0] - pos[2]) < 0.03
     first = seen[0][1]
     assert abs(first[2] - task["cruise_height"]) < 0.1 and abs(first[1] + 0.3) < 0.1  # took off to the start point
     # a second on: the firmware-like controller tracks the world velocity setpoint (first-order, as trained)
-    _, _, _, v_true = seen[min(20, len(seen) - 1)]
+    v_true = seen[min(20, len(seen) - 1)][3]
     assert abs(v_true[0] - task["forward_speed"]) < 0.2 and abs(v_true[1] - 0.3 * task["max_lateral_speed"]) < 0.15
     assert sim.state()[2] < 0.1 and max(sim.motors) == 0.0  # held, landed, motors off
 

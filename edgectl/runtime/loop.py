@@ -13,6 +13,7 @@ a silent link is logged as a watchdog event, but the rescue is the app's own (se
 """
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -29,20 +30,33 @@ def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
     """(loop time, scheduled, actual start) of each tick at `rate_hz` for `seconds`; sleeps to each tick when
     `realtime`. The clock starts at the first tick."""
     period = 1.0 / rate_hz
-    t0 = time.perf_counter()
-    for k in range(int(round(seconds * rate_hz))):
-        scheduled = t0 + k * period
-        if realtime:
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        start = time.perf_counter()
-        if start - scheduled > period:
-            # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
-            # send several commands within one motor time constant)
-            t0 += start - scheduled
-            scheduled = start
-        yield k * period, scheduled, start
+    was_frozen = gc.get_freeze_count() > 0  # a caller froze the heap already: leave it frozen after the flight
+    if realtime:
+        # The cyclic garbage collector stops every thread while it scans: a full collection took 60-75 ms in a
+        # process that has imported JAX and the training code (147k objects, measured), longer than the 50 ms
+        # stale-state watchdog (LoopConfig.stale_s), and one fired in CI ("state 57 ms old"). Collect once before
+        # the first tick, then freeze what exists (gc.freeze: later collections skip it, 0.0 ms measured); the
+        # flight's own short-lived objects are still collected. Unfrozen when the flight ends.
+        gc.collect()
+        gc.freeze()
+    try:
+        t0 = time.perf_counter()
+        for k in range(int(round(seconds * rate_hz))):
+            scheduled = t0 + k * period
+            if realtime:
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            start = time.perf_counter()
+            if start - scheduled > period:
+                # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
+                # send several commands within one motor time constant)
+                t0 += start - scheduled
+                scheduled = start
+            yield k * period, scheduled, start
+    finally:
+        if realtime and not was_frozen:
+            gc.unfreeze()
 
 
 @dataclass
