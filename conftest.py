@@ -82,6 +82,7 @@ def pytest_runtest_call(item):
             gc.unfreeze()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks into the node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if is_realtime(item.nodeid):
@@ -131,6 +132,7 @@ def skip_reason(report) -> str:
 
 
 def allowed_by(nodeid: str, reason: str) -> str | None:
+    nodeid = nodeid.split("@")[0]  # --dist loadgroup appends "@group" to the node ids
     for pattern, reason_re, why in SKIP_ALLOWLIST:
         if fnmatch.fnmatchcase(nodeid, pattern) and re.search(reason_re, reason):
             return why

@@ -93,17 +93,29 @@ def test_a_figure8_bundle_flies_a_figure_eight_on_the_host():
 
 
 def test_a_realtime_flight_freezes_the_heap_and_thaws_it_after():
-    """fixed_rate_ticks (every host flight loop) collects once and freezes the heap before the first tick, so no
-    full collection (60-75 ms with JAX imported) stops the loop mid-flight; back-to-back runs leave the GC alone."""
+    """A real-time host flight collects once and freezes the heap before it waits for the first state (frozen_heap),
+    so no full collection (60-75 ms with JAX imported) stops it mid-flight; back-to-back runs leave the GC alone,
+    and a heap a caller froze stays frozen."""
     import gc
 
-    from edgectl.runtime.loop import fixed_rate_ticks
+    from edgectl.runtime.links import SimLink
+    from edgectl.runtime.loop import ControlLoop, LoopConfig, frozen_heap
+    from edgectl.safety.backup import BackupController
     gc.unfreeze()
-    ticks = fixed_rate_ticks(1000.0, 0.005)
-    next(ticks)
+    b = load_bundle(DATA / "figure8_bundle")
+    seen = []
+
+    def policy(obs):
+        seen.append(gc.get_freeze_count())
+        return b.act(obs)
+    for realtime in (True, False):
+        seen.clear()
+        ControlLoop(SimLink(CF, start_pos=(0.0, 0.0, 1.0)), policy, b.contract, BackupController(CF),
+                    LoopConfig(rate_hz=b.contract["rate_hz"], seconds=0.05, realtime=realtime), ref=(0, 0, 1)).run()
+        assert seen and all((n > 0) == realtime for n in seen), (realtime, seen)
+        assert gc.get_freeze_count() == 0
+    gc.freeze()
+    with frozen_heap():
+        pass
     assert gc.get_freeze_count() > 0
-    assert len(list(ticks)) == 4 and gc.get_freeze_count() == 0
-    ticks = fixed_rate_ticks(1000.0, 0.005, realtime=False)
-    next(ticks)
-    assert gc.get_freeze_count() == 0
-    ticks.close()
+    gc.unfreeze()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,32 +31,39 @@ def fixed_rate_ticks(rate_hz: float, seconds: float, realtime: bool = True):
     """(loop time, scheduled, actual start) of each tick at `rate_hz` for `seconds`; sleeps to each tick when
     `realtime`. The clock starts at the first tick."""
     period = 1.0 / rate_hz
-    was_frozen = gc.get_freeze_count() > 0  # a caller froze the heap already: leave it frozen after the flight
-    if realtime:
-        # The cyclic garbage collector stops every thread while it scans: a full collection took 60-75 ms in a
-        # process that has imported JAX and the training code (147k objects, measured), longer than the 50 ms
-        # stale-state watchdog (LoopConfig.stale_s), and one fired in CI ("state 57 ms old"). Collect once before
-        # the first tick, then freeze what exists (gc.freeze: later collections skip it, 0.0 ms measured); the
-        # flight's own short-lived objects are still collected. Unfrozen when the flight ends.
+    t0 = time.perf_counter()
+    for k in range(int(round(seconds * rate_hz))):
+        scheduled = t0 + k * period
+        if realtime:
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        start = time.perf_counter()
+        if start - scheduled > period:
+            # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
+            # send several commands within one motor time constant)
+            t0 += start - scheduled
+            scheduled = start
+        yield k * period, scheduled, start
+
+
+@contextmanager
+def frozen_heap(enabled: bool = True):
+    """A flight with no full garbage collection in it. The cyclic collector stops every thread while it scans: a
+    full collection took 60-75 ms in a process that has imported JAX and the training code (147k objects,
+    measured), longer than the 50 ms stale-state watchdog (LoopConfig.stale_s), and one fired in CI ("state 57 ms
+    old"). So: collect once before the flight (before the link's first fresh state is awaited: 90 ms spent after
+    it left that state stale on the first tick), then freeze what exists (gc.freeze: later collections skip it,
+    0.0 ms measured); the flight's own short-lived objects are still collected. Unfrozen after, unless a caller
+    had frozen the heap already."""
+    was_frozen = gc.get_freeze_count() > 0
+    if enabled:
         gc.collect()
         gc.freeze()
     try:
-        t0 = time.perf_counter()
-        for k in range(int(round(seconds * rate_hz))):
-            scheduled = t0 + k * period
-            if realtime:
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            start = time.perf_counter()
-            if start - scheduled > period:
-                # more than a period late: re-anchor instead of bursting ticks to catch up (a burst would
-                # send several commands within one motor time constant)
-                t0 += start - scheduled
-                scheduled = start
-            yield k * period, scheduled, start
+        yield
     finally:
-        if realtime and not was_frozen:
+        if enabled and not was_frozen:
             gc.unfreeze()
 
 
@@ -171,7 +179,8 @@ class ControlLoop:
         sys.setswitchinterval(min(switch, 0.0005))
         policy = self._raise_priority()
         try:
-            return self._run_onboard() if getattr(self.link, "onboard", False) else self._run()
+            with frozen_heap(self.cfg.realtime):
+                return self._run_onboard() if getattr(self.link, "onboard", False) else self._run()
         finally:
             sys.setswitchinterval(switch)
             if policy is not None:

@@ -264,6 +264,13 @@ def drive(car, tracker: LapTracker, act: Callable[[np.ndarray], np.ndarray], *, 
     distance inside the corridor's edge). The report's outcome: laps, lap_times_s, checkpoints_passed,
     edge_contacts, max_corridor_excess_m; its path: (t, x, y, yaw, speed, steer, throttle, mode) per tick with a
     pose."""
+    from .loop import frozen_heap
+    with frozen_heap(realtime):
+        return _drive(car, tracker, act, rate_hz=rate_hz, seconds=seconds, realtime=realtime, stale_s=stale_s,
+                      laps=laps, lost_m=lost_m, log=log)
+
+
+def _drive(car, tracker, act, *, rate_hz, seconds, realtime, stale_s, laps, lost_m, log) -> FlightReport:
     from .flightlog import car_state
     from .loop import fixed_rate_ticks
 

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .camera import AvoidSim, CameraSource, build_observation
-from .loop import fixed_rate_ticks
+from .loop import fixed_rate_ticks, frozen_heap
 from .protocol import State
 from .report import BACKUP, NOMINAL, STOPPED, FlightReport
 
@@ -52,6 +52,13 @@ def fly_vision(act, contract: dict, task: dict, link, camera: CameraSource, *, s
     firmware_bridge.crazyflie.bridge.CrazyflieLink; `act(obs (1, size)) -> (1, 2)`. The report's outcome: crossed,
     collided, distance_m, min_clearance_m, ended (why the policy stopped flying). `log`: a FlightLog, a row per
     tick (the clearance as robustness when the field is known); its path: (t, x, y, z, cmd_vy, cmd_vz) per tick."""
+    with frozen_heap():
+        return _fly_vision(act, contract, task, link, camera, seconds=seconds, lateral=lateral, field=field,
+                           takeoff_speed=takeoff_speed, stale_s=stale_s, log=log)
+
+
+def _fly_vision(act, contract, task, link, camera, *, seconds, lateral, field, takeoff_speed, stale_s,
+                log) -> FlightReport:
     rate = float(contract["rate_hz"])
     rep = FlightReport(vehicle="avoid", rate_hz=rate)
     out = rep.outcome
