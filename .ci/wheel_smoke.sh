@@ -21,7 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { echo "wheel smoke [$((SECONDS - t0)) s]: $*"; }
-pipq() { "$1/bin/python" -m pip install --quiet --disable-pip-version-check "${@:2}"; }
+# --no-compile: pip byte-compiles every installed module (JAX, SciPy, matplotlib...) up front; Python compiles the
+# few the smoke imports when it imports them
+pipq() { "$1/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "${@:2}"; }
 
 # 1. The wheel, built from a copy of the tree (tracked and unignored files, links kept), so a stale build/ in the
 #    checkout cannot leak into it.

@@ -9,20 +9,25 @@ from train_fast.evaluate import evaluate_bundle
 from train_fast.train import save_bundle, train
 
 
+# 13 chunks: at 10 (1.31 M) survival on the 90 deg starts is mid-jump, 45 % with jax 0.10.2 and 16 % with 0.11.2
+# (Python 3.13) for the same returns; at 13 both reach 93.75 % (measured 2026-12-07, seed 3).
+STEPS = 1_703_936
+
+
 @pytest.fixture(scope="module")
 def short_run():
-    return train(seconds=120, seed=3, max_env_steps=1_310_720, ppo_overrides={"eval_episodes": 128})
+    return train(seconds=120, seed=3, max_env_steps=STEPS, ppo_overrides={"eval_episodes": 128})
 
 
 def test_return_clearly_improves(short_run):
     h = short_run.history
-    assert h[0]["env_steps"] < h[-1]["env_steps"] <= 1_310_720 + 131_072
-    # From crashing early to staying up: on the identified Crazyflie 2.1 (issue 13) 38 -> 83 over these
-    # 1.3 M steps (the paper's easier model rose five-fold); a doubling is no noise.
-    assert h[-1]["mean_return"] > 1.8 * max(h[0]["mean_return"], 1.0)
-    # and the checkpoints start to survive the evaluation's 90 deg starts (0 % -> 45 % measured)
+    assert h[0]["env_steps"] < h[-1]["env_steps"] <= STEPS + 131_072
+    # From crashing early to staying up: on the identified Crazyflie 2.1 (issue 13) 38 -> 131-138 over these
+    # 1.7 M steps (jax 0.11.2 and 0.10.2); a doubling is no noise.
+    assert h[-1]["mean_return"] > 2.0 * max(h[0]["mean_return"], 1.0)
+    # and the checkpoints learn to survive the evaluation's 90 deg starts (0 % -> 93.75 % measured with both)
     evaluated = [e["eval_survival_rate"] for e in h if "eval_survival_rate" in e]
-    assert evaluated[-1] >= evaluated[0] + 0.25, evaluated
+    assert evaluated[-1] >= evaluated[0] + 0.5, evaluated
 
 
 def test_best_checkpoint_flies_better_than_untrained(short_run, tmp_path):
@@ -41,7 +46,7 @@ def test_best_checkpoint_flies_better_than_untrained(short_run, tmp_path):
 
 def test_checkpoints_are_evaluated_only_from_eval_from_on(short_run):
     h = short_run.history
-    frac = [e["env_steps"] / 1_310_720 for e in h]
+    frac = [e["env_steps"] / STEPS for e in h]
     evaluated = ["eval_survival_rate" in e for e in h]
     assert evaluated == [f >= 0.4 for f in frac]  # train()'s default eval_from
     assert not evaluated[0] and evaluated[-1]
