@@ -14,15 +14,16 @@ import re
 import pytest
 
 # REALTIME: tests that fly a simulated vehicle in real time (a vehicle thread at 2-4x speed, the host loop, a radio or
-# MAVLink keep-alive) or time something, and assert timing or tracking that a descheduled thread breaks. They are
-# marked `realtime` (REALTIME_MODULES below) and, under pytest-xdist (README: `-n 2`), run alone: a realtime test holds
-# an exclusive lock that the other worker's tests hold shared, so nothing else runs on the 2-core machine meanwhile,
-# while the CPU-bound rest (Numba and XLA compiles, step-budgeted training, C builds) runs two at a time. Why: the
-# official CI run of 2026-12-07 ran the suite serially in 983 s (over the 20-minute budget with the rest of .ci/run)
-# and still failed four real-time tests a descheduled thread broke (a 57 ms stale state tripping the host's 50 ms
-# watchdog; a climb 0.259 m where 0.3 m is wanted after a fixed 0.3 s). Those now wait on the outcome, bounded, not
-# on a fixed wall time; the few with @pytest.mark.flaky(reruns=2) rerun (listed in the summary, -rR), and a failure
-# that repeats three times still fails CI.
+# MAVLink keep-alive) and assert timing or tracking that a descheduled thread breaks. They are marked `realtime`
+# (REALTIME_MODULES below). README's test command runs the rest in two pytest-xdist workers (`-n 2 -m "not realtime"`)
+# and then these alone, one after another (`-m realtime`). Why: the official CI run of 2026-12-07 ran everything
+# serially in 983 s (over the 20-minute budget with the rest of .ci/run) and still failed four real-time tests a
+# descheduled thread broke (a 57 ms stale state tripping the host's 50 ms watchdog; a climb of 0.259 m where 0.3 m is
+# wanted after a fixed 0.3 s). Those now wait on the outcome, bounded, not on a fixed wall time, and a host flight
+# freezes the heap (edgectl.runtime.loop.frozen_heap). One xdist run of everything (`-n 2` alone) keeps them safe
+# too: a realtime test holds an exclusive lock that the other worker's tests hold shared (RealtimeLock), but the two
+# workers then take turns, which measured 994 s in a clean clone against 721 s serial. The few tests with
+# @pytest.mark.flaky(reruns=2) rerun (listed in the summary, -rR); a failure that repeats three times fails CI.
 REALTIME_MODULES = {
     "tests/test_cflib_examples.py", "tests/test_crazyflie_sim.py", "tests/test_faults.py", "tests/test_flightlog.py",
     "tests/test_keepalive.py", "tests/test_link_faults.py", "tests/test_link_latency.py", "tests/test_mavlink.py",
@@ -49,6 +50,14 @@ class RealtimeLock:
         self.main = open(base + ".lock", "a+")
         self.turn = open(base + ".turn", "a+")
 
+    def pytest_unconfigure(self, config):
+        for f in (self.main, self.turn):  # every worker opened both at start: removing the names breaks no lock
+            f.close()
+            try:
+                os.unlink(f.name)
+            except FileNotFoundError:
+                pass
+
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
         import fcntl
@@ -68,7 +77,7 @@ class RealtimeLock:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """A realtime test runs with the heap so far frozen (gc.freeze): a full collection over the suite's objects stops
-    every thread for 60 ms and more (edgectl.runtime.loop.fixed_rate_ticks says more), enough to trip a 50 ms
+    every thread for 60 ms and more (edgectl.runtime.loop.frozen_heap says more), enough to trip a 50 ms
     watchdog or miss a keep-alive in a vehicle thread the test drives by hand."""
     import gc
     rt = item.get_closest_marker("realtime") is not None
