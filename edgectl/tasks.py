@@ -90,7 +90,7 @@ class Task:
 
 
 # Options a task may accept; the CLI checks an option against `name in task.options` before using it.
-OPTIONS = ("robust", "action", "action_delay", "perturb", "track", "camera", "reference", "for")
+OPTIONS = ("robust", "action", "action_delay", "perturb", "track", "camera", "reference", "for", "refine")
 
 _QUAD = frozenset({"robust", "action", "action_delay", "perturb"})
 _SURVIVE = Goal("survival_rate", 0.5, "survival {value} of {episodes} episodes (under half: no median error)")
@@ -146,7 +146,7 @@ _QUAD_HOOKS = {"setup": "train_fast.tasks.training:quadrotor",
                "fly": "edgectl.cli.run:fly_quadrotor"}
 
 register(Task("hover", "quadrotor", "hold a position from random starts (Learning to Fly in Seconds)", _SURVIVE,
-              options=_QUAD | {"for"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Hover-v0"))
+              options=_QUAD | {"for", "refine"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Hover-v0"))
 register(Task("figure8", "quadrotor", "track a figure-eight reference", _SURVIVE,
               options=_QUAD | {"reference"}, hooks=_QUAD_HOOKS, motor_level=True, gym_id="edgectl/Figure8-v0",
               metric="tracking_rmse_m"))

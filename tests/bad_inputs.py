@@ -200,6 +200,10 @@ CASES: list[Case] = [
     Case("bundle-sim-vehicle-corrupt", "bundle", "sim-vehicle crazyflie --bundle with a flipped weight",
          ("sim-vehicle", "crazyflie", "--uri", "udp://127.0.0.1:0", "--bundle", HOVER), "weights.npz",
          _then(_copy(HOVER), _flip(f"{HOVER}/weights.npz"))),
+    Case("bundle-refine-race", "bundle", "refine of a race (rc car) bundle", ("refine", RACE, "--out", "r2"),
+         "race", _copy(RACE)),
+    Case("bundle-refine-onto-itself", "bundle", "refine --out the source bundle itself", ("refine", HOVER, "--out", HOVER),
+         "the source bundle itself", _copy(HOVER)),
     # --- platforms ----------------------------------------------------------------------------------
     Case("platform-unknown", "platform", "a platform name that does not exist",
          ("train", "quadrotor", "--platform", "crazyflie_9"), "crazyflie_9"),

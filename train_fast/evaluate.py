@@ -19,6 +19,12 @@ import numpy as np
 from train_fast.tasks import quadrotor_tasks as qt
 
 
+def starts(env: qt.QuadEnv, key, episodes: int):
+    """The evaluation's starts for `key` (batched EnvState) and the key its steps draw from."""
+    k_reset, k_run = jax.random.split(key)
+    return jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(k_reset, episodes), env), k_run
+
+
 def make_rollout(env: qt.QuadEnv, policy: Callable, episodes: int, record: int = 0):
     """Jitted (policy_params, key) -> per-episode arrays. `policy(params, obs_raw) -> action`.
 
@@ -28,8 +34,7 @@ def make_rollout(env: qt.QuadEnv, policy: Callable, episodes: int, record: int =
     last = int(round(1.0 / float(env.nominal.dt)))
 
     def run(pp, key):
-        k_reset, k_run = jax.random.split(key)
-        s0 = jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(k_reset, episodes), env)
+        s0, k_run = starts(env, key, episodes)
 
         def body(carry, k):
             s, alive = carry
@@ -177,8 +182,7 @@ def collect_observations(bundle, n: int, seed: int = 0, source: str = "rollouts"
 
     @jax.jit
     def run(pp, key):
-        k_reset, k_run = jax.random.split(key)
-        s0 = jax.vmap(qt.reset, in_axes=(0, None))(jax.random.split(k_reset, episodes), env)
+        s0, k_run = starts(env, key, episodes)
 
         def body(carry, k):
             s, alive = carry

@@ -26,6 +26,7 @@ from edgectl.cli.common import (_IMPORT_TIME, _MAX_STARTUP_S, _OUR_LOGGERS, _PAC
 # Importing a command module registers its commands on `app`, in the order `edgectl --help` lists them.
 from edgectl.cli.train import *  # noqa: F403
 from edgectl.cli.train import _print_train_summary, _run_training  # noqa: F401
+from edgectl.cli.refine import *  # noqa: F403
 from edgectl.cli.evaluate import *  # noqa: F403
 from edgectl.cli.evaluate import _eval_avoid, _eval_race, _na_reason  # noqa: F401
 from edgectl.cli.export import *  # noqa: F403
