@@ -95,6 +95,7 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
         keep = np.asarray(alive)
         anchor.append((np.asarray(obs)[keep].reshape(-1, obs.shape[-1]), np.asarray(act)[keep].reshape(-1, 4)))
     anchors = (np.concatenate([o for o, _ in anchor]), np.concatenate([a for _, a in anchor]))
+    rollouts = [ev.make_rollout(env, apply, n) for env, n in envs]  # compiled once, flown every round
     teacher: list = []
     history = []
     for r in range(rounds):
@@ -103,7 +104,7 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
         survived_total = 0
         for j, (env, n) in enumerate(envs):
             key = jax.random.fold_in(jax.random.PRNGKey(seed + r), j)
-            out, _ = ev.make_rollout(env, apply, n)(params, key)
+            out, _ = rollouts[j](params, key)
             survived = np.asarray(out["survived"])
             survived_total += int(survived.sum())
             s0, _ = ev.starts(env, key, n)
