@@ -63,7 +63,7 @@ def run_one(path: str, episodes: int, seed: int, perturb: bool, horizon: int, st
            "saved_final_error_median_m": float(np.median(final[saved])) if saved.any() else None,
            "eval_s": round(t1 - t0, 1), "oracle_s": round(t2 - t1, 1),
            "search": {"horizon_steps": horizon, "loss_steps": steps, "iterations": iterations, "restarts": restarts}}
-    pb = rc.physical_bound(env, s0)
+    pb = rc.describe_starts(env, s0)
     twr = pb["thrust_to_weight"]
     # how the saves split by the vehicle's thrust-to-weight ratio (one value unless --perturb)
     row["by_thrust_to_weight"] = [

@@ -14,7 +14,7 @@ disturbance force; deterministic given the start and the observation noise):
   2. witness: the whole episode flown with those offsets under the evaluation's rules (hard termination,
      the evaluation's final-error definition). A start that survives is recoverable, by construction.
 Starts the search cannot save are not proven lost (a local search can miss a narrow trajectory);
-`physical_bound` gives for each the numbers a reader can check by hand.
+`describe_starts` gives for each start the numbers a reader can check by hand.
 
 An open-loop plan of motor commands (1.2-2 s, then the policy) was tried first and is not kept: through this
 vehicle's lagged, unstable dynamics its gradient is badly conditioned and its end state did not suit the
@@ -37,7 +37,7 @@ def take(tree, idx):
     return jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], tree)
 
 
-def physical_bound(env: qt.QuadEnv, s0) -> dict:
+def describe_starts(env: qt.QuadEnv, s0) -> dict:
     """Per start, numbers a reader can check by hand: body tilt (deg), the room to the wall (m) and the outward
     speed (m/s) along the axis that is tightest, the vertical speed, and this episode's vehicle's full-thrust
     thrust-to-weight ratio (its own mass and thrust curve: the perturbed evaluation draws them)."""
