@@ -20,6 +20,8 @@ from train_fast import recoverability as rc
 FIXTURE = Path(__file__).parent / "data" / "hover_bundle"
 EPISODES = 128
 SEED = 12345
+# a small search; chunk x restarts = 8 = the refine test's anchor episodes, so one compiled witness serves all
+SEARCH = dict(horizon=60, steps=120, restarts=2, iterations=40, chunk=4)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,8 @@ def test_the_oracle_saves_starts_the_fixture_loses_and_not_a_doomed_one(setup):
     pos = batch.sim.pos.at[-1].set(jnp.asarray([0.59, 0.0, 0.0]))
     vel = batch.sim.vel.at[-1].set(jnp.asarray([3.0, 0.0, 0.0]))
     batch = dataclasses.replace(batch, sim=dataclasses.replace(batch.sim, pos=pos, vel=vel))
-    saved, flown, final = rc.nudged_oracle(env, apply, pp, batch, jax.random.PRNGKey(SEED),
-                                           horizon=60, steps=120, restarts=2, iterations=40, chunk=4)
+    # SEARCH with demonstrations: the same compiled search and witness the refine test below flies
+    saved, flown, final = rc.nudged_oracle(env, apply, pp, batch, jax.random.PRNGKey(SEED), demonstrations=[], **SEARCH)
     assert saved[:2].all(), f"lost starts {lost.tolist()}: the search flew {flown[:2].tolist()} steps"
     assert (flown[:2] == env.episode_steps).all() and (final[:2] < 0.1).all()
     assert not saved[2] and flown[2] <= 1 and np.isinf(final[2])
@@ -57,7 +59,7 @@ def test_refine_fits_the_saves_and_writes_a_bundle_that_flies(setup, tmp_path):
     env, pp, apply, survived, s0 = setup
     bundle = load_bundle(FIXTURE)
     layers, history = rf.refine(bundle, rounds=1, starts=EPISODES, seed=5, fit_steps=150, anchor_episodes=8,
-                                perturbed=0.0, anchor_perturbed=False, search=dict(horizon=60, steps=120, restarts=2, iterations=40, chunk=4))
+                                perturbed=0.0, anchor_perturbed=False, search=SEARCH, policy=(pp, apply))
     (row,) = history
     assert row["lost"] > 0 and row["saved"] > 0 and row["teacher_episodes"] == row["saved"]
     assert row["teacher_error"] < 0.8 * row["teacher_error_before"], row

@@ -61,8 +61,11 @@ def _fit(apply, params, teacher, anchor, steps: int, lr: float, batch: int, key)
 
 def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_steps: int = 3000, lr: float = 3e-4,
            batch: int = 512, anchor_episodes: int = 1000, perturbed: float = 0.0, search: dict | None = None,
-           anchor_perturbed: bool = True, progress: Callable[[dict], None] | None = None):
+           anchor_perturbed: bool = True, policy=None, progress: Callable[[dict], None] | None = None):
     """Returns (actor layers [(W, b), ...] as float32 numpy, history: one dict per round).
+
+    `policy`: (params, apply) to start from instead of the bundle's own actor (train_fast.evaluate.bundle_policy's
+    form; an `apply` already flown by the oracle reuses its compiled search).
 
     `perturbed`: the share of each round's starts flown on vehicles drawn from the platform's randomization
     ranges (the rest on its nominal vehicle). The anchor (the original actor's own successful episodes) holds
@@ -80,7 +83,7 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
     n_pert = int(round(starts * perturbed))
     nominal, drawn = ev.env_for_bundle(bundle), ev.env_for_bundle(bundle, perturb=True)
     envs = [(e, n) for e, n in ((nominal, starts - n_pert), (drawn, n_pert)) if n > 0]
-    params, apply = ev.bundle_policy(bundle)
+    params, apply = policy if policy is not None else ev.bundle_policy(bundle)
     search = dict(horizon=60, steps=150, restarts=4, iterations=150) | dict(search or {})
     horizon = search["horizon"]
     # the anchor: the original actor's own successful episodes, half on each kind of vehicle, flown once
