@@ -28,6 +28,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from train_fast.sims import quadrotor as quad
 from train_fast.tasks import quadrotor_tasks as qt
@@ -99,23 +100,20 @@ def nudge(env: qt.QuadEnv, policy, pp, s0, d0, keys, horizon: int, steps: int, i
                 + 10.0 * jnp.sum(s_end.sim.vel ** 2) + 10.0 * tilt + 0.01 * jnp.sum(d * d))
 
     vg = jax.vmap(jax.value_and_grad(cost), in_axes=(0, 0, 0))
-    b1, b2, eps = 0.9, 0.999, 1e-8
+    # Adam is elementwise, so one optax state over the (B, horizon, 4) batch is B independent searches
+    opt = optax.adam(lr)
 
-    def it(carry, i):
-        d, m, v, best_d, best_c = carry
+    def it(carry, _):
+        d, st, best_d, best_c = carry
         c, g = vg(d, s0, keys)
-        g = jnp.where(jnp.isfinite(g), g, 0.0)
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        t = i + 1.0
-        step = lr * (m / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t)) + eps)
+        updates, st = opt.update(jnp.where(jnp.isfinite(g), g, 0.0), st)
         better = jnp.isfinite(c) & (c < best_c)
         best_d = jnp.where(better[:, None, None], d, best_d)
         best_c = jnp.where(better, c, best_c)
-        return (d - step, m, v, best_d, best_c), c
+        return (optax.apply_updates(d, updates), st, best_d, best_c), c
 
-    init = (d0, jnp.zeros_like(d0), jnp.zeros_like(d0), d0, jnp.full(d0.shape[0], jnp.inf))
-    (_, _, _, best_d, best_c), _ = jax.lax.scan(it, init, jnp.arange(iterations, dtype=jnp.float32))
+    init = (d0, opt.init(d0), d0, jnp.full(d0.shape[0], jnp.inf))
+    (_, _, best_d, best_c), _ = jax.lax.scan(it, init, None, length=iterations)
     return best_d, best_c
 
 
