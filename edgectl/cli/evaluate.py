@@ -115,7 +115,7 @@ def eval_quadrotor(b, o) -> None:
                                                                 o.plat, o.perturb)
     console = _console()
     t0 = time.time()
-    from train_fast.evaluate import evaluate_bundle
+    from train_fast.evaluate import FACTOR_LABELS, evaluate_bundle
     from train_fast.train import _setup_jax
 
     _setup_jax()  # the persistent compilation cache: a second eval of the same task skips most of the compile
@@ -148,6 +148,12 @@ def eval_quadrotor(b, o) -> None:
     t.add_row("final error mean (survivors)", _fmt_m(summary["final_error_mean_survivors_m"]))
     if "tracking_rmse_m" in summary:
         t.add_row("tracking RMSE (survivors)", _fmt_m(summary["tracking_rmse_m"]))
+    for name, rows in summary.get("by_factor", {}).items():  # --perturb: which drawn value the policy minds
+        lo, hi = rows[0]["range"][0], rows[-1]["range"][1]
+        span = f"{lo:g}-{hi:g} periods" if name == "action_delay" else f"x{lo:.2g}-{hi:.2g}"
+        t.add_row(f"survival by {FACTOR_LABELS.get(name, name.replace('_', ' '))}",
+                  f"{span}, low / mid / high third: " + " / ".join(
+                      "n/a" if r["survival_rate"] is None else f"{r['survival_rate'] * 100:.1f}" for r in rows) + " %")
     t.add_row("evaluation time", f"{eval_s:.1f} s")
     t.add_row("trajectory plot", str(plot_path))
     console.print(t)
