@@ -204,6 +204,8 @@ CASES: list[Case] = [
          "race", _copy(RACE)),
     Case("bundle-refine-onto-itself", "bundle", "refine --out the source bundle itself", ("refine", HOVER, "--out", HOVER),
          "the source bundle itself", _copy(HOVER)),
+    Case("bundle-refine-platform-kind", "bundle", "refine --platform naming an rc car platform",
+         ("refine", HOVER, "--out", "r3", "--platform", "rc_car_1_10"), "rc_car_1_10", _copy(HOVER)),
     # --- platforms ----------------------------------------------------------------------------------
     Case("platform-unknown", "platform", "a platform name that does not exist",
          ("train", "quadrotor", "--platform", "crazyflie_9"), "crazyflie_9"),

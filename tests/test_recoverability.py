@@ -74,3 +74,11 @@ def test_refine_fits_the_saves_and_writes_a_bundle_that_flies(setup, tmp_path):
     fitted = np.clip(np.asarray(apply([{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in layers], obs)), -1, 1)
     np.testing.assert_allclose(refined.act(obs), fitted, atol=1e-5)
     assert np.abs(refined.act(obs) - bundle.act(obs)).max() > 1e-3
+
+
+def test_refine_splits_the_nominal_starts_evenly_over_the_platforms():
+    from train_fast.refine import split_starts
+
+    for n, parts in ((4000, 1), (4000, 3), (7, 3), (2, 3), (1000, 4)):
+        share = split_starts(n, parts)
+        assert share.sum() == n and len(share) == parts and share.max() - share.min() <= 1, (n, parts, share)

@@ -61,9 +61,16 @@ def _fit(apply, params, teacher, anchor, steps: int, lr: float, batch: int, key)
     return params, before, float(teacher_error(params))
 
 
+def split_starts(n: int, parts: int) -> np.ndarray:
+    """`n` starts in `parts` shares that differ by at most one and add up to `n` (the first share the bundle's own
+    platform's)."""
+    return np.diff(np.round(np.linspace(0, n, parts + 1)).astype(int))
+
+
 def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_steps: int = 3000, lr: float = 3e-4,
            batch: int = 512, anchor_episodes: int = 1000, perturbed: float = 0.0, search: dict | None = None,
-           anchor_perturbed: bool = True, policy=None, progress: Callable[[dict], None] | None = None):
+           anchor_perturbed: bool = True, policy=None, progress: Callable[[dict], None] | None = None,
+           platforms: tuple = ()):
     """Returns (actor layers [(W, b), ...] as float32 numpy, history: one dict per round).
 
     `policy`: (params, apply) to start from instead of the bundle's own actor (train_fast.evaluate.bundle_policy's
@@ -75,7 +82,11 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
     tests/data/hover_bundle (3 rounds of 4000, 2000 evaluation episodes): nominal teachers with a nominal-only
     anchor took nominal survival from 96.3 % to 98.65 % and cost the perturbed figure 8 points (86.2 -> 78.2 %);
     half the teachers on perturbed vehicles made round 2's actor worse than round 1's on the same mix (91.3 ->
-    90.4 %): the teacher knows the vehicle's parameters, the actor cannot see them."""
+    90.4 %): the teacher knows the vehicle's parameters, the actor cannot see them.
+
+    `platforms`: other platforms (edgectl.platforms.Platform) of the same vehicle class whose nominal vehicles fly
+    an equal share of the nominal starts (the bundle's own platform keeps one share) and join the anchor, so the
+    refined actor is taught the saves on, say, the Flow deck and the Brushless too."""
     if rounds < 1 or starts < 2 or fit_steps < 1 or not 0.0 <= perturbed <= 1.0:
         raise ValueError(f"rounds {rounds}, starts {starts}, fit steps {fit_steps}, perturbed share {perturbed}: "
                          "rounds and fit steps at least 1, starts at least 2, the share within 0-1")
@@ -84,13 +95,17 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
                          f"(seed {EVAL_SEED}); pick another")
     n_pert = int(round(starts * perturbed))
     nominal, drawn = ev.env_for_bundle(bundle), ev.env_for_bundle(bundle, perturb=True)
-    envs = [(e, n) for e, n in ((nominal, starts - n_pert), (drawn, n_pert)) if n > 0]
+    others = [ev.env_for_bundle(bundle, platform=p) for p in platforms]
+    share = split_starts(starts - n_pert, 1 + len(others))
+    # (env, starts, key id): ids 0 (nominal) and 1 (perturbed) draw what they drew before other platforms existed
+    envs = [(e, int(n), j) for e, n, j in ((nominal, share[0], 0), (drawn, n_pert, 1),
+                                           *((o, share[i + 1], 2 + i) for i, o in enumerate(others))) if n > 0]
     params, apply = policy if policy is not None else ev.bundle_policy(bundle)
     search = dict(horizon=60, steps=150, restarts=4, iterations=150) | dict(search or {})
     horizon = search["horizon"]
     # the anchor: the original actor's own successful episodes, half on each kind of vehicle, flown once
     anchor = []
-    kinds = (nominal, drawn) if anchor_perturbed else (nominal,)
+    kinds = ((nominal, drawn) if anchor_perturbed else (nominal,)) + tuple(others)
     for j, env in enumerate(kinds):
         n = max(2, anchor_episodes // len(kinds))
         key = jax.random.fold_in(jax.random.PRNGKey(seed - 1), j)
@@ -100,16 +115,18 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
         keep = np.asarray(alive)
         anchor.append((np.asarray(obs)[keep].reshape(-1, obs.shape[-1]), np.asarray(act)[keep].reshape(-1, 4)))
     anchors = (np.concatenate([o for o, _ in anchor]), np.concatenate([a for _, a in anchor]))
-    rollouts = [ev.make_rollout(env, apply, n) for env, n in envs]  # compiled once, flown every round
+    rollouts = [ev.make_rollout(env, apply, n) for env, n, _ in envs]  # compiled once, flown every round
     teacher: list = []
     history = []
     for r in range(rounds):
         t0 = time.time()
         row = {"round": r + 1, "starts": starts, "perturbed": n_pert, "seed": seed + r, "lost": 0, "saved": 0}
+        if others:  # the nominal starts each other platform flew
+            row["platforms"] = {p.name: int(share[i + 1]) for i, p in enumerate(platforms)}
         survived_total = 0
-        for j, (env, n) in enumerate(envs):
+        for (env, n, j), rollout in zip(envs, rollouts):
             key = jax.random.fold_in(jax.random.PRNGKey(seed + r), j)
-            out, _ = rollouts[j](params, key)
+            out, _ = rollout(params, key)
             survived = np.asarray(out["survived"])
             survived_total += int(survived.sum())
             s0, _ = ev.starts(env, key, n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -26,6 +27,10 @@ def refine_cmd(
     perturbed: float = typer.Option(0.0, "--perturbed", min=0.0, max=1.0, help="Share of each round's starts flown "
                                     "on vehicles drawn from the platform's randomization ranges (the rest: its "
                                     "nominal vehicle). The actor keeps its own successful flights on both kinds as an anchor either way."),
+    platform: Optional[list[str]] = typer.Option(None, "--platform", help="Another platform file (name or .toml "
+                                                 "path; repeatable) whose nominal vehicle flies an equal share of the "
+                                                 "nominal starts and joins the anchor, e.g. crazyflie_2_1_flow; the "
+                                                 "evaluation at the end flies it too."),
     episodes: int = typer.Option(1000, "--episodes", min=1, help="Evaluation episodes of source and result at the end."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out bundle."),
     json_out: bool = typer.Option(False, "--json", help="Make the last stdout line one JSON object: the rounds and "
@@ -52,6 +57,17 @@ def refine_cmd(
     if out.resolve() == b.path.resolve():
         _fail(f"--out {out}: the source bundle itself; write the refined bundle elsewhere")
     _check_out(out, overwrite)
+    plats = []
+    if platform:
+        from edgectl.platforms import PlatformError, load_platform
+        for name in platform:
+            try:
+                plat = load_platform(name)
+            except PlatformError as e:
+                _fail(f"--platform: {e}")
+            if plat.kind != "quadrotor":
+                _fail(f"--platform {name}: a {plat.kind} platform; the bundle flies a quadrotor")
+            plats.append(plat)
     from train_fast.evaluate import evaluate_bundle
     from train_fast.refine import EVAL_SEED, refine, save_refined
     from train_fast.train import _setup_jax
@@ -68,19 +84,22 @@ def refine_cmd(
 
     try:
         with console.status(f"refining {bundle} ({rounds} rounds of {starts} starts, compiling first)..."):
-            layers, history = refine(b, rounds=rounds, starts=starts, seed=seed, perturbed=perturbed, progress=progress)
+            layers, history = refine(b, rounds=rounds, starts=starts, seed=seed, perturbed=perturbed, progress=progress,
+                                     platforms=tuple(plats))
     except ValueError as e:
         _fail(str(e))
     path = save_refined(b, layers, history, out, command=" ".join(["edgectl", *sys.argv[1:]]), overwrite=overwrite)
     refined = load_bundle(path)
     report = {"bundle": str(path), "source": str(b.path), "rounds": history}
     console.print(f"wrote {path}; evaluating source and result on {episodes} episodes (seed {EVAL_SEED})")
-    for vehicle, perturb in (("nominal", False), ("perturbed", True)):
+    flights = [("nominal", None, False), ("perturbed", None, True)] + [(p.name, p, False) for p in plats]
+    for vehicle, plat, perturb in flights:
+        # the other platforms' figures under "platforms", by name, beside "nominal" and "perturbed"
+        row = (report.setdefault("platforms", {}) if plat is not None else report).setdefault(vehicle, {})
         for label, bb in (("before", b), ("after", refined)):
-            summary, _ = evaluate_bundle(bb, episodes=episodes, seed=EVAL_SEED, perturb=perturb)
-            report.setdefault(vehicle, {})[label] = {k: summary[k] for k in ("episodes", "survival_rate",
-                                                                               "final_error_median_m", "final_error_p95_m")}
-        bf, af = report[vehicle]["before"], report[vehicle]["after"]
+            summary, _ = evaluate_bundle(bb, episodes=episodes, seed=EVAL_SEED, perturb=perturb, platform=plat)
+            row[label] = {k: summary[k] for k in ("episodes", "survival_rate", "final_error_median_m", "final_error_p95_m")}
+        bf, af = row["before"], row["after"]
         console.print(f"  {vehicle}: survival {bf['survival_rate'] * 100:.2f} % -> {af['survival_rate'] * 100:.2f} %, "
                       f"median final error {_cm(bf['final_error_median_m'])} -> {_cm(af['final_error_median_m'])}")
     report["seconds"] = round(time.time() - t0, 1)
