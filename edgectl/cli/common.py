@@ -154,6 +154,18 @@ def _console(stderr: bool = False):
 _json_value = json_value  # strict JSON: inf/nan become null, numpy scalars plain numbers (edgectl.fsutil)
 
 
+def quadrotor_platform(name: str):
+    """`--platform NAME`: the quadrotor platform file a bundle is flown on (eval, refine); exit 2 naming the problem."""
+    from edgectl.platforms import PlatformError, load_platform
+    try:
+        plat = load_platform(name)
+    except PlatformError as e:
+        _fail(f"--platform: {e}")
+    if plat.kind != "quadrotor":
+        _fail(f"--platform {name}: a {plat.kind} platform; the bundle flies a quadrotor")
+    return plat
+
+
 def _print_json(obj) -> None:
     """The --json contract: one strict JSON object as the last stdout line, after everything Rich printed."""
     sys.stdout.flush()

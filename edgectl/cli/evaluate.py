@@ -10,7 +10,7 @@ import typer
 
 from types import SimpleNamespace
 
-from edgectl.cli.common import (RECORD_EPISODES, VEHICLES, app, choice, _console, _fail, _fmt_m, _fmt_pct, _fmt_s, latest_bundle,
+from edgectl.cli.common import (RECORD_EPISODES, VEHICLES, app, choice, quadrotor_platform, _console, _fail, _fmt_m, _fmt_pct, _fmt_s, latest_bundle,
                                 _print_json)
 
 
@@ -88,15 +88,7 @@ def eval_cmd(
     if (platform is not None or perturb) and "perturb" not in entry.options:
         _fail(f"--platform/--perturb fly motor-level quadrotor bundles (hover, figure8); {path} is a "
               f"{b.manifest['task'].get('name')!r} bundle")
-    plat = None
-    if platform is not None:
-        from edgectl.platforms import PlatformError, load_platform
-        try:
-            plat = load_platform(platform)
-        except PlatformError as e:
-            _fail(f"--platform: {e}")
-        if plat.kind != "quadrotor":
-            _fail(f"--platform {platform}: a {plat.kind} platform; the bundle flies a quadrotor")
+    plat = quadrotor_platform(platform) if platform is not None else None
     entry.hook("evaluate")(b, SimpleNamespace(root=root, plot_path=plot_path, episodes=episodes, laps=laps, seed=seed,
                                               json_out=json_out, plat=plat, perturb=perturb))
 

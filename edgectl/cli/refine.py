@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgectl.cli.common import _check_out, _console, _fail, _print_json, app
+from edgectl.cli.common import _check_out, _console, _fail, _print_json, app, quadrotor_platform
 
 
 def _cm(x) -> str:
@@ -57,17 +57,7 @@ def refine_cmd(
     if out.resolve() == b.path.resolve():
         _fail(f"--out {out}: the source bundle itself; write the refined bundle elsewhere")
     _check_out(out, overwrite)
-    plats = []
-    if platform:
-        from edgectl.platforms import PlatformError, load_platform
-        for name in platform:
-            try:
-                plat = load_platform(name)
-            except PlatformError as e:
-                _fail(f"--platform: {e}")
-            if plat.kind != "quadrotor":
-                _fail(f"--platform {name}: a {plat.kind} platform; the bundle flies a quadrotor")
-            plats.append(plat)
+    plats = [quadrotor_platform(name) for name in platform or ()]
     from train_fast.evaluate import evaluate_bundle
     from train_fast.refine import EVAL_SEED, refine, save_refined
     from train_fast.train import _setup_jax
