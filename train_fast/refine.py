@@ -103,7 +103,8 @@ def refine(bundle, rounds: int = 3, starts: int = 4000, seed: int = 777, fit_ste
     params, apply = policy if policy is not None else ev.bundle_policy(bundle)
     search = dict(horizon=60, steps=150, restarts=4, iterations=150) | dict(search or {})
     horizon = search["horizon"]
-    # the anchor: the original actor's own successful episodes, half on each kind of vehicle, flown once
+    # the anchor: the original actor's own successful episodes, an equal part on each kind of vehicle (nominal,
+    # perturbed, each other platform's nominal), flown once
     anchor = []
     kinds = ((nominal, drawn) if anchor_perturbed else (nominal,)) + tuple(others)
     for j, env in enumerate(kinds):
