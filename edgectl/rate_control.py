@@ -122,12 +122,21 @@ FIRMWARES: dict[str, dict] = {
         "d_cutoff": (20.0, 20.0, 0.0),  # ATC_RAT_RLL/PIT_FLTD 20 Hz
         "out_cutoff": (0.0, 0.0, 0.0),
         "mixer": "ardupilot",
+        # GUIDED(_NOGPS) body rates do not reach the rate PIDs as sent: AC_AttitudeControl::input_rate_bf_roll_pitch_yaw_rads
+        # slews the rate target at most ATC_ACCEL_R/P/Y_MAX (input_shaping_ang_vel; ACRO_RP_RATE_TC and PILOT_Y_RATE_TC
+        # default 0, so no time constant), integrates it into an attitude target, and attitude_controller_run_quat adds
+        # ATC_ANG_RLL/PIT/YAW_P x the attitude error (limited to AC_ATTITUDE_THRUST_ERROR_ANGLE_RAD, 30 deg) to it.
+        # Measured in real ArduCopter 4.7.0-dev SITL (tests/data/ardupilot_sitl_rate_steps.csv): a 1.5 rad/s roll step
+        # rises at ~19 rad/s^2, and after a +-step pair the vehicle holds the attitude the shaped target reached.
+        "sp_accel_max": (19.199, 19.199, 4.712),  # AC_ATTITUDE_CONTROL_ACCEL_RP_MAX_DEFAULT_CDSS 110000, _Y_ 27000 cdeg/s^2
+        "angle_p": (4.5, 4.5, 4.5),  # AC_ATTITUDE_CONTROL_ANGLE_P (ATC_ANG_RLL/PIT/YAW_P)
+        "angle_err_max": 0.5236,  # AC_ATTITUDE_THRUST_ERROR_ANGLE_RAD = radians(30)
         "thrust_model": 0.65,  # MOT_THST_EXPO default 0.65: thrust = (1 - e) u + e u^2
         "source": "ArduPilot/ardupilot libraries/AC_AttitudeControl/AC_AttitudeControl_Multi.h (AC_ATC_MULTI_RATE_*), "
                   "libraries/AC_PID/AC_PID.cpp, libraries/AP_Motors/AP_MotorsMatrix.cpp normalise_rpy_factors",
     },
 }
-PID_STATE_SIZE = 18  # setpoint filter, error filter, last D input, D filter, I term, output filter (3 each)
+PID_STATE_SIZE = 24  # setpoint filter, error filter, last D input, D filter, I term, output filter, shaped setpoint, attitude error (3 each)
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,15 @@ class RateLoop:
     thrust_shape: np.ndarray  # (b0, b1): the firmware's assumed thrust(u) = b0 + b1 u + (1 - b0 - b1) u^2
     max_rate: np.ndarray  # rad/s per axis: the ctbr action range
     source: str = field(default="", compare=False)
+    # The autopilot's shaping of body-rate setpoints before its rate PIDs (ArduPilot's attitude controller; zeros:
+    # the setpoint reaches the PIDs as sent, as in PX4's mc_rate_control and the Crazyflie's rate mode).
+    sp_accel_max: np.ndarray = field(default_factory=lambda: np.zeros(3))  # rad/s^2 per axis
+    angle_p: np.ndarray = field(default_factory=lambda: np.zeros(3))  # 1/s, attitude error -> rate
+    angle_err_max: float = 0.0  # rad
+
+    @property
+    def shapes_setpoint(self) -> bool:
+        return bool(np.any(self.sp_accel_max > 0))
 
     def substeps(self, sim_rate: float) -> int:
         """Rate-loop ticks per simulator step (at least 1)."""
@@ -211,7 +229,9 @@ def rate_loop(firmware: str, positions, spin, torque_coefficient: float, platfor
                     out_limit=a("out_limit"), d_on_error=bool(f["d_on_error"]), sp_cutoff=a("sp_cutoff"),
                     err_cutoff=a("err_cutoff"), d_cutoff=a("d_cutoff"), out_cutoff=a("out_cutoff"),
                     mixer=mixer_matrix(f["mixer"], positions, spin, torque_coefficient), thrust_shape=shape,
-                    max_rate=np.asarray(max_rate, np.float64), source=f["source"])
+                    max_rate=np.asarray(max_rate, np.float64), source=f["source"],
+                    sp_accel_max=np.asarray(f.get("sp_accel_max", (0.0, 0.0, 0.0)), np.float64),
+                    angle_p=np.asarray(f.get("angle_p", (0.0, 0.0, 0.0)), np.float64), angle_err_max=float(f.get("angle_err_max", 0.0)))
 
 
 def from_platform(platform) -> RateLoop:
@@ -233,19 +253,27 @@ def _alpha(cutoff, dt, xp):
 
 
 def pid_init(loop: RateLoop, omega, xp=np):
-    """PID state (..., 18) at rest with the gyro reading ``omega`` (no derivative kick on the first tick)."""
+    """PID state (..., 24) at rest with the gyro reading ``omega`` (no derivative kick on the first tick; a shaped
+    setpoint starts at the rate the vehicle has, with no attitude error)."""
     w = xp.asarray(omega) * loop.input_scale
     z = xp.zeros_like(w)
     d0 = -w  # the D input: -measured (or error = 0 - measured)
-    return xp.concatenate([z, z, d0, z, z, z], axis=-1)
+    return xp.concatenate([z, z, d0, z, z, z, xp.asarray(omega) + z, z], axis=-1)
 
 
 def pid_step(loop: RateLoop, state, rate_sp, omega, dt, gain=1.0, xp=np):
     """One rate-loop tick: (output per axis in firmware units, new state). rate_sp, omega: (..., 3) rad/s FLU;
     ``gain`` scales P, I and D (a vehicle tuned differently from the defaults)."""
+    sp_f, err_f, d_prev, d_f, integ, out_f, shaped, att_err = (state[..., 3 * i:3 * i + 3] for i in range(8))
+    if loop.shapes_setpoint:  # ArduPilot's attitude controller between the setpoint and the rate PIDs (see FIRMWARES)
+        step = loop.sp_accel_max * dt
+        shaped = shaped + xp.clip(xp.asarray(rate_sp) - shaped, -step, step)
+        att_err = att_err + (shaped - xp.asarray(omega)) * dt  # attitude target minus attitude, body axes, small angles
+        norm = xp.sqrt(xp.sum(att_err * att_err, axis=-1, keepdims=True))
+        att_err = att_err * xp.minimum(1.0, loop.angle_err_max / xp.maximum(norm, 1e-9))
+        rate_sp = shaped + loop.angle_p * att_err
     sp = xp.asarray(rate_sp) * loop.input_scale
     w = xp.asarray(omega) * loop.input_scale
-    sp_f, err_f, d_prev, d_f, integ, out_f = (state[..., 3 * i:3 * i + 3] for i in range(6))
     sp_f = sp_f + _alpha(loop.sp_cutoff, dt, xp) * (sp - sp_f)
     err = sp_f - w
     err_f = err_f + _alpha(loop.err_cutoff, dt, xp) * (err - err_f)
@@ -260,7 +288,7 @@ def pid_step(loop: RateLoop, state, rate_sp, omega, dt, gain=1.0, xp=np):
     integ = xp.clip(integ + ki * err_f * dt, -loop.i_limit, loop.i_limit)
     out = xp.clip(out, -loop.out_limit, loop.out_limit)
     out_f = out_f + _alpha(loop.out_cutoff, dt, xp) * (out - out_f)
-    return out_f, xp.concatenate([sp_f, err_f, d_in, d_f, integ, out_f], axis=-1)
+    return out_f, xp.concatenate([sp_f, err_f, d_in, d_f, integ, out_f, shaped, att_err], axis=-1)
 
 
 def mix(loop: RateLoop, thrust, out, xp=np):

@@ -332,6 +332,8 @@ CASES: list[Case] = [
          _copy(HOVER)),
     Case("flag-unknown-option", "flag", "an option no command has", ("run", HOVER, "--speed", "2"), "--speed", _copy(HOVER)),
     Case("flag-robust-car", "flag", "--robust for the rc car", ("train", "rc-car", "--robust"), "--robust"),
+    Case("flag-sitl-speed-negative", "flag", "sitl-server --speed below 0", ("sitl-server", "px4", "--port", "0", "--speed", "-1"),
+         "--speed"),
     Case("flag-action-delay", "flag", "--action-delay above one period", ("train", "quadrotor", "--action-delay", "2"),
          "--action-delay"),
     Case("flag-target", "flag", "an unknown export target", ("export", HOVER, "--target", "fpga"), "fpga", _copy(HOVER)),

@@ -8,6 +8,7 @@ the closed loop against a step response on the platforms that name each loop.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,8 +152,9 @@ def test_cap_lowers_all_motors_by_the_excess_and_thrust_models():
 @pytest.mark.parametrize("platform,fw", [(CF, "crazyflie"), (X500, "px4"), (X500, "ardupilot")])
 def test_closed_loop_step_response(platform, fw):
     """A 1 rad/s roll-rate step on the hovering vehicle, the loop at its rate with the platform's motor lag:
-    tracked within 15 % from 0.3 s (the Crazyflie, with its slow-falling brushed motors, rings at 12 %), overshoot
-    under 50 %, the other axes quiet."""
+    tracked within 15 % from 0.3 s (the Crazyflie, with its slow-falling brushed motors, rings at 12 %; ArduPilot within
+    20 %: its attitude loop makes up the slewed start, as real ArduCopter SITL does, 1.72 rad/s after a 1.5 rad/s step
+    in tests/data/ardupilot_sitl_rate_steps.csv), overshoot under 50 %, the other axes quiet."""
     loop = loop_on(fw, platform)
     p = nq.params_from_platform(platform)
     dt = 1.0 / loop.rate_hz
@@ -167,7 +169,7 @@ def test_closed_loop_step_response(platform, fw):
         w.append(x[10:13].copy())
     w = np.array(w)
     after = w[int(0.3 / dt):]
-    assert np.all(np.abs(after[:, 0] - 1.0) < 0.15), (after[:, 0].min(), after[:, 0].max())
+    assert np.all(np.abs(after[:, 0] - 1.0) < (0.2 if fw == "ardupilot" else 0.15)), (after[:, 0].min(), after[:, 0].max())
     assert w[:, 0].max() < 1.5 and np.abs(w[:, 1:]).max() < 0.1
 
 
@@ -198,3 +200,47 @@ def test_jax_and_numpy_run_the_same_loop():
 def test_the_loader_knows_every_modelled_rate_loop():
     from edgectl.platforms import RATE_FIRMWARES
     assert sorted(rc.FIRMWARES) == sorted(RATE_FIRMWARES)
+
+
+def _fly_recorded_rates(loop, platform, t, cmd_flu):
+    """The platform's hover, its rate loop at its own rate fed the recorded setpoints (held between samples):
+    (times, body rates FLU, roll angle)."""
+    p = nq.params_from_platform(platform)
+    dt = 1.0 / loop.rate_hz
+    p[nq.PARAM_INDEX["dt"]] = dt
+    x = nq.hover_state(p)
+    st = rc.pid_init(loop, x[10:13])
+    thrust = rc.thrust_setpoint_for_motor(loop, x[13])
+    ts = np.arange(0.0, t[-1], dt)
+    w, roll = np.zeros((ts.size, 3)), np.zeros(ts.size)
+    for k, tk in enumerate(ts):
+        i = np.searchsorted(t, tk, side="right") - 1
+        out, st = rc.pid_step(loop, st, cmd_flu[i] if i >= 0 else np.zeros(3), x[10:13], dt)
+        x = nq.step(x, 2.0 * rc.mix(loop, thrust, out) - 1.0, p)
+        q = x[3:7]
+        w[k], roll[k] = x[10:13], math.atan2(2 * (q[0] * q[1] + q[2] * q[3]), 1 - 2 * (q[1] ** 2 + q[2] ** 2))
+    return ts, w, roll
+
+
+def test_ardupilot_loop_matches_real_arducopter_sitl_rate_steps():
+    """The witness is real ArduCopter: tests/data/ardupilot_sitl_rate_steps.csv is its SITL (4.7.0-dev) flying the X500
+    in GUIDED_NOGPS, a +1.5 then -1.5 rad/s roll-rate step of 0.2 s each. ArduPilot slews the rate target at
+    ATC_ACCEL_R_MAX and holds the attitude the slewed target reached (7.2 deg); a loop that flies the setpoint as sent
+    (what edgectl modelled before) ends level and misses the rate trace by 0.74 rad/s RMS."""
+    import dataclasses
+    path = Path(__file__).parent / "data" / "ardupilot_sitl_rate_steps.csv"
+    d = np.loadtxt(path, delimiter=",")
+    t, cmd = d[:, 0], d[:, 1:4] * np.array([1.0, -1.0, -1.0])  # FRD -> FLU
+    window = (t > 0.95) & (t < 1.9)  # the roll pair and its settling
+    assert np.abs(cmd[window, 0]).max() == pytest.approx(1.5)
+    real_p, real_roll = d[window, 7], np.interp(1.9, t, d[:, 4]) - d[0, 4]
+    assert real_roll > np.radians(5.0)  # the recording shows the held attitude
+    loop = loop_on("ardupilot", X500)
+    ts, w, roll = _fly_recorded_rates(loop, X500, t, cmd)
+    rms = float(np.sqrt(np.mean((np.interp(t[window], ts, w[:, 0]) - real_p) ** 2)))
+    assert rms < 0.2, rms  # measured 0.11 rad/s
+    assert abs(np.interp(1.9, ts, roll) - real_roll) < np.radians(1.5), (np.degrees(np.interp(1.9, ts, roll)), np.degrees(real_roll))
+    unshaped = dataclasses.replace(loop, sp_accel_max=np.zeros(3), angle_p=np.zeros(3))
+    ts, w, roll = _fly_recorded_rates(unshaped, X500, t, cmd)
+    assert float(np.sqrt(np.mean((np.interp(t[window], ts, w[:, 0]) - real_p) ** 2))) > 0.5
+    assert abs(np.interp(1.9, ts, roll)) < np.radians(2.0)

@@ -125,9 +125,10 @@ def sitl_server_cmd(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: Optional[int] = typer.Option(None, "--port", help="Default 4560 (px4) / 9002 (ardupilot)."),
     platform: Optional[str] = typer.Option(None, "--platform", help="Platform file instead of the iris-sized generic quad."),
+    speed: float = typer.Option(1.0, "--speed", min=0.0, help="px4: simulated seconds per wall second (lockstep paced to the clock a MAVLink client flies on); 0: as fast as PX4 runs."),
 ) -> None:
     """Serve edgectl's physics to a real PX4 or ArduPilot SITL build (Ctrl-C to stop)."""
     if kind not in ("px4", "ardupilot"):
         _fail(f"sitl-server {kind!r}: expected px4 or ardupilot")
     from firmware_bridge.mavlink.cli_hooks import sitl_server_main
-    sitl_server_main(kind=kind, host=host, port=port, platform=platform, echo=typer.echo)
+    sitl_server_main(kind=kind, host=host, port=port, platform=platform, echo=typer.echo, speed=speed)

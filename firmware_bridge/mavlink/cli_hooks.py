@@ -53,12 +53,13 @@ def sim_vehicle_main(uri: str = "udpin:127.0.0.1:14550", speed: float = 1.0,
 
 
 def sitl_server_main(kind: str = "px4", host: str = "127.0.0.1", port: int | None = None,
-                     platform: str | None = None, echo: Callable[[str], None] = print) -> None:
+                     platform: str | None = None, echo: Callable[[str], None] = print, speed: float = 1.0) -> None:
     """Serve physics to a real PX4 SITL (``kind="px4"``, TCP 4560: start PX4 SITL without its own
     simulator, e.g. ``make px4_sitl none_iris``, and it connects here) or ArduPilot SITL
     (``kind="ardupilot"``, UDP 9002: ``sim_vehicle.py -v ArduCopter --model JSON:127.0.0.1``).
     ``platform``: a platform file to fly instead of the iris-sized generic quad (re-laid out as
-    Quad-X; the autopilot's gains must suit it)."""
+    Quad-X; the autopilot's gains must suit it). ``speed``: PX4's lockstep paced to this many simulated seconds
+    per wall second (0: as fast as PX4 runs); ArduPilot paces itself (its --speedup)."""
     from firmware_bridge.sim.mavlink.physics import platform_params, quad_x_layout
     from firmware_bridge.sim.mavlink.sitl_server import ArduPilotJsonServer, Px4SitlServer
 
@@ -66,7 +67,7 @@ def sitl_server_main(kind: str = "px4", host: str = "127.0.0.1", port: int | Non
     if platform is not None:
         params = quad_x_layout(platform_params(platform, dt=0.004 if kind == "px4" else None))
     if kind == "px4":
-        server = Px4SitlServer(host, 4560 if port is None else port, params=params)
+        server = Px4SitlServer(host, 4560 if port is None else port, params=params, speed=speed)
         proto = "tcp"
     elif kind == "ardupilot":
         server = ArduPilotJsonServer(host, 9002 if port is None else port, params=params)

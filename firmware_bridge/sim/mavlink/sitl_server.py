@@ -120,8 +120,12 @@ class _Server:
 class Px4SitlServer(_Server):
     def __init__(self, host: str = "127.0.0.1", port: int = 4560, *, params: np.ndarray | None = None,
                  home: Home = Home(), seed: int = 0, noise: bool = True, gps_rate: float = 10.0,
-                 lockstep_timeout: float = 2.0, sensor_sysid: int = 1, sensor_compid: int = 200):
+                 lockstep_timeout: float = 2.0, sensor_sysid: int = 1, sensor_compid: int = 200, speed: float = 1.0):
         super().__init__(params, seed, noise)
+        # Lockstep runs as fast as PX4 answers (7x real time here, PX4 v1.17.0-alpha1 SITL); a MAVLink client on the
+        # wall clock (an offboard policy, a ground station) needs simulated time paced to it, as Gazebo's real-time
+        # factor 1 does. speed: simulated seconds per wall second; 0 = unpaced.
+        self.speed = float(speed)
         self.home, self.gps_rate, self.lockstep_timeout = home, gps_rate, lockstep_timeout
         self.mav = mavlink.MAVLink(None, srcSystem=sensor_sysid, srcComponent=sensor_compid)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -156,7 +160,7 @@ class Px4SitlServer(_Server):
         mav = mavlink.MAVLink(None)  # own parser per connection
         mav.robust_parsing = True
         self.phys.step(-np.ones(4))  # start the clock at one step: PX4 reads timestamp 0 as "never"
-        lockstep, steps, wall_next = False, 1, time.monotonic() + self.phys.dt
+        lockstep, steps, wall_next, pace0 = False, 1, time.monotonic() + self.phys.dt, None
         self._send(conn, self._sensor_messages(steps))  # get PX4's clock going
         while not self._stop.is_set():
             wait = self.lockstep_timeout if lockstep else max(0.0, wall_next - time.monotonic())
@@ -171,6 +175,12 @@ class Px4SitlServer(_Server):
                         steps += 1
                         self._count("actuator_msgs")
                         self._step(m)
+                        if self.speed > 0:  # hold the reply until the wall clock catches up with the simulation
+                            if pace0 is None:
+                                pace0 = time.monotonic() - self.phys.t / self.speed
+                            late = pace0 + self.phys.t / self.speed - time.monotonic()
+                            if late > 0:
+                                time.sleep(late)
                         self._send(conn, self._sensor_messages(steps))
                     elif m.get_type() == "BAD_DATA":
                         self._count("bad_frames")
@@ -198,8 +208,15 @@ class Px4SitlServer(_Server):
         r = quat_to_rotmat(p.quat)  # FLU -> ENU
         mag = flu_to_frd(r.T @ ned_to_enu(home.mag_ned))  # earth field NED -> ENU -> body FLU -> FRD
         alt = home.alt + float(p.pos[2])
+        press = pressure_hpa(alt)
+        if self.noise:
+            # PX4's sensor voting (DataValidator) declares a sensor stale when its value repeats exactly: real PX4
+            # SITL (v1.17.0-alpha1) stopped publishing vehicle_magnetometer and vehicle_air_data after about 1 s on
+            # noise-free mag and baro here, and its EKF never aligned (arming denied). Gazebo's sensors are noisy too.
+            mag = mag + self.rng.normal(0.0, 0.002, 3)  # gauss
+            press = press + float(self.rng.normal(0.0, 0.002))  # hPa, ~2 cm of altitude
         msgs = [mav.hil_sensor_encode(t_us, *map(float, acc), *map(float, gyro), *map(float, mag),
-                                      pressure_hpa(alt), 0.0, alt, 15.0 - 0.0065 * (alt - home.alt), HIL_SENSOR_ALL, 0)]
+                                      press, 0.0, alt, 15.0 - 0.0065 * (alt - home.alt), HIL_SENSOR_ALL, 0)]
         lat, lon, alt_m = home.geodetic(p.pos)
         vel_ned = enu_to_ned(p.vel)
         q_ned = quat_enu_flu_to_ned_frd(p.quat)
