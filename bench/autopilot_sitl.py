@@ -13,6 +13,8 @@ interface, PX4's simulator_mavlink lockstep). Nothing here is built by CI: point
     python3 bench/autopilot_sitl.py ardupilot --build ~/ardupilot [--bundle CTBR_BUNDLE] [--hold 30]
     python3 bench/autopilot_sitl.py ardupilot --build ~/ardupilot --record-steps steps.csv
     python3 bench/autopilot_sitl.py px4 --build ~/PX4-Autopilot [--bundle CTBR_BUNDLE] [--hold 30]
+    python3 bench/autopilot_sitl.py px4 --build ~/PX4-Autopilot --neural   (PX4 built with CONFIG_MODULES_MC_NN_CONTROL and
+                                                                       an `edgectl export --target px4` control_net.cpp)
 
 Each run: the autopilot's own take-off (ArduPilot GUIDED + NAV_TAKEOFF; PX4 NAV_TAKEOFF) and hold, then with
 `--bundle` edgectl's MavlinkRateLink + ControlLoop (what `edgectl run BUNDLE --uri udpin:...` runs) takes over in
@@ -188,6 +190,26 @@ def run_ardupilot(a, work: Path, procs: list) -> dict:
     return res
 
 
+def fly_neural(m, seconds: float) -> dict:
+    """PX4's own mc_nn_control (built with an `edgectl export --target px4` model in place of its control_net.cpp)
+    takes over: its "Neural Control" external mode, the first registered (AUTO / EXTERNAL1), holds where it began."""
+    from pymavlink import mavutil
+    main_auto, sub_external1 = 4, 11  # px4_custom_mode.h PX4_CUSTOM_MAIN_MODE_AUTO, PX4_CUSTOM_SUB_MODE_EXTERNAL1
+    want = (main_auto << 16) | (sub_external1 << 24)
+    for _ in range(10):
+        m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0,
+                                mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, main_auto, sub_external1, 0, 0, 0, 0)
+        hb = m.recv_match(type="HEARTBEAT", blocking=True, timeout=1.5)
+        if hb is not None and hb.get_srcComponent() == 1 and hb.custom_mode == want:
+            break
+    else:
+        raise RuntimeError("PX4 did not enter its Neural Control mode (AUTO / EXTERNAL1): is mc_nn_control built and running?")
+    out = hold_error(m, seconds)
+    hb = wait_msg(m, "HEARTBEAT", 3, lambda h: h.get_srcComponent() == 1)
+    out["still_neural"] = hb.custom_mode == want
+    return out
+
+
 def run_px4(a, work: Path, procs: list) -> dict:
     from pymavlink import mavutil
     build = a.build / "build" / "px4_sitl_default"
@@ -213,6 +235,8 @@ def run_px4(a, work: Path, procs: list) -> dict:
     wait_msg(m, "LOCAL_POSITION_NED", 60, lambda p: -p.z > 2.4 and abs(p.vz) < 0.05)
     time.sleep(3.0)
     res["own_hold"] = hold_error(m, a.hold)
+    if a.neural:
+        res["neural"] = fly_neural(m, a.hold)
     if a.bundle is not None:
         res["policy"] = fly_policy(a.bundle, "udpin:127.0.0.1:14540", a.hold, a.offset, a.settle)
     m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_LAND, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -230,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--offset", default="0.3,0,0", help="the policy's reference: where it took over plus this (m, ENU)")
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--record-steps", type=Path, help="ardupilot: fly body-rate steps and write the response here")
+    ap.add_argument("--neural", action="store_true", help="px4: hand over to PX4's mc_nn_control (a build with an exported model)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     try:
@@ -271,6 +296,10 @@ def main(argv=None) -> int:
         print(f"edgectl ctbr policy over MAVLink ({', '.join(p['modes'])}): from {p['start_error_m'] * 100:.0f} cm off, after "
               f"{p['settle_s']:.0f} s of {p['seconds']:.0f} s: median {p['median_m'] * 100:.1f} cm, p95 {p['p95_m'] * 100:.1f} cm, "
               f"max {p['max_m'] * 100:.1f} cm")
+    if "neural" in res:
+        h = res["neural"]
+        print(f"PX4 mc_nn_control (Neural Control mode{'' if h['still_neural'] else ', left before the end'}), {h['seconds']:.0f} s: "
+              f"median {h['median_m'] * 100:.1f} cm, p95 {h['p95_m'] * 100:.1f} cm, max {h['max_m'] * 100:.1f} cm from where it took over")
     if "steps" in res:
         print(f"rate steps: {res['steps']['rows']} rows -> {res['steps']['steps_csv']}")
     if a.json:
