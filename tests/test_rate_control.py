@@ -149,6 +149,15 @@ def test_cap_lowers_all_motors_by_the_excess_and_thrust_models():
     assert rc.mix(cf, 0.49, np.zeros(3))[0] == pytest.approx(0.7)  # battery compensation: the platform's u^2 curve
 
 
+def _hovering(loop, platform):
+    """(plant params stepping at the loop's rate, dt, hover state, loop state at rest, hover thrust setpoint)."""
+    p = nq.params_from_platform(platform)
+    dt = 1.0 / loop.rate_hz
+    p[nq.PARAM_INDEX["dt"]] = dt
+    x = nq.hover_state(p)
+    return p, dt, x, rc.pid_init(loop, x[10:13]), rc.thrust_setpoint_for_motor(loop, x[13])
+
+
 @pytest.mark.parametrize("platform,fw", [(CF, "crazyflie"), (X500, "px4"), (X500, "ardupilot")])
 def test_closed_loop_step_response(platform, fw):
     """A 1 rad/s roll-rate step on the hovering vehicle, the loop at its rate with the platform's motor lag:
@@ -156,12 +165,7 @@ def test_closed_loop_step_response(platform, fw):
     20 %: its attitude loop makes up the slewed start, as real ArduCopter SITL does, 1.72 rad/s after a 1.5 rad/s step
     in tests/data/ardupilot_sitl_rate_steps.csv), overshoot under 50 %, the other axes quiet."""
     loop = loop_on(fw, platform)
-    p = nq.params_from_platform(platform)
-    dt = 1.0 / loop.rate_hz
-    p[nq.PARAM_INDEX["dt"]] = dt
-    x = nq.hover_state(p)
-    st = rc.pid_init(loop, x[10:13])
-    thrust = rc.thrust_setpoint_for_motor(loop, x[13])
+    p, dt, x, st, thrust = _hovering(loop, platform)
     w = []
     for _ in range(int(0.5 / dt)):
         out, st = rc.pid_step(loop, st, np.array([1.0, 0.0, 0.0]), x[10:13], dt)
@@ -205,12 +209,7 @@ def test_the_loader_knows_every_modelled_rate_loop():
 def _fly_recorded_rates(loop, platform, t, cmd_flu):
     """The platform's hover, its rate loop at its own rate fed the recorded setpoints (held between samples):
     (times, body rates FLU, roll angle)."""
-    p = nq.params_from_platform(platform)
-    dt = 1.0 / loop.rate_hz
-    p[nq.PARAM_INDEX["dt"]] = dt
-    x = nq.hover_state(p)
-    st = rc.pid_init(loop, x[10:13])
-    thrust = rc.thrust_setpoint_for_motor(loop, x[13])
+    p, dt, x, st, thrust = _hovering(loop, platform)
     ts = np.arange(0.0, t[-1], dt)
     w, roll = np.zeros((ts.size, 3)), np.zeros(ts.size)
     for k, tk in enumerate(ts):
