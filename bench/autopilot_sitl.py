@@ -122,16 +122,22 @@ def fly_policy(bundle, url: str, seconds: float, offset, settle: float) -> dict:
         link.close()
 
 
-def record_steps(m, out: Path, amp: float = 1.5) -> dict:
-    """Body-rate steps in GUIDED_NOGPS from a GUIDED hover, thrust at the hover throttle; ATTITUDE at 100 Hz."""
+def record_steps(m, out: Path, amp: float = 1.5, engage=None, resume=None, target_component=None) -> dict:
+    """Body-rate steps from a hover, thrust at the hover throttle (VFR_HUD), ATTITUDE at 100 Hz: ArduPilot GUIDED_NOGPS
+    (default), PX4 OFFBOARD (``engage``/``resume`` switch the mode; setpoints stream from the start, as PX4 needs)."""
     from pymavlink import mavutil
+    comp = m.target_component if target_component is None else target_component
+    engage = engage or (lambda: m.set_mode(20))  # GUIDED_NOGPS
+    resume = resume or (lambda: m.set_mode("GUIDED"))
     thr, end = [], time.monotonic() + 3.0
     while time.monotonic() < end:
         v = m.recv_match(type="VFR_HUD", blocking=True, timeout=0.5)
         if v is not None:
             thr.append(v.throttle / 100.0)
     hover = float(np.mean(thr))
-    m.mav.request_data_stream_send(m.target_system, m.target_component, mavutil.mavlink.MAV_DATA_STREAM_EXTRA1, 100, 1)
+    m.mav.request_data_stream_send(m.target_system, comp, mavutil.mavlink.MAV_DATA_STREAM_EXTRA1, 100, 1)
+    m.mav.command_long_send(m.target_system, comp, mavutil.mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
+                            mavutil.mavlink.MAVLINK_MSG_ID_ATTITUDE, 10000, 0, 0, 0, 0, 0)  # PX4 answers this one
     seq = [(1.0, 0, 0, 0), (0.2, amp, 0, 0), (0.2, -amp, 0, 0), (1.0, 0, 0, 0), (0.2, 0, amp, 0), (0.2, 0, -amp, 0),
            (1.0, 0, 0, 0), (0.4, 0, 0, amp / 2), (0.4, 0, 0, -amp / 2), (1.0, 0, 0, 0)]
     sched, t = [], 0.0
@@ -142,16 +148,16 @@ def record_steps(m, out: Path, amp: float = 1.5) -> dict:
     while (now := time.monotonic() - t0) <= t:
         cmd = next(((p, q, r) for a, b, p, q, r in sched if a <= now < b), (0, 0, 0))
         if time.monotonic() >= next_send:
-            m.mav.set_attitude_target_send(0, m.target_system, m.target_component, 128, [1, 0, 0, 0],
+            m.mav.set_attitude_target_send(0, m.target_system, comp, 128, [1, 0, 0, 0],
                                            float(cmd[0]), float(cmd[1]), float(cmd[2]), hover)
             next_send += 0.01
             if not mode_set and now > 0.3:
-                m.set_mode(20)  # GUIDED_NOGPS
+                engage()
                 mode_set = True
         x = m.recv_match(type="ATTITUDE", blocking=True, timeout=0.005)
         if x is not None:
             rows.append((now, *cmd, x.roll, x.pitch, x.yaw, x.rollspeed, x.pitchspeed, x.yawspeed))
-    m.set_mode("GUIDED")
+    resume()
     np.savetxt(out, np.asarray(rows), delimiter=",", fmt="%.5f",
                header=f"t,cmd_p,cmd_q,cmd_r,roll,pitch,yaw,p,q,r (FRD rad, rad/s); hover thrust {hover:.4f}")
     return {"steps_csv": str(out), "rows": len(rows), "hover_thrust": hover}
@@ -234,6 +240,14 @@ def run_px4(a, work: Path, procs: list) -> dict:
     wait_msg(m, "LOCAL_POSITION_NED", 60, lambda p: -p.z > 2.2)  # MIS_TAKEOFF_ALT 2.5 m
     wait_msg(m, "LOCAL_POSITION_NED", 60, lambda p: -p.z > 2.4 and abs(p.vz) < 0.05)
     time.sleep(3.0)
+    if a.record_steps:
+        px4_mode = lambda main, sub=0: m.mav.command_long_send(  # noqa: E731
+            m.target_system, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
+            main, sub, 0, 0, 0, 0)
+        # OFFBOARD: px4_custom_mode.h main mode 6; back to AUTO (4) / LOITER (3)
+        res["steps"] = record_steps(m, a.record_steps, engage=lambda: px4_mode(6), resume=lambda: px4_mode(4, 3),
+                                    target_component=1)
+        return res
     res["own_hold"] = hold_error(m, a.hold)
     if a.neural:
         res["neural"] = fly_neural(m, a.hold)
@@ -253,7 +267,7 @@ def main(argv=None) -> int:
     ap.add_argument("--alt", type=float, default=2.0, help="ArduPilot take-off altitude (PX4: MIS_TAKEOFF_ALT)")
     ap.add_argument("--offset", default="0.3,0,0", help="the policy's reference: where it took over plus this (m, ENU)")
     ap.add_argument("--settle", type=float, default=5.0)
-    ap.add_argument("--record-steps", type=Path, help="ardupilot: fly body-rate steps and write the response here")
+    ap.add_argument("--record-steps", type=Path, help="fly body-rate steps (ArduPilot GUIDED_NOGPS, PX4 OFFBOARD) and write the response here")
     ap.add_argument("--neural", action="store_true", help="px4: hand over to PX4's mc_nn_control (a build with an exported model)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
