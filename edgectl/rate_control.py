@@ -128,9 +128,10 @@ FIRMWARES: dict[str, dict] = {
         # ATC_ANG_RLL/PIT/YAW_P x the attitude error (limited to AC_ATTITUDE_THRUST_ERROR_ANGLE_RAD, 30 deg) to it.
         # Measured in real ArduCopter 4.7.0-dev SITL (tests/data/ardupilot_sitl_rate_steps.csv): a 1.5 rad/s roll step
         # rises at ~19 rad/s^2, and after a +-step pair the vehicle holds the attitude the shaped target reached.
-        "sp_accel_max": (19.199, 19.199, 4.712),  # AC_ATTITUDE_CONTROL_ACCEL_RP_MAX_DEFAULT_CDSS 110000, _Y_ 27000 cdeg/s^2
-        "angle_p": (4.5, 4.5, 4.5),  # AC_ATTITUDE_CONTROL_ANGLE_P (ATC_ANG_RLL/PIT/YAW_P)
-        "angle_err_max": 0.5236,  # AC_ATTITUDE_THRUST_ERROR_ANGLE_RAD = radians(30)
+        # AC_AttitudeControl.h AC_ATTITUDE_CONTROL_ACCEL_RP_MAX_DEFAULT_CDSS 110000, _ACCEL_Y_MAX_DEFAULT_CDSS 27000 cdeg/s^2
+        "sp_accel_max": tuple(math.radians(c / 100.0) for c in (110000.0, 110000.0, 27000.0)),  # 19.2, 19.2, 4.7 rad/s^2
+        "angle_p": (4.5, 4.5, 4.5),  # AC_AttitudeControl.h AC_ATTITUDE_CONTROL_ANGLE_P (ATC_ANG_RLL/PIT/YAW_P)
+        "angle_err_max": math.radians(30.0),  # AC_AttitudeControl.h AC_ATTITUDE_THRUST_ERROR_ANGLE_RAD
         "thrust_model": 0.65,  # MOT_THST_EXPO default 0.65: thrust = (1 - e) u + e u^2
         "source": "ArduPilot/ardupilot libraries/AC_AttitudeControl/AC_AttitudeControl_Multi.h (AC_ATC_MULTI_RATE_*), "
                   "libraries/AC_PID/AC_PID.cpp, libraries/AP_Motors/AP_MotorsMatrix.cpp normalise_rpy_factors",

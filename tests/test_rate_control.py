@@ -39,6 +39,9 @@ CITED = {
     ("ardupilot", "ki"): (0.135, 0.135, 0.018),  # AC_ATC_MULTI_RATE_RP_I, _YAW_I
     ("ardupilot", "kd"): (0.0036, 0.0036, 0.0),  # AC_ATC_MULTI_RATE_RP_D, _YAW_D
     ("ardupilot", "i_limit"): (0.5, 0.5, 0.5),  # AC_ATC_MULTI_RATE_RP_IMAX, _YAW_IMAX
+    # libraries/AC_AttitudeControl/AC_AttitudeControl.h: the attitude controller in front of the rate PIDs
+    ("ardupilot", "sp_accel_max"): (110000 * math.pi / 18000, 110000 * math.pi / 18000, 27000 * math.pi / 18000),  # cdeg/s^2
+    ("ardupilot", "angle_p"): (4.5, 4.5, 4.5),  # AC_ATTITUDE_CONTROL_ANGLE_P
 }
 
 
