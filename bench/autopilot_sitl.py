@@ -51,12 +51,11 @@ def wait_msg(m, kind, timeout, cond=lambda x: True):
     raise TimeoutError(f"no {kind} in {timeout} s")
 
 
-def version_of(m, request) -> str:
-    from pymavlink import mavutil
-    m.mav.command_long_send(m.target_system, m.target_component, request, 0,
-                            *((mavutil.mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION,) if request == 512 else (1,)), 0, 0, 0, 0, 0, 0)
-    v = wait_msg(m, "AUTOPILOT_VERSION", 10).flight_sw_version
-    return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}"
+def version_of(m, request, param1) -> str:
+    """"major.minor.patch" from AUTOPILOT_VERSION, asked for with ``request`` (the one this autopilot answers)."""
+    from firmware_bridge.mavlink.autopilots import decode_version, version_text
+    m.mav.command_long_send(m.target_system, m.target_component, request, 0, param1, 0, 0, 0, 0, 0, 0)
+    return version_text(decode_version(wait_msg(m, "AUTOPILOT_VERSION", 10).flight_sw_version))
 
 
 def arm_until_accepted(m, before=lambda: None, timeout=120.0) -> float:
@@ -180,7 +179,7 @@ def run_ardupilot(a, work: Path, procs: list) -> dict:
     m = mavutil.mavlink_connection("tcp:127.0.0.1:5760", source_system=250)
     m.wait_heartbeat(timeout=30)
     m.mav.request_data_stream_send(m.target_system, m.target_component, mavutil.mavlink.MAV_DATA_STREAM_ALL, 20, 1)
-    res = {"autopilot": "ArduCopter " + version_of(m, mavutil.mavlink.MAV_CMD_REQUEST_MESSAGE)}
+    res = {"autopilot": "ArduCopter " + version_of(m, mavutil.mavlink.MAV_CMD_REQUEST_MESSAGE, mavutil.mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION)}
     res["arm_after_s"] = round(arm_until_accepted(m, before=lambda: m.set_mode("GUIDED")), 1)
     alt = 10.0 if a.record_steps else a.alt
     m.mav.command_long_send(m.target_system, m.target_component, mavutil.mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, 0, alt)
@@ -233,7 +232,7 @@ def run_px4(a, work: Path, procs: list) -> dict:
     while hb is not None and hb.get_srcComponent() != 1:  # the autopilot, not a camera or gimbal
         hb = m.wait_heartbeat(timeout=10)
     m.target_system, m.target_component = hb.get_srcSystem(), 1
-    res = {"autopilot": "PX4 " + version_of(m, mavutil.mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES)}
+    res = {"autopilot": "PX4 " + version_of(m, mavutil.mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES, 1)}
     takeoff = lambda: m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_TAKEOFF, 0,  # noqa: E731
                                               0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
     res["arm_after_s"] = round(arm_until_accepted(m, before=takeoff), 1)
