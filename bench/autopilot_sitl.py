@@ -21,7 +21,10 @@ Each run: the autopilot's own take-off (ArduPilot GUIDED + NAV_TAKEOFF; PX4 NAV_
 the air (ArduPilot GUIDED_NOGPS, PX4 OFFBOARD) with its reference `--offset` from where it took over, and holds it
 `--hold` seconds. Printed: the hover error (median, p95, max) after `--settle` s, the modes seen, the autopilot's
 version. `--record-steps` flies body-rate steps in GUIDED_NOGPS and writes the response (the recording behind
-tests/test_rate_control.py::test_ardupilot_loop_matches_real_arducopter_sitl_rate_steps).
+tests/test_rate_control.py::test_ardupilot_loop_matches_real_arducopter_sitl_rate_steps). `--setpoint-loss F` flies
+setpoint_loss() (a hold, a yaw turn, then silence) and records what the autopilot did in F under `--key` (the
+recording behind tests/test_autopilot_failsafes.py); `--param NAME=VALUE` sets an autopilot parameter for the run.
+Every run ends with the autopilot's own landing, waited for until it disarms.
 
 Exit 0 after a run, 2 with a one-line error for bad input (no build at the path, a bundle that is not ctbr).
 """
@@ -121,6 +124,16 @@ def fly_policy(bundle, url: str, seconds: float, offset, settle: float) -> dict:
         link.close()
 
 
+def hover_throttle(m, seconds: float = 3.0) -> float:
+    """The autopilot's throttle while it hovers (VFR_HUD, %), as a 0..1 thrust setpoint."""
+    thr, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        v = m.recv_match(type="VFR_HUD", blocking=True, timeout=0.5)
+        if v is not None:
+            thr.append(v.throttle / 100.0)
+    return float(np.mean(thr))
+
+
 def record_steps(m, out: Path, amp: float = 1.5, engage=None, resume=None, target_component=None) -> dict:
     """Body-rate steps from a hover, thrust at the hover throttle (VFR_HUD), ATTITUDE at 100 Hz: ArduPilot GUIDED_NOGPS
     (default), PX4 OFFBOARD (``engage``/``resume`` switch the mode; setpoints stream from the start, as PX4 needs)."""
@@ -128,12 +141,7 @@ def record_steps(m, out: Path, amp: float = 1.5, engage=None, resume=None, targe
     comp = m.target_component if target_component is None else target_component
     engage = engage or (lambda: m.set_mode(20))  # GUIDED_NOGPS
     resume = resume or (lambda: m.set_mode("GUIDED"))
-    thr, end = [], time.monotonic() + 3.0
-    while time.monotonic() < end:
-        v = m.recv_match(type="VFR_HUD", blocking=True, timeout=0.5)
-        if v is not None:
-            thr.append(v.throttle / 100.0)
-    hover = float(np.mean(thr))
+    hover = hover_throttle(m)
     m.mav.request_data_stream_send(m.target_system, comp, mavutil.mavlink.MAV_DATA_STREAM_EXTRA1, 100, 1)
     m.mav.command_long_send(m.target_system, comp, mavutil.mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
                             mavutil.mavlink.MAVLINK_MSG_ID_ATTITUDE, 10000, 0, 0, 0, 0, 0)  # PX4 answers this one
@@ -162,12 +170,126 @@ def record_steps(m, out: Path, amp: float = 1.5, engage=None, resume=None, targe
     return {"steps_csv": str(out), "rows": len(rows), "hover_thrust": hover}
 
 
+def setpoint_loss(url: str, *, climb_to: float = 1.0, hold_s: float = 4.0, yaw_rate: float = 0.3, yaw_s: float = 1.0,
+                  watch_s: float = 10.0, hover_thrust: float = 0.5, rate_hz: float = 50.0) -> dict:
+    """What the autopilot does when the companion computer falls silent mid-manoeuvre.
+
+    Through edgectl's MavlinkLink (firmware_bridge/mavlink/bridge.py, the link `edgectl run` flies), a small
+    level-and-altitude-hold law streams body rates and thrust (SET_ATTITUDE_TARGET) at ``rate_hz``: the offboard
+    handshake (0.5 s of setpoints, then OFFBOARD / GUIDED_NOGPS and arming, no-ops where already so), ``hold_s``
+    holding the altitude it found (or ``climb_to`` m from the ground), then ``yaw_s`` of a ``yaw_rate`` rad/s
+    yaw turn (FLU), then nothing. For ``watch_s`` after the last setpoint it samples the mode, armed flag,
+    height, yaw rate and tilt. The same function measures the real SITL builds and, in tests/test_autopilot_failsafes.py,
+    edgectl's simulated vehicles, so the recording (tests/data/autopilot_sitl_setpoint_loss.json) is compared
+    like for like: how long the last rate setpoint is still flown, which mode follows and when, and whether
+    the height holds."""
+    from firmware_bridge.mavlink.autopilots import OFFBOARD_MODE
+    from firmware_bridge.mavlink.bridge import MavlinkLink
+    link = MavlinkLink(url, connect_timeout=30.0)
+    try:
+        for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED"):
+            try:
+                link.request_message_interval(msg, 50.0)
+            except Exception:  # noqa: BLE001  the default rate still shows the outcome
+                pass
+        s0 = link.wait_state(timeout=10.0)
+        z_ref = float(s0.pos[2]) if s0.pos[2] > 0.3 else float(climb_to)
+        thrust_i, period = float(hover_thrust), 1.0 / rate_hz
+        t0 = time.monotonic()
+        engaged, rows = False, []
+        nxt = t0
+        while (now := time.monotonic() - t0) < 0.5 + hold_s + yaw_s:
+            s = link.state()
+            up_b = _world_up_in_body(s.quat_wxyz)
+            rates = 3.0 * np.cross([0.0, 0.0, 1.0], up_b)  # level: rotate body z toward world up
+            turning = now >= 0.5 + hold_s
+            rates[2] = yaw_rate if turning else 0.0
+            ez, vz = z_ref - float(s.pos[2]), float(s.vel[2])
+            if engaged and not turning:
+                thrust_i = float(np.clip(thrust_i + 0.15 * ez * period, 0.1, 0.9))
+            # while turning, the hover thrust the hold found, alone: the last setpoint carries no P or D term that would
+            # climb or sink the vehicle while the autopilot keeps flying it after the silence
+            thrust = float(np.clip(thrust_i + (0.0 if turning else 0.25 * ez - 0.2 * vz), 0.05, 0.95)) / max(up_b[2], 0.5)
+            link.send_body_rates(rates, min(thrust, 1.0))
+            if not engaged and now >= 0.5:
+                link.set_mode(OFFBOARD_MODE[link.autopilot])
+                if not link.state().armed:
+                    link.arm()
+                engaged = True
+            nxt += period
+            time.sleep(max(0.0, nxt - time.monotonic()))
+        mode0, t_last = link.state().mode, time.monotonic()
+        while (now := time.monotonic() - t_last) < watch_s:
+            s = link.state()
+            up_b = _world_up_in_body(s.quat_wxyz)
+            rows.append((now, s.mode, bool(s.armed), float(s.pos[2]), float(s.omega[2]),
+                         float(np.degrees(np.arccos(np.clip(up_b[2], -1.0, 1.0))))))
+            time.sleep(0.02)
+        return loss_summary(rows, mode0, yaw_rate, link.autopilot)
+    finally:
+        link.close()
+
+
+def _world_up_in_body(q) -> np.ndarray:
+    w, x, y, z = (float(c) for c in q)
+    return np.array([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])
+
+
+def loss_summary(rows, mode0: str, yaw_rate: float, autopilot: str) -> dict:
+    """The figures of a setpoint_loss run: rows (s after the last setpoint, mode, armed, height m ENU, yaw rate
+    rad/s FLU, tilt deg)."""
+    t = np.array([r[0] for r in rows])
+    z, wz, tilt = (np.array([r[i] for r in rows], float) for i in (3, 4, 5))
+    still = t[wz > 0.5 * yaw_rate]
+    changed = next((r for r in rows if r[1] != mode0), None)
+    disarmed = next((r for r in rows if not r[2]), None)
+    dz = z - z[0]
+    falling = np.flatnonzero(dz < -0.3)  # the descent rate where it is under way: from 0.3 m down to 0.3 m above the end
+    low = np.flatnonzero(dz < dz.min() + 0.3)
+    fallback = np.flatnonzero(t >= (float(still.max()) if still.size else 0.0) + 0.5)  # the autopilot's own from here
+    rate = None
+    if falling.size and low.size and t[low[0]] - t[falling[0]] > 0.5:
+        a, b = falling[0], low[0]
+        rate = float((dz[a] - dz[b]) / (t[b] - t[a]))
+    return {"autopilot": autopilot, "mode_engaged": mode0, "held_setpoint_s": float(still.max()) if still.size else 0.0,
+            "yaw_turned_rad": float(np.sum(0.5 * (wz[1:] + wz[:-1]) * np.diff(t))),
+            "failsafe_mode": None if changed is None else changed[1],
+            "mode_changed_s": None if changed is None else float(changed[0]),
+            "disarmed_s": None if disarmed is None else float(disarmed[0]),
+            "height_at_loss_m": float(z[0]), "height_change_m": float(dz[-1]), "min_height_change_m": float(dz.min()),
+            "height_change_after_fallback_m": float(dz[-1] - dz[fallback[0]]) if fallback.size else None,
+            "descent_m_s": rate, "max_tilt_deg": float(tilt.max()), "watch_s": float(t[-1]), "samples": len(rows),
+            "series": [[round(r[0], 2), r[1], bool(r[2]), round(float(r[3] - z[0]), 3), round(float(r[4]), 3), round(float(r[5]), 1)]
+                       for r in rows[::10]]}  # every 10th sample (~0.2 s): s, mode, armed, height change m, yaw rate, tilt
+
+
+def land_and_wait(m, land, timeout: float = 40.0) -> dict:
+    """Ask the autopilot to land (``land()``) and wait for it to disarm on the ground: the seconds taken, the height
+    estimate (LOCAL_POSITION_NED) at the end and its lowest, from where the descent began."""
+    from pymavlink import mavutil
+    z0, low, z, t0 = None, 0.0, 0.0, time.monotonic()
+    land()
+    while time.monotonic() - t0 < timeout:
+        x = m.recv_match(type=["LOCAL_POSITION_NED", "HEARTBEAT"], blocking=True, timeout=0.5)
+        if x is None:
+            continue
+        if x.get_type() == "LOCAL_POSITION_NED":
+            z = -x.z
+            z0 = z if z0 is None else z0
+            low = min(low, z)
+        elif x.get_srcSystem() == m.target_system and x.get_srcComponent() == 1 \
+                and not x.base_mode & mavutil.mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
+            return {"disarmed_after_s": round(time.monotonic() - t0, 1), "from_m": z0, "height_estimate_m": z,
+                    "lowest_estimate_m": low}
+    return {"disarmed_after_s": None, "from_m": z0, "height_estimate_m": z, "lowest_estimate_m": low}
+
+
 def run_ardupilot(a, work: Path, procs: list) -> dict:
     from pymavlink import mavutil
     binary = a.build / "build" / "sitl" / "bin" / "arducopter"
     if not binary.is_file():
         raise SystemExit(f"error: {binary}: no ArduCopter SITL build (./waf configure --board sitl && ./waf copter)")
-    (work / "edgectl.parm").write_text(EXTRA_ARDUPILOT_PARAMS)
+    (work / "edgectl.parm").write_text(EXTRA_ARDUPILOT_PARAMS + "".join(f"{k} {v}\n" for k, v in a.param))
     procs.append(subprocess.Popen([sys.executable, "-m", "edgectl", "sitl-server", "ardupilot", "--platform", a.platform],
                                   stdout=open(work / "server.log", "w"), stderr=subprocess.STDOUT))
     time.sleep(3.0)
@@ -191,7 +313,10 @@ def run_ardupilot(a, work: Path, procs: list) -> dict:
     res["own_hold"] = hold_error(m, a.hold)
     if a.bundle is not None:
         res["policy"] = fly_policy(a.bundle, "udpin:127.0.0.1:14551", a.hold, a.offset, a.settle)
-    m.set_mode("LAND")
+    if a.setpoint_loss:
+        res["setpoint_loss"] = setpoint_loss("udpin:127.0.0.1:14551", hover_thrust=hover_throttle(m))
+        res["setpoint_loss"]["version"] = res["autopilot"]
+    res["landing"] = land_and_wait(m, lambda: m.set_mode("LAND"))
     return res
 
 
@@ -233,6 +358,8 @@ def run_px4(a, work: Path, procs: list) -> dict:
         hb = m.wait_heartbeat(timeout=10)
     m.target_system, m.target_component = hb.get_srcSystem(), 1
     res = {"autopilot": "PX4 " + version_of(m, mavutil.mavlink.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES, 1)}
+    for k, v in a.param:  # PX4's own shell client, as `param set` in its console
+        subprocess.run([str(build / "bin" / "px4-param"), "set", k, v], cwd=work / "rootfs", check=True, capture_output=True, timeout=10)
     takeoff = lambda: m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_TAKEOFF, 0,  # noqa: E731
                                               0, 0, 0, float("nan"), float("nan"), float("nan"), float("nan"))
     res["arm_after_s"] = round(arm_until_accepted(m, before=takeoff), 1)
@@ -252,7 +379,11 @@ def run_px4(a, work: Path, procs: list) -> dict:
         res["neural"] = fly_neural(m, a.hold)
     if a.bundle is not None:
         res["policy"] = fly_policy(a.bundle, "udpin:127.0.0.1:14540", a.hold, a.offset, a.settle)
-    m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_LAND, 0, 0, 0, 0, 0, 0, 0, 0)
+    if a.setpoint_loss:
+        res["setpoint_loss"] = setpoint_loss("udpin:127.0.0.1:14540", hover_thrust=hover_throttle(m))
+        res["setpoint_loss"]["version"] = res["autopilot"]
+    res["landing"] = land_and_wait(m, lambda: m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_LAND,
+                                                                     0, 0, 0, 0, 0, 0, 0, 0))
     return res
 
 
@@ -267,6 +398,11 @@ def main(argv=None) -> int:
     ap.add_argument("--offset", default="0.3,0,0", help="the policy's reference: where it took over plus this (m, ENU)")
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--record-steps", type=Path, help="fly body-rate steps (ArduPilot GUIDED_NOGPS, PX4 OFFBOARD) and write the response here")
+    ap.add_argument("--setpoint-loss", type=Path, help="after the hold: stream a hold and a yaw turn, fall silent, and record "
+                    "what the autopilot did (setpoint_loss()) in this JSON file, under --key, beside the runs already there")
+    ap.add_argument("--key", help="the run's name in the --setpoint-loss file (default: the autopilot)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an autopilot parameter for the run (ArduPilot: defaults file; PX4: param set), repeatable")
     ap.add_argument("--neural", action="store_true", help="px4: hand over to PX4's mc_nn_control (a build with an exported model)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -275,6 +411,12 @@ def main(argv=None) -> int:
         assert len(a.offset) == 3
     except (ValueError, AssertionError):
         print(f"error: --offset {a.offset!r}: expected x,y,z in metres", file=sys.stderr)
+        return 2
+    try:
+        a.param = [(k.strip(), v.strip()) for k, v in (x.split("=", 1) for x in a.param)]
+        assert all(k and v for k, v in a.param)
+    except (ValueError, AssertionError):
+        print(f"error: --param {a.param!r}: expected NAME=VALUE", file=sys.stderr)
         return 2
     if a.bundle is not None:
         from edgectl.bundle import BundleError, load_bundle
@@ -313,6 +455,24 @@ def main(argv=None) -> int:
         h = res["neural"]
         print(f"PX4 mc_nn_control (Neural Control mode{'' if h['still_neural'] else ', left before the end'}), {h['seconds']:.0f} s: "
               f"median {h['median_m'] * 100:.1f} cm, p95 {h['p95_m'] * 100:.1f} cm, max {h['max_m'] * 100:.1f} cm from where it took over")
+    if "setpoint_loss" in res:
+        x = res["setpoint_loss"]
+        rec = json.loads(a.setpoint_loss.read_text()) if a.setpoint_loss.is_file() else {}
+        rec.setdefault("what", "bench/autopilot_sitl.py --setpoint-loss: real autopilot SITL on edgectl's physics, the probe "
+                       "setpoint_loss() (a hold, a 0.3 rad/s yaw turn, then silence); times in s after the last setpoint")
+        rec.setdefault("runs", {})[a.key or a.autopilot] = dict(x, platform=a.platform, params=dict(a.param),
+                                                                 date=time.strftime("%Y-%m-%d"))
+        runs = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(rec["runs"].items()))  # a line a run
+        a.setpoint_loss.write_text(f'{{\n "what": {json.dumps(rec["what"])},\n "runs": {{\n{runs}\n }}\n}}\n')
+        then = "no mode change" if x["failsafe_mode"] is None else f"{x['failsafe_mode']} from {x['mode_changed_s']:.1f} s"
+        down = "" if x["descent_m_s"] is None else f", descending {x['descent_m_s']:.2f} m/s"
+        off = "" if x["disarmed_s"] is None else f", disarmed at {x['disarmed_s']:.1f} s"
+        print(f"setpoint loss: the last setpoint flown {x['held_setpoint_s']:.2f} s, then {then}{down}{off}; "
+              f"height {x['height_change_m']:+.2f} m over {x['watch_s']:.0f} s -> {a.setpoint_loss}")
+    if "landing" in res:
+        x = res["landing"]
+        print(f"landing: {'disarmed on the ground after %.1f s' % x['disarmed_after_s'] if x['disarmed_after_s'] is not None else 'not disarmed'}; "
+              f"height estimate {x['height_estimate_m']:+.2f} m (lowest {x['lowest_estimate_m']:+.2f} m)")
     if "steps" in res:
         print(f"rate steps: {res['steps']['rows']} rows -> {res['steps']['steps_csv']}")
     if a.json:

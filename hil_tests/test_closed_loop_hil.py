@@ -250,6 +250,8 @@ def test_mavlink_ctbr_hovers_then_the_autopilots_failsafe_takes_over(ctbr_vehicl
             link.link.wait_state(lambda s: s.mode != "OFFBOARD", timeout=timeout + 2.5)
             took = time.monotonic() - t0
             assert took > 0.8 * timeout, f"{url}: left OFFBOARD {took:.2f} s after the stream stopped, before COM_OF_LOSS_T {timeout} s"
+            if v is not None:  # COM_OBL_RC_ACT 0: Position mode; without RC it descends from here, as real PX4 SITL did
+                assert link.link.state().mode == "POSCTL", link.link.state().mode
         else:  # ArduPilot stays in GUIDED_NOGPS, levels and holds its altitude
             def tilt(s):
                 return np.degrees(np.arccos(np.clip(1 - 2 * (s.quat_wxyz[1] ** 2 + s.quat_wxyz[2] ** 2), -1, 1)))
@@ -262,7 +264,7 @@ def test_mavlink_ctbr_hovers_then_the_autopilots_failsafe_takes_over(ctbr_vehicl
             s = link.link.wait_state(lambda s: tilt(s) < 10, timeout=5.0)
             assert s.mode == "GUIDED_NOGPS", (s.mode, tilt(s))
         s = link.link.state()
-        assert s.armed and abs(s.pos[2] - z0) < BOX_M  # holding, not falling
+        assert s.armed and abs(s.pos[2] - z0) < BOX_M  # under the autopilot's control, not fallen
         if v is not None:
             assert (v.counters["failsafes"] if ap == "px4" else v.counters["guided_timeouts"]) == 1
     finally:

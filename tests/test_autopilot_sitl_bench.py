@@ -18,8 +18,10 @@ def test_missing_builds_are_named(tmp_path, capsys):
     assert "px4_sitl_default/bin/px4" in capsys.readouterr().err
 
 
-def test_a_motor_level_bundle_and_a_bad_offset_are_refused(tmp_path, capsys):
+def test_a_motor_level_bundle_a_bad_offset_and_a_bad_param_are_refused(tmp_path, capsys):
     assert B.main(["px4", "--build", str(tmp_path), "--bundle", str(REPO / "tests/data/px4_hover_bundle")]) == 2
     assert "not a ctbr bundle" in capsys.readouterr().err
     assert B.main(["ardupilot", "--build", str(tmp_path), "--offset", "1,2"]) == 2
     assert "--offset" in capsys.readouterr().err
+    assert B.main(["px4", "--build", str(tmp_path), "--param", "COM_OBL_RC_ACT"]) == 2
+    assert "--param" in capsys.readouterr().err and not list(tmp_path.iterdir())

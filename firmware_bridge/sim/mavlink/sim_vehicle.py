@@ -42,7 +42,8 @@ What it does, PX4-style:
   STABILIZE / GUIDED_NOGPS / ALT_HOLD / LAND) behave as those releases do toward a companion computer
   (firmware_bridge/mavlink/autopilots.py): both ignore SET_ACTUATOR_CONTROL_TARGET (counted in
   ``counters["ignored SET_ACTUATOR_CONTROL_TARGET"]``); PX4 leaves OFFBOARD after COM_OF_LOSS_T (param, default
-  1 s) for COM_OBL_RC_ACT (0 Position / 5 Hold: hold here, 4 Land: land); ArduPilot enters GUIDED_NOGPS without a
+  1 s) for COM_OBL_RC_ACT: 0 (default) POSCTL, which without RC descends at MPC_LAND_SPEED and disarms on the
+  ground, as real PX4 SITL did; 5 Hold: AUTO.LOITER, holding; others AUTO.LAND; ArduPilot enters GUIDED_NOGPS without a
   stream, reads SET_ATTITUDE_TARGET.thrust as a climb rate unless GUID_OPTIONS has bit 3 (8), and after
   GUID_TIMEOUT (3 s) without setpoints levels and holds its altitude in GUIDED_NOGPS (``counters["guided_timeouts"]``).
   Every identity answers AUTOPILOT_VERSION (MAV_CMD_REQUEST_MESSAGE 148 or REQUEST_AUTOPILOT_CAPABILITIES) and
@@ -84,11 +85,16 @@ from firmware_bridge.mavlink.frames import (enu_to_ned, flu_to_frd, frd_to_flu, 
 from .physics import Battery, QuadPhysics, platform_params
 from edgectl.plant import quadrotor as qd
 
-MAIN_MANUAL, MAIN_AUTO, MAIN_OFFBOARD = 1, 4, 6
+MAIN_MANUAL, MAIN_ALTCTL, MAIN_POSCTL, MAIN_AUTO, MAIN_OFFBOARD = 1, 2, 3, 4, 6  # px4_custom_mode.h
 SUB_LOITER, SUB_LAND = 3, 6
 FORCE_DISARM = 21196  # PX4/ArduPilot magic param2 for disarming in the air
 IDLE_THRUST = 0.05  # collective thrust fraction while armed and idle (PX4: spinning at idle)
 LAND_SPEED = 0.7  # m/s, PX4 MPC_LAND_SPEED default
+AP_LAND_SPEED = 0.5  # m/s, ArduCopter LAND_SPEED default (50 cm/s, below LAND_ALT_LOW)
+# Landed to disarmed, s. PX4: measured on real PX4 SITL (v1.17.0-alpha1, bench/autopilot_sitl.py, 2026-12-07):
+# 3.3-3.4 s after touchdown in AUTO.LAND and in the no-stick descent below (its land detector's stages, then
+# COM_DISARM_LAND 2 s). The other identities keep 0.5 s (not measured).
+DISARM_AFTER_LANDING_S = {"px4": 3.3}
 
 # identity -> default version (AUTOPILOT_VERSION); "edgectl" reports 0.0.0 with custom version "edgectl"
 IDENTITIES = {"edgectl": (0, 0, 0), "px4": (1, 15, 0), "ardupilot": (4, 5, 7)}
@@ -133,8 +139,8 @@ class SimVehicle:
                  identity: str = "edgectl", version: tuple[int, int, int] | None = None, parameters: dict | None = None):
         if identity not in IDENTITIES:
             raise ValueError(f"sim vehicle: identity must be one of {', '.join(IDENTITIES)}, got {identity!r}")
-        if failsafe not in ("land", "hold"):
-            raise ValueError(f"failsafe must be 'land' or 'hold', got {failsafe!r}")
+        if failsafe not in ("land", "hold", "descend_posctl", "descend_altctl"):
+            raise ValueError(f"failsafe must be 'land', 'hold', 'descend_posctl' or 'descend_altctl', got {failsafe!r}")
         if not 0.0 < actuator_timeout <= actuator_latch:
             raise ValueError(f"sim vehicle: need 0 < actuator_timeout <= actuator_latch, "
                              f"got {actuator_timeout!r}, {actuator_latch!r}")
@@ -221,8 +227,14 @@ class SimVehicle:
         p = self.parameters
         if "COM_OF_LOSS_T" in p:
             self.offboard_timeout = p["COM_OF_LOSS_T"]
-        if self.identity == "px4":  # COM_OBL_RC_ACT: 4 Land; 0 Position, 1 Altitude, 5 Hold: hold (no RC here)
-            self.failsafe_action = "land" if int(p["COM_OBL_RC_ACT"]) in (3, 4, 6, 7) else "hold"
+        if self.identity == "px4":
+            # COM_OBL_RC_ACT (PX4 failsafe.cpp fromOffboardLossActParam): 0 Position and 1 Altitude need sticks; this
+            # vehicle has no RC, and real PX4 SITL without one (v1.17.0-alpha1, tests/data/autopilot_sitl_setpoint_loss.json)
+            # showed POSCTL while its flight-mode manager, the position task unable to run, fell back to its Descend
+            # task: level, heading kept, down at MPC_LAND_SPEED, then disarmed on the ground. 5 Hold: AUTO.LOITER,
+            # holding (measured too). 2 Stabilized, 3 Return, 4 Land, 6 Terminate, 7 Disarm: land here (not measured).
+            act = int(p["COM_OBL_RC_ACT"])
+            self.failsafe_action = {0: "descend_posctl", 1: "descend_altctl", 5: "hold"}.get(act, "land")
         if self.identity == "ardupilot":
             self.offboard_timeout = p["GUID_TIMEOUT"]
 
@@ -565,7 +577,13 @@ class SimVehicle:
             self.guided_timed_out = late
         elif self.main_mode == MAIN_OFFBOARD and not self._stream_fresh():
             self.counters["failsafes"] += 1
-            self._set_mode(MAIN_AUTO, SUB_LAND if (motors or self.failsafe_action == "land") else SUB_LOITER)
+            if motors or self.failsafe_action == "land":
+                self._set_mode(MAIN_AUTO, SUB_LAND)
+            elif self.failsafe_action == "hold":
+                self._set_mode(MAIN_AUTO, SUB_LOITER)
+            else:  # Position / Altitude mode without sticks: their task cannot run, PX4 descends (see _apply_parameters)
+                self.main_mode, self.sub_mode = (MAIN_POSCTL if self.failsafe_action == "descend_posctl" else MAIN_ALTCTL), 0
+                self.guided_timed_out = False
             self.failsafe_reason = "offboard setpoints lost"
             self.failsafe_at = self.phys.t
             if motors:
@@ -573,10 +591,12 @@ class SimVehicle:
                 self.backup_active, self.failsafe_at = True, self.link_drop_at
                 self._statustext("Failsafe: motor setpoints lost, backup controller lands")
             else:
-                self._statustext(f"Failsafe: offboard setpoints lost, {'landing' if self.failsafe_action == 'land' else 'holding altitude'}")
-        if self.armed and self.main_mode == MAIN_AUTO and self.sub_mode == SUB_LAND and self.phys.on_ground:
+                self._statustext("Failsafe: offboard setpoints lost, " + {"land": "landing", "hold": "holding altitude"}.get(
+                    self.failsafe_action, "no manual control: descending"))
+        descending = (self.main_mode == MAIN_AUTO and self.sub_mode == SUB_LAND) or self.main_mode in (MAIN_POSCTL, MAIN_ALTCTL)
+        if self.armed and descending and self.phys.on_ground:
             self._landed_time += self.phys.dt
-            if self._landed_time >= 0.5:
+            if self._landed_time >= DISARM_AFTER_LANDING_S.get(self.identity, 0.5):
                 self.armed = False
                 self._statustext("Landing detected, disarmed")
 
@@ -618,9 +638,11 @@ class SimVehicle:
                 self.backup.observe(quat, vel, omega, a)
             self._backup_tick += 1
             return a
+        if self.main_mode in (MAIN_POSCTL, MAIN_ALTCTL):  # no sticks: PX4's Descend task (level, heading kept)
+            return ctl.attitude(p.quat, p.omega, level_with_yaw(p.quat), self._vertical_thrust(-LAND_SPEED))
         if self.main_mode == MAIN_AUTO:
             if self.sub_mode == SUB_LAND:
-                vz_des = -LAND_SPEED
+                vz_des = -(AP_LAND_SPEED if self.identity == "ardupilot" else LAND_SPEED)
             else:
                 vz_des = float(np.clip(1.0 * (self._hold_z - p.pos[2]), -1.0, 1.0))
             return ctl.attitude(p.quat, p.omega, level_with_yaw(p.quat), self._vertical_thrust(vz_des))
