@@ -13,6 +13,7 @@ interpreter shutdown. Seeds run one after another: run this on an otherwise idle
 
     python3 bench/train_quadrotor.py                       # 5 seeds, hover, 20 s, 1000 eval episodes
     python3 bench/train_quadrotor.py --task figure8 --seeds 3 --json
+    python3 bench/train_quadrotor.py --task figure8 --action ctbr --seeds 1 --seconds 60
     python3 bench/train_quadrotor.py --robust --seconds 120 --perturb --platforms crazyflie_2_1_flow,crazyflie_2_1_brushless
 
 --perturb also flies each bundle on vehicles drawn from its platform's randomization ranges (edgectl eval
@@ -60,7 +61,8 @@ def _m(v) -> str:
 def run_seed(k: int, args, workdir: Path) -> dict:
     out = workdir / f"seed{k}"
     train_summary, ev, wall = train_and_eval(workdir, out, ["quadrotor", "--task", args.task, "--seconds", str(args.seconds),
-                                                            "--seed", str(k), *(["--robust"] if args.robust else [])],
+                                                            "--seed", str(k), "--action", args.action,
+                                                            *(["--robust"] if args.robust else [])],
                                              ["--episodes", str(args.episodes)])
     ok, why = passes(args.task, ev, train_summary["seconds_to_bundle"], args.seconds)
     extra = {}
@@ -86,6 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     ap.add_argument("--seconds", type=float, default=20.0, help="training budget per seed (default 20)")
     ap.add_argument("--task", choices=sorted(ACCEPT), default="hover")
+    ap.add_argument("--action", choices=["motor", "ctbr"], default="motor",
+                    help="motor commands, or collective thrust and body rates through the platform's rate loop")
     ap.add_argument("--episodes", type=int, default=1000, help="eval episodes per seed (default 1000)")
     ap.add_argument("--keep", type=Path, default=None, help="keep bundles and plots in this directory "
                     "(default: a temporary directory, removed at the end)")
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
                     help="comma-separated platform files to also evaluate on (eval --platform)")
     args = ap.parse_args(argv)
 
-    print(f"edgectl bench: quadrotor {args.task}, {args.seconds:g} s budget, {args.seeds} seeds, "
+    print(f"edgectl bench: quadrotor {args.task} ({args.action}), {args.seconds:g} s budget, {args.seeds} seeds, "
           f"{args.episodes} eval episodes", flush=True)
 
     def line(row: dict) -> str:
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
                      for bound, kind, name in ACCEPT[args.task].values())
     print(f"summary: {n_pass} of {len(rows)} seeds pass ({args.task}: {crit}, bundle within {args.seconds:g} s)")
     if args.json:
-        summary = {"task": args.task, "seconds": args.seconds, "episodes": args.episodes, "passed": n_pass,
+        summary = {"task": args.task, "action": args.action, "seconds": args.seconds, "episodes": args.episodes, "passed": n_pass,
                    "total": len(rows), "acceptance": ACCEPT[args.task], "seeds": rows}
         print(json.dumps(summary, allow_nan=False))
     return 0 if n_pass == len(rows) else 1

@@ -105,12 +105,47 @@ def test_px4_offboard_handshake_rates_frames_and_offboard_loss(vehicle):
         w = v.snapshot()["omega"]
         assert w[0] > 1.5 and abs(w[1]) < 0.5, w
         stream(link, 0.3, action(HOVER))
-        link.stop()  # the host falls silent: PX4 holds after COM_OF_LOSS_T (COM_OBL_RC_ACT 0, no RC here)
+        link.stop()  # the host falls silent: after COM_OF_LOSS_T, COM_OBL_RC_ACT 0: Position mode, no RC here
         t0 = time.monotonic()
         link.link.wait_state(lambda s: s.mode != "OFFBOARD", timeout=3.0)
         took = time.monotonic() - t0
         assert 0.3 < took < 2.5 and v.failsafe_reason == "offboard setpoints lost" and v.armed, took
+        assert v.mode_name == "POSCTL"  # which, without sticks, descends (tests/test_autopilot_failsafes.py)
         assert v.rate_loop is not None and v.rate_loop.firmware == "crazyflie"  # the platform's cited loop flew it
+    finally:
+        link.close()
+
+
+def test_px4_enters_offboard_on_one_recent_setpoint_as_real_px4_did(vehicle):
+    """PX4's check (HealthAndArmingChecks/checks/offboardCheck.cpp) is a setpoint newer than COM_OF_LOSS_T, not a
+    rate: real PX4 SITL (v1.17.0-alpha1, in the air) entered OFFBOARD on a single setpoint sent 0.2 s before, and with
+    none stayed where it was, saying "Switching to Offboard is currently not available". edgectl's simulated PX4 had
+    asked for more than 2 Hz over the last second (PX4's docs' advice). Disarmed, PX4 takes any mode
+    (UserModeIntention::change; real SITL switched to OFFBOARD on the ground after it disarmed) but will not arm in
+    one that cannot run."""
+    from firmware_bridge.mavlink.bridge import CommandRejected, MavlinkLink
+    v = vehicle(identity="px4", parameters={"COM_OF_LOSS_T": 0.5})
+    link = MavlinkLink(url(v), connect_timeout=3.0)
+    try:
+        link.set_mode("OFFBOARD")  # disarmed: taken, no failsafe while disarmed
+        with pytest.raises(CommandRejected, match="TEMPORARILY_REJECTED"):
+            link.arm()  # ... but no arming in it without a setpoint
+        link.set_mode("MANUAL")
+        link.arm()
+        assert v.counters["failsafes"] == 0
+        with pytest.raises(CommandRejected, match="TEMPORARILY_REJECTED"):
+            link.set_mode("OFFBOARD")  # no setpoint yet
+        link.wait_state(lambda s: any("Offboard is currently not available" in t for t in link.statustexts), timeout=2.0)
+        link.send_body_rates(np.zeros(3), 0.0)  # one setpoint
+        time.sleep(0.1)
+        link.set_mode("OFFBOARD")
+        assert v.main_mode == 6
+        link.set_mode("MANUAL")
+        link.send_body_rates(np.zeros(3), 0.0)
+        time.sleep(0.8)  # now older than COM_OF_LOSS_T
+        with pytest.raises(CommandRejected, match="TEMPORARILY_REJECTED"):
+            link.set_mode("OFFBOARD")
+        assert v.main_mode != 6
     finally:
         link.close()
 
