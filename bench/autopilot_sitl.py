@@ -284,6 +284,20 @@ def land_and_wait(m, land, timeout: float = 40.0) -> dict:
     return {"disarmed_after_s": None, "from_m": z0, "height_estimate_m": z, "lowest_estimate_m": low}
 
 
+def in_the_air(a, m, res: dict, companion_url: str, land, neural: bool = False) -> dict:
+    """After the autopilot's own take-off: its hold, then what was asked (PX4's mc_nn_control, the ctbr policy, the
+    setpoint-loss probe, over the companion link ``companion_url``), then its own landing, to the disarm."""
+    res["own_hold"] = hold_error(m, a.hold)
+    if neural:
+        res["neural"] = fly_neural(m, a.hold)
+    if a.bundle is not None:
+        res["policy"] = fly_policy(a.bundle, companion_url, a.hold, a.offset, a.settle)
+    if a.setpoint_loss:
+        res["setpoint_loss"] = dict(setpoint_loss(companion_url, hover_thrust=hover_throttle(m)), version=res["autopilot"])
+    res["landing"] = land_and_wait(m, land)
+    return res
+
+
 def run_ardupilot(a, work: Path, procs: list) -> dict:
     from pymavlink import mavutil
     binary = a.build / "build" / "sitl" / "bin" / "arducopter"
@@ -310,14 +324,7 @@ def run_ardupilot(a, work: Path, procs: list) -> dict:
     if a.record_steps:
         res["steps"] = record_steps(m, a.record_steps)
         return res
-    res["own_hold"] = hold_error(m, a.hold)
-    if a.bundle is not None:
-        res["policy"] = fly_policy(a.bundle, "udpin:127.0.0.1:14551", a.hold, a.offset, a.settle)
-    if a.setpoint_loss:
-        res["setpoint_loss"] = setpoint_loss("udpin:127.0.0.1:14551", hover_thrust=hover_throttle(m))
-        res["setpoint_loss"]["version"] = res["autopilot"]
-    res["landing"] = land_and_wait(m, lambda: m.set_mode("LAND"))
-    return res
+    return in_the_air(a, m, res, "udpin:127.0.0.1:14551", land=lambda: m.set_mode("LAND"))
 
 
 def fly_neural(m, seconds: float) -> dict:
@@ -374,17 +381,8 @@ def run_px4(a, work: Path, procs: list) -> dict:
         res["steps"] = record_steps(m, a.record_steps, engage=lambda: px4_mode(6), resume=lambda: px4_mode(4, 3),
                                     target_component=1)
         return res
-    res["own_hold"] = hold_error(m, a.hold)
-    if a.neural:
-        res["neural"] = fly_neural(m, a.hold)
-    if a.bundle is not None:
-        res["policy"] = fly_policy(a.bundle, "udpin:127.0.0.1:14540", a.hold, a.offset, a.settle)
-    if a.setpoint_loss:
-        res["setpoint_loss"] = setpoint_loss("udpin:127.0.0.1:14540", hover_thrust=hover_throttle(m))
-        res["setpoint_loss"]["version"] = res["autopilot"]
-    res["landing"] = land_and_wait(m, lambda: m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_LAND,
-                                                                     0, 0, 0, 0, 0, 0, 0, 0))
-    return res
+    land = lambda: m.mav.command_long_send(m.target_system, 1, mavutil.mavlink.MAV_CMD_NAV_LAND, 0, 0, 0, 0, 0, 0, 0, 0)  # noqa: E731
+    return in_the_air(a, m, res, "udpin:127.0.0.1:14540", land=land, neural=a.neural)
 
 
 def main(argv=None) -> int:

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pymavlink")
-
 REPO = Path(__file__).resolve().parent.parent
 RECORDING = REPO / "tests" / "data" / "autopilot_sitl_setpoint_loss.json"
 _spec = importlib.util.spec_from_file_location("autopilot_sitl_bench", REPO / "bench" / "autopilot_sitl.py")
