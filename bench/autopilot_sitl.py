@@ -264,24 +264,31 @@ def loss_summary(rows, mode0: str, yaw_rate: float, autopilot: str) -> dict:
 
 
 def land_and_wait(m, land, timeout: float = 40.0) -> dict:
-    """Ask the autopilot to land (``land()``) and wait for it to disarm on the ground: the seconds taken, the height
-    estimate (LOCAL_POSITION_NED) at the end and its lowest, from where the descent began."""
+    """Ask the autopilot to land (``land()``) and wait for it to disarm on the ground: the seconds taken, the descent
+    rate between 0.3 m below the start and 0.3 m above the ground, the touchdown (the first estimate within 5 cm of
+    the ground), the height estimate (LOCAL_POSITION_NED) at the end and its lowest."""
     from pymavlink import mavutil
-    z0, low, z, t0 = None, 0.0, 0.0, time.monotonic()
+    track, t0 = [], time.monotonic()
     land()
-    while time.monotonic() - t0 < timeout:
+    disarmed = None
+    while time.monotonic() - t0 < timeout and disarmed is None:
         x = m.recv_match(type=["LOCAL_POSITION_NED", "HEARTBEAT"], blocking=True, timeout=0.5)
         if x is None:
             continue
         if x.get_type() == "LOCAL_POSITION_NED":
-            z = -x.z
-            z0 = z if z0 is None else z0
-            low = min(low, z)
+            track.append((time.monotonic() - t0, -x.z))
         elif x.get_srcSystem() == m.target_system and x.get_srcComponent() == 1 \
                 and not x.base_mode & mavutil.mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
-            return {"disarmed_after_s": round(time.monotonic() - t0, 1), "from_m": z0, "height_estimate_m": z,
-                    "lowest_estimate_m": low}
-    return {"disarmed_after_s": None, "from_m": z0, "height_estimate_m": z, "lowest_estimate_m": low}
+            disarmed = round(time.monotonic() - t0, 1)
+    t, z = (np.array([r[i] for r in track]) for i in (0, 1))
+    out = {"disarmed_after_s": disarmed, "from_m": float(z[0]), "height_estimate_m": float(z[-1]),
+           "lowest_estimate_m": float(min(0.0, z.min())), "descent_m_s": None, "touchdown_s": None}
+    a, b = np.flatnonzero(z < z[0] - 0.3), np.flatnonzero(z < 0.3)
+    if a.size and b.size and t[b[0]] > t[a[0]]:
+        out["descent_m_s"] = float((z[a[0]] - z[b[0]]) / (t[b[0]] - t[a[0]]))
+    down = np.flatnonzero(z < 0.05)
+    out["touchdown_s"] = float(t[down[0]]) if down.size else None
+    return out
 
 
 def in_the_air(a, m, res: dict, companion_url: str, land, neural: bool = False) -> dict:
@@ -469,8 +476,11 @@ def main(argv=None) -> int:
               f"height {x['height_change_m']:+.2f} m over {x['watch_s']:.0f} s -> {a.setpoint_loss}")
     if "landing" in res:
         x = res["landing"]
-        print(f"landing: {'disarmed on the ground after %.1f s' % x['disarmed_after_s'] if x['disarmed_after_s'] is not None else 'not disarmed'}; "
-              f"height estimate {x['height_estimate_m']:+.2f} m (lowest {x['lowest_estimate_m']:+.2f} m)")
+        rate = "" if x["descent_m_s"] is None else f"descending {x['descent_m_s']:.2f} m/s, "
+        down = "" if x["touchdown_s"] is None else f"down at {x['touchdown_s']:.1f} s, "
+        off = "not disarmed" if x["disarmed_after_s"] is None else f"disarmed at {x['disarmed_after_s']:.1f} s"
+        print(f"landing from {x['from_m']:.1f} m: {rate}{down}{off}; height estimate {x['height_estimate_m']:+.2f} m "
+              f"(lowest {x['lowest_estimate_m']:+.2f} m)")
     if "steps" in res:
         print(f"rate steps: {res['steps']['rows']} rows -> {res['steps']['steps_csv']}")
     if a.json:

@@ -11,7 +11,8 @@ What it does, PX4-style:
 - OFFBOARD needs a recent setpoint first (newer than the offboard timeout, as PX4's offboardCheck.cpp),
   else TEMPORARILY_REJECTED and STATUSTEXT "Switching to Offboard is currently not available".
   Losing the stream for ``offboard_timeout`` (PX4: COM_OF_LOSS_T, 1 s) is a failsafe: AUTO.LAND
-  (default) or AUTO.LOITER (altitude hold). Landed in AUTO.LAND -> disarm after 0.5 s (3.3 s as "px4", below).
+  (default) or AUTO.LOITER (altitude hold). Landed in AUTO.LAND -> disarm after 0.5 s (as "px4" and
+  "ardupilot": what the real ones took, DISARM_AFTER_LANDING_S).
 - Setpoints: SET_ATTITUDE_TARGET (attitude quaternion + thrust, or body rates + thrust; NED/FRD)
   through ``control.AttitudeController``; SET_ACTUATOR_CONTROL_TARGET group 0, controls[0..3] =
   the platform's motors M1..M4, 0..1 of full speed (this vehicle's convention: on real PX4 the
@@ -90,11 +91,11 @@ SUB_LOITER, SUB_LAND = 3, 6
 FORCE_DISARM = 21196  # PX4/ArduPilot magic param2 for disarming in the air
 IDLE_THRUST = 0.05  # collective thrust fraction while armed and idle (PX4: spinning at idle)
 LAND_SPEED = 0.7  # m/s, PX4 MPC_LAND_SPEED default
-AP_LAND_SPEED = 0.5  # m/s, ArduCopter LAND_SPEED default (50 cm/s, below LAND_ALT_LOW)
-# Landed to disarmed, s. PX4: measured on real PX4 SITL (v1.17.0-alpha1, bench/autopilot_sitl.py, 2026-12-07):
-# 3.3-3.4 s after touchdown in AUTO.LAND and in the no-stick descent below (its land detector's stages, then
-# COM_DISARM_LAND 2 s). The other identities keep 0.5 s (not measured).
-DISARM_AFTER_LANDING_S = {"px4": 3.3}
+AP_LAND_SPEED = 0.5  # m/s, ArduCopter LAND_SPEED default (50 cm/s, below LAND_ALT_LOW); real SITL descended 0.52
+# Touchdown to disarmed, s, measured on the real SITL builds (bench/autopilot_sitl.py, landing, 2026-12-07): PX4
+# v1.17.0-alpha1 3.7 s in AUTO.LAND (its land detector's stages, then COM_DISARM_LAND 2 s) and 3.8 s in the
+# no-stick descent below; ArduCopter 4.7.0-dev 3.1 s in LAND. The edgectl identity keeps 0.5 s.
+DISARM_AFTER_LANDING_S = {"px4": 3.7, "ardupilot": 3.1}
 
 # identity -> default version (AUTOPILOT_VERSION); "edgectl" reports 0.0.0 with custom version "edgectl"
 IDENTITIES = {"edgectl": (0, 0, 0), "px4": (1, 15, 0), "ardupilot": (4, 5, 7)}
