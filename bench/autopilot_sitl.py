@@ -268,6 +268,8 @@ def land_and_wait(m, land, timeout: float = 40.0) -> dict:
     rate between 0.3 m below the start and 0.3 m above the ground, the touchdown (the first estimate within 5 cm of
     the ground), the height estimate (LOCAL_POSITION_NED) at the end and its lowest."""
     from pymavlink import mavutil
+    while m.recv_match(blocking=False) is not None:  # what queued up while nobody read this link is old news
+        pass
     track, t0 = [], time.monotonic()
     land()
     disarmed = None
@@ -464,9 +466,10 @@ def main(argv=None) -> int:
         x = res["setpoint_loss"]
         rec = json.loads(a.setpoint_loss.read_text()) if a.setpoint_loss.is_file() else {}
         rec.setdefault("what", "bench/autopilot_sitl.py --setpoint-loss: real autopilot SITL on edgectl's physics, the probe "
-                       "setpoint_loss() (a hold, a 0.3 rad/s yaw turn, then silence); times in s after the last setpoint")
+                       "setpoint_loss() (a hold, a 0.3 rad/s yaw turn, then silence; times in s after the last setpoint), then "
+                       "the autopilot's own landing (land_and_wait(); times in s after the LAND command)")
         rec.setdefault("runs", {})[a.key or a.autopilot] = dict(x, platform=a.platform, params=dict(a.param),
-                                                                 date=time.strftime("%Y-%m-%d"))
+                                                                 date=time.strftime("%Y-%m-%d"), landing=res.get("landing"))
         runs = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(rec["runs"].items()))  # a line a run
         a.setpoint_loss.write_text(f'{{\n "what": {json.dumps(rec["what"])},\n "runs": {{\n{runs}\n }}\n}}\n')
         then = "no mode change" if x["failsafe_mode"] is None else f"{x['failsafe_mode']} from {x['mode_changed_s']:.1f} s"

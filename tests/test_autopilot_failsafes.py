@@ -11,7 +11,10 @@ height, so the two are compared like for like:
 - the mode that follows (PX4 without RC: POSCTL, which cannot run without sticks, so PX4 descends at
   MPC_LAND_SPEED and disarms on the ground; with COM_OBL_RC_ACT 5: AUTO.LOITER, holding; ArduPilot: none, it
   levels and holds its height in GUIDED_NOGPS);
-- whether the height holds, or how fast it descends, and whether and when it disarms.
+- whether the height holds, or how fast it descends, and whether and when it disarms;
+- then, where the real one was still in the air, its own LAND mode (bench/autopilot_sitl.py land_and_wait): the
+  descent rate (PX4 MPC_LAND_SPEED 0.7 m/s: 0.68 measured; ArduCopter LAND_SPEED 0.5 m/s: 0.52) and the time from
+  touchdown to the disarm (PX4 3.7 s, ArduCopter 3.1 s).
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ def test_the_simulated_autopilot_falls_back_as_the_real_one_did(case):
         # from the ground (the real ones were hovering after their own take-off): climb to the recorded height first
         sim = B.setpoint_loss(f"udpout:{host}:{port}", climb_to=real["height_at_loss_m"], hold_s=8.0, hover_thrust=hover,
                               watch_s=real["watch_s"])
+        landing = _land(v, identity) if real["landing"]["descent_m_s"] is not None else None
     finally:
         v.stop()
     brief = {k: sim[k] for k in sim if k != "series"}
@@ -79,3 +83,25 @@ def test_the_simulated_autopilot_falls_back_as_the_real_one_did(case):
     assert (sim["disarmed_s"] is None) == (real["disarmed_s"] is None), brief
     if real["disarmed_s"] is not None:
         assert abs(sim["disarmed_s"] - real["disarmed_s"]) < 1.5, brief
+    if landing is not None:  # the real one was still flying: its own LAND mode, and the simulated one's
+        want = real["landing"]
+        assert abs(landing["descent_m_s"] / want["descent_m_s"] - 1.0) < 0.15, (landing, want)
+        after = landing["disarmed_after_s"] - landing["touchdown_s"]
+        assert abs(after - (want["disarmed_after_s"] - want["touchdown_s"])) < 0.8, (landing, want)
+
+
+def _land(v, identity: str) -> dict:
+    """The autopilot's LAND mode (PX4 AUTO.LAND, ArduCopter LAND) asked for over a plain pymavlink link, measured by
+    the bench's own land_and_wait."""
+    from pymavlink import mavutil
+    host, port = v.address
+    m = mavutil.mavlink_connection(f"udpout:{host}:{port}", source_system=250)
+    try:
+        m.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_GCS, mavutil.mavlink.MAV_AUTOPILOT_INVALID, 0, 0, 0)
+        m.wait_heartbeat(timeout=5)
+        mode = (4, 6) if identity == "px4" else (9, 0)  # px4_custom_mode.h AUTO / AUTO_LAND; ArduCopter LAND = 9
+        return B.land_and_wait(m, lambda: m.mav.command_long_send(
+            m.target_system, 1, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0,
+            mavutil.mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, *mode, 0, 0, 0, 0), timeout=20.0)
+    finally:
+        m.close()
