@@ -425,6 +425,9 @@ def main(argv=None) -> int:
     except (ValueError, AssertionError):
         print(f"error: --param {a.param!r}: expected NAME=VALUE", file=sys.stderr)
         return 2
+    if not 0.0 <= a.settle < a.hold:  # the error is measured from --settle to the end of the --hold
+        print(f"error: --settle {a.settle:g} s: must be >= 0 and shorter than --hold ({a.hold:g} s)", file=sys.stderr)
+        return 2
     if a.bundle is not None:
         from edgectl.bundle import BundleError, load_bundle
         try:

@@ -25,3 +25,5 @@ def test_a_motor_level_bundle_a_bad_offset_and_a_bad_param_are_refused(tmp_path,
     assert "--offset" in capsys.readouterr().err
     assert B.main(["px4", "--build", str(tmp_path), "--param", "COM_OBL_RC_ACT"]) == 2
     assert "--param" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert B.main(["px4", "--build", str(tmp_path), "--hold", "5"]) == 2  # the error is measured after --settle (5 s)
+    assert "--settle 5 s: must be >= 0 and shorter than --hold (5 s)" in capsys.readouterr().err

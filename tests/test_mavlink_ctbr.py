@@ -134,18 +134,81 @@ def test_px4_enters_offboard_on_one_recent_setpoint_as_real_px4_did(vehicle):
         link.arm()
         assert v.counters["failsafes"] == 0
         with pytest.raises(CommandRejected, match="TEMPORARILY_REJECTED"):
-            link.set_mode("OFFBOARD")  # no setpoint yet
+            # no setpoint yet: the receiver's ACCEPTED, then the commander's refusal (whichever the link reads first)
+            link.set_mode("OFFBOARD", confirm=2.0)
+        assert v.main_mode != 6
         link.wait_state(lambda s: any("Offboard is currently not available" in t for t in link.statustexts), timeout=2.0)
         link.send_body_rates(np.zeros(3), 0.0)  # one setpoint
         time.sleep(0.1)
         link.set_mode("OFFBOARD")
-        assert v.main_mode == 6
+        time.sleep(0.1)
+        assert v.main_mode == 6  # taken (the 1 Hz HEARTBEAT shows it later)
         link.set_mode("MANUAL")
         link.send_body_rates(np.zeros(3), 0.0)
         time.sleep(0.8)  # now older than COM_OF_LOSS_T
         with pytest.raises(CommandRejected, match="TEMPORARILY_REJECTED"):
-            link.set_mode("OFFBOARD")
+            link.set_mode("OFFBOARD", confirm=3.0)
         assert v.main_mode != 6
+    finally:
+        link.close()
+
+
+def test_px4_identity_acknowledges_a_mode_switch_twice_as_px4_does(vehicle):
+    """PX4's MAVLink receiver answers DO_SET_MODE ACCEPTED as it passes it on, its commander answers after
+    (mavlink_receiver.cpp handle_message_command_both); read raw, in order, for a switch the commander refuses."""
+    from pymavlink import mavutil
+    v = vehicle(identity="px4")
+    host, port = v.address
+    c = mavutil.mavlink_connection(f"udpout:{host}:{port}", source_system=255)
+    try:
+        c.mav.heartbeat_send(mavutil.mavlink.MAV_TYPE_GCS, mavutil.mavlink.MAV_AUTOPILOT_INVALID, 0, 0, 0)
+        assert c.wait_heartbeat(timeout=3.0) is not None
+        v.unavailable_modes = {"OFFBOARD"}
+        base, main, sub = mavutil.px4_map["OFFBOARD"]
+        c.mav.command_long_send(v.system_id, v.component_id, mavutil.mavlink.MAV_CMD_DO_SET_MODE, 0, base, main, sub,
+                                0, 0, 0, 0)
+        acks, end = [], time.monotonic() + 1.0
+        while time.monotonic() < end and len(acks) < 2:
+            m = c.recv_match(type="COMMAND_ACK", blocking=True, timeout=0.2)
+            if m is not None:
+                acks.append(m.result)
+        assert acks == [mavutil.mavlink.MAV_RESULT_ACCEPTED, mavutil.mavlink.MAV_RESULT_TEMPORARILY_REJECTED]
+        assert v.mode_name != "OFFBOARD"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("identity,params,words", [
+    ("px4", {}, ["mode OFFBOARD rejected", "TEMPORARILY_REJECTED"]),
+    ("ardupilot", {"GUID_OPTIONS": 8}, ["mode GUIDED_NOGPS rejected", "FAILED"]),
+])
+def test_rate_link_arms_only_in_the_mode_the_heartbeat_shows(vehicle, identity, params, words):
+    """Real PX4 acknowledged a refused OFFBOARD switch with ACCEPTED before its commander's TEMPORARILY_REJECTED
+    (docs/autopilot_sitl.md): a link that armed on the first ACK would arm in whatever mode the vehicle was in."""
+    from firmware_bridge.mavlink.bridge import CommandRejected
+    v = vehicle(identity=identity, parameters=params)
+    v.unavailable_modes = {"OFFBOARD", "GUIDED_NOGPS"}
+    link = MavlinkRateLink(url(v), CONTRACT, connect_timeout=3.0, stream_before_s=0.1)
+    try:
+        with pytest.raises(CommandRejected) as e:
+            stream(link, 3.0, action(0.0))
+        assert all(w in str(e.value) for w in words), str(e.value)
+        assert not v.armed and v.counters["rx COMMAND_LONG"] >= 1
+    finally:
+        link.close()
+
+
+def test_rate_link_does_not_arm_before_the_heartbeat_shows_the_mode(vehicle, monkeypatch):
+    """An ACK and then no HEARTBEAT in the mode (a vehicle that stopped reporting it): no arming, one clear error."""
+    from firmware_bridge.mavlink.bridge import MavlinkTimeout
+    v = vehicle(identity="px4")
+    link = MavlinkRateLink(url(v), CONTRACT, connect_timeout=3.0, stream_before_s=0.1, mode_timeout_s=0.5)
+    try:
+        monkeypatch.setattr(v, "_send_heartbeat", lambda: None)  # the vehicle goes on flying, silent about its mode
+        with pytest.raises(MavlinkTimeout, match=r"mode OFFBOARD was acknowledged but the vehicle's HEARTBEAT still "
+                                                 r"shows \w+ after 0\.\d s \(PX4 1\.15\.0\); not arming"):
+            stream(link, 2.0, action(0.0))
+        assert v.main_mode == 6 and not v.armed
     finally:
         link.close()
 
@@ -198,3 +261,21 @@ def test_ardupilot_climb_rate_thrust_without_the_option(vehicle):
             link.send_body_rates(np.zeros(3), 0.5)  # hold
             time.sleep(0.01)
         assert abs(v.snapshot()["vel"][2]) < 0.3
+
+
+def test_cli_run_reports_a_refused_mode_switch_in_one_line_before_arming(vehicle, tmp_path):
+    """`edgectl run` of the ctbr fixture at a PX4 that acknowledges OFFBOARD and then refuses it: exit 2, one line
+    naming the mode and the answer, the vehicle never armed."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edgectl.cli import app
+    v = vehicle(identity="px4")
+    v.unavailable_modes = {"OFFBOARD"}
+    bundle = Path(__file__).parent / "data" / "ctbr_hover_bundle"
+    r = CliRunner().invoke(app, ["run", str(bundle), "--uri", url(v), "--seconds", "5", "--log", str(tmp_path / "f.csv")])
+    assert r.exit_code == 2, r.output
+    err = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "mode OFFBOARD rejected" in err[0] and "TEMPORARILY_REJECTED" in err[0], r.output
+    assert "Traceback" not in r.output and not v.armed

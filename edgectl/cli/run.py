@@ -169,6 +169,13 @@ def fly_quadrotor(b, o) -> None:
         flog.close()
         link.close()
         _fail(str(e))
+    except RuntimeError as e:
+        from edgectl.runtime.links import refused_by_vehicle
+        if not refused_by_vehicle(e):
+            raise
+        flog.close()
+        link.close()
+        _fail(str(e))  # an autopilot that refused its mode or arming, before the vehicle armed
     finally:
         flog.close()
         link.close()

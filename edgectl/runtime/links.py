@@ -185,16 +185,18 @@ def motor_level_check(link) -> str | None:
 class MavlinkRateLink:
     """A real autopilot's rate-level offboard interface, over MAVLink (pymavlink): the ctbr policy's collective
     thrust and body rates streamed as SET_ATTITUDE_TARGET (attitude ignored; rates FLU -> FRD in
-    firmware_bridge/mavlink/frames.py), then the mode switch and arming: PX4 OFFBOARD (it accepts the switch only
-    while setpoints stream at > 2 Hz: ``stream_before_s`` of them go first), ArduPilot GUIDED_NOGPS (its thrust
-    field is a thrust only with GUID_OPTIONS bit 3; without it the link refuses, naming the parameter).
+    firmware_bridge/mavlink/frames.py), then the mode switch and arming: PX4 OFFBOARD (it takes the switch only
+    with a setpoint newer than COM_OF_LOSS_T: ``stream_before_s`` of them go first), ArduPilot GUIDED_NOGPS (its
+    thrust field is a thrust only with GUID_OPTIONS bit 3; without it the link refuses, naming the parameter).
+    It arms only once the vehicle's HEARTBEAT shows that mode, not on the mode's COMMAND_ACK (which real PX4 gives
+    for a switch it then refuses); a refusal, or no such HEARTBEAT within ``mode_timeout_s``, raises before arming.
 
     Losing the stream is the autopilot's own failsafe (PX4: COM_OF_LOSS_T, default 1 s, then COM_OBL_RC_ACT;
     ArduPilot: GUID_TIMEOUT, default 3 s, then level and hold altitude); ``stop`` leaves it to that, ``close``
     asks for the autopilot's LAND mode first."""
 
     def __init__(self, url: str, contract: dict, *, signing_key: bytes | None = None, connect_timeout: float = 5.0,
-                 stream_before_s: float = 0.5):
+                 stream_before_s: float = 0.5, mode_timeout_s: float = 3.0):
         from firmware_bridge.mavlink.autopilots import GUID_OPTIONS_THRUST, OFFBOARD_MODE, version_text
         from firmware_bridge.mavlink.bridge import MavlinkLink
         mapping = contract["action"]["mapping"]
@@ -220,7 +222,8 @@ class MavlinkRateLink:
             self.link.close()
             raise
         self.mode = OFFBOARD_MODE[ap]
-        self._engaged, self._stopped, self._t_first, self._sent = False, False, None, 0
+        self._engaged, self._stopped, self._t_first, self._sent, self._switch_at = False, False, None, 0, None
+        self.mode_timeout_s = float(mode_timeout_s)
         for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED", "HIGHRES_IMU"):
             try:
                 self.link.request_message_interval(msg, 200.0)
@@ -247,10 +250,22 @@ class MavlinkRateLink:
         self._sent += 1
         now = time.monotonic()
         self._t_first = now if self._t_first is None else self._t_first
-        if not self._engaged and self._sent >= 5 and now - self._t_first >= self.stream_before_s:
-            self.link.set_mode(self.mode)
+        if self._engaged:
+            return
+        if self._switch_at is None:
+            if self._sent >= 5 and now - self._t_first >= self.stream_before_s:
+                self.link.set_mode(self.mode)
+                self._switch_at = now
+            return
+        # Arm only once the HEARTBEAT shows the mode: the ACK is not the answer (MavlinkLink.set_mode). The
+        # stream goes on meanwhile (the heartbeat comes at 1 Hz; PX4 leaves OFFBOARD without setpoints).
+        if self.link.mode_entered(self.mode):  # raises CommandRejected if the autopilot refused the switch after all
             self.link.arm()
             self._engaged = True
+        elif now - self._switch_at > self.mode_timeout_s:
+            from firmware_bridge.mavlink.bridge import MavlinkTimeout
+            raise MavlinkTimeout(self.link.mode_not_shown(self.mode, now - self._switch_at) + f" ({self.autopilot}); "
+                                 "not arming")
 
     def stop(self) -> None:
         """Stop streaming: the autopilot's offboard-loss failsafe takes over after its timeout."""
@@ -264,6 +279,16 @@ class MavlinkRateLink:
         except Exception:  # noqa: BLE001  the offboard-loss failsafe covers a vehicle that did not answer
             pass
         self.link.close()
+
+
+def refused_by_vehicle(e: BaseException) -> bool:
+    """A MAVLink vehicle's refusal (a rejected command, a mode its HEARTBEAT never showed): what `edgectl run` reports
+    as one line instead of a traceback."""
+    try:
+        from firmware_bridge.mavlink.bridge import MavlinkError
+    except ImportError:  # pymavlink missing: then no MAVLink link was open
+        return False
+    return isinstance(e, MavlinkError)
 
 
 QUADROTOR_ADAPTERS = ("sim", "mavlink", "crazyflie")  # edgectl/runtime/uri.py: what a hover/figure8 bundle flies

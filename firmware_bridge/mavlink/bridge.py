@@ -294,20 +294,48 @@ class MavlinkLink:
         """``force``: the 21196 code PX4 and ArduPilot require to disarm in the air (motors stop)."""
         self._command_ok(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 0, 21196 if force else 0, what="disarm", **kw)
 
-    def set_mode(self, name: str, **kw) -> None:
+    def set_mode(self, name: str, confirm: float = 0.0, **kw) -> None:
         """Flight mode by name: PX4 names from ``mavutil.px4_map`` (OFFBOARD, LAND, LOITER...),
-        ArduPilot names from its mode table (GUIDED_NOGPS, LAND...)."""
+        ArduPilot names from its mode table (GUIDED_NOGPS, LAND...).
+
+        The COMMAND_ACK alone does not say the mode was entered: PX4's MAVLink receiver acknowledges DO_SET_MODE
+        with ACCEPTED as it hands the command on (src/modules/mavlink/mavlink_receiver.cpp,
+        ``handle_message_command_both``: ``result`` starts ACCEPTED and DO_SET_MODE keeps ``send_ack``), and the
+        commander's own answer follows as a second ACK; real PX4 SITL (v1.17.0-alpha1) answered a refused OFFBOARD
+        switch ACCEPTED, then TEMPORARILY_REJECTED. With ``confirm`` > 0 this waits up to that many seconds for the
+        HEARTBEAT to show the mode (``mode_entered``); a later rejection raises CommandRejected, silence MavlinkTimeout."""
         if self.autopilot == "px4":
             if name not in mavutil.px4_map:
                 raise ValueError(f"{self.url}: unknown PX4 mode {name!r}; known: {sorted(mavutil.px4_map)}")
             base, main, sub = mavutil.px4_map[name]
             self._command_ok(mavlink.MAV_CMD_DO_SET_MODE, base, main, sub, what=f"mode {name}", **kw)
-            return
-        table = mavutil.mode_mapping_byname(self.vehicle_type) or {}
-        if name not in table:
-            raise ValueError(f"{self.url}: unknown mode {name!r} for vehicle type {self.vehicle_type}; known: {sorted(table)}")
-        self._command_ok(mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, table[name],
-                         what=f"mode {name}", **kw)
+        else:
+            table = mavutil.mode_mapping_byname(self.vehicle_type) or {}
+            if name not in table:
+                raise ValueError(f"{self.url}: unknown mode {name!r} for vehicle type {self.vehicle_type}; known: {sorted(table)}")
+            self._command_ok(mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, table[name],
+                             what=f"mode {name}", **kw)
+        if confirm > 0:
+            deadline = time.monotonic() + confirm
+            while not self.mode_entered(name):
+                if time.monotonic() > deadline:
+                    raise MavlinkTimeout(self.mode_not_shown(name, confirm))
+                time.sleep(0.01)
+
+    def mode_entered(self, name: str) -> bool:
+        """Whether the vehicle's HEARTBEAT shows mode ``name``, without waiting; CommandRejected if the newest
+        COMMAND_ACK of DO_SET_MODE refused a switch (PX4's commander answers after its receiver's ACCEPTED)."""
+        with self._ack_cond:
+            ack = self._acks.get(mavlink.MAV_CMD_DO_SET_MODE)
+        if ack is not None and ack[0] not in (mavlink.MAV_RESULT_ACCEPTED, mavlink.MAV_RESULT_IN_PROGRESS):
+            raise CommandRejected(f"{self.url}: mode {name} rejected by the vehicle after it was acknowledged: "
+                                  f"{_enum_name('MAV_RESULT', ack[0])} (HEARTBEAT shows {self.state().mode})",
+                                  mavlink.MAV_CMD_DO_SET_MODE, ack[0])
+        return self.state().mode == name
+
+    def mode_not_shown(self, name: str, waited: float) -> str:
+        return (f"{self.url}: mode {name} was acknowledged but the vehicle's HEARTBEAT still shows "
+                f"{self.state().mode} after {waited:.1f} s")
 
     def start_offboard(self, **kw) -> None:
         """PX4: OFFBOARD (stream setpoints first); ArduPilot: GUIDED_NOGPS."""

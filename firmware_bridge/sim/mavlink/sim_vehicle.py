@@ -154,6 +154,9 @@ class SimVehicle:
         self.uri, self.speed = uri, float(speed)
         self.system_id, self.component_id = system_id, component_id
         self.offboard_timeout, self.failsafe_action = float(offboard_timeout), failsafe
+        # Mode names (as the HEARTBEAT shows them) this vehicle refuses, as an autopilot whose checks for them
+        # fail: a test of clients that must not take the mode's first COMMAND_ACK for the answer.
+        self.unavailable_modes: set[str] = set()
         # physics_hz: step the physics (and read the link) faster than the platform's control period. At
         # 100 Hz a host loop that is not in step with the vehicle flies on states up to a period old and
         # its commands wait up to a period: the hover policy, trained without delay, wobbled.
@@ -496,6 +499,12 @@ class SimVehicle:
         if cmd == mavlink.MAV_CMD_COMPONENT_ARM_DISARM:
             result = self._arm(m.param1 > 0.5, force=int(round(m.param2)) == FORCE_DISARM)
         elif cmd == mavlink.MAV_CMD_DO_SET_MODE:
+            if self.identity == "px4":
+                # PX4's MAVLink receiver acknowledges the command as it hands it on (mavlink_receiver.cpp
+                # handle_message_command_both: result starts ACCEPTED, DO_SET_MODE keeps send_ack); the commander's
+                # answer below is a second ACK. Real PX4 SITL answered a refused OFFBOARD switch this way.
+                self.conn.mav.command_ack_send(cmd, mavlink.MAV_RESULT_ACCEPTED, 0, 0, m.get_srcSystem(),
+                                               m.get_srcComponent())
             if not int(m.param1) & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED:
                 result = mavlink.MAV_RESULT_UNSUPPORTED
             elif self.identity == "ardupilot":
@@ -533,11 +542,17 @@ class SimVehicle:
     def _set_custom_mode(self, custom: int) -> int:
         if self.identity != "ardupilot":
             return self._set_mode((custom >> 16) & 0xFF, (custom >> 24) & 0xFF)
+        if mavutil.mode_mapping_acm.get(int(custom)) in self.unavailable_modes:
+            return mavlink.MAV_RESULT_FAILED  # GCS_Common.cpp GCS_MAVLINK::_set_mode_common: set_mode() false
         mapped = {AP_STABILIZE: (MAIN_MANUAL, 0), AP_GUIDED_NOGPS: (MAIN_OFFBOARD, 0), AP_LAND: (MAIN_AUTO, SUB_LAND),
                   AP_ALT_HOLD: (MAIN_AUTO, SUB_LOITER)}.get(int(custom))
         return mavlink.MAV_RESULT_UNSUPPORTED if mapped is None else self._set_mode(*mapped)
 
     def _set_mode(self, main: int, sub: int) -> int:
+        name = mavutil.interpret_px4_mode(0, px4_custom_mode(main, sub))
+        if self.identity != "ardupilot" and name in self.unavailable_modes:  # a failing check (PX4's words)
+            self._statustext(f"Switching to {name.title()} is currently not available")
+            return mavlink.MAV_RESULT_TEMPORARILY_REJECTED
         if main == MAIN_OFFBOARD:
             # ArduPilot enters GUIDED_NOGPS without a stream; PX4 any mode while disarmed (UserModeIntention::change)
             disarmed_px4 = self.identity == "px4" and not self.armed
