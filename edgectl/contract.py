@@ -179,7 +179,9 @@ def integral_spec(contract: dict) -> tuple[float, float, float] | None:
     A period whose reference position differs from the last period's (compared as float32, as the C app stores it)
     starts the integral again at 0: a climbing take-off ramp or a waypoint hop would otherwise wind it up with the
     tracking lag, and the policy was only trained on fixed references (measured: a 9.7 cm offset at the end of a
-    0.4 m/s take-off, with the integral at its limit)."""
+    0.4 m/s take-off, with the integral at its limit). A field with ``reset_jump_m`` J > 0 (a task trained on a
+    moving reference: figure8) restarts it only when the reference moved by more than J on an axis in one period
+    (a hop), and integrates along a reference that moves less (see integral_jump)."""
     for i, f in enumerate(contract["observation"]["fields"]):
         if f["name"] == INTEGRAL_FIELD:
             where = f"contract.observation.fields[{i}]"
@@ -191,14 +193,29 @@ def integral_spec(contract: dict) -> tuple[float, float, float] | None:
     return None
 
 
+def integral_jump(contract: dict) -> float:
+    """The position_error_integral field's ``reset_jump_m`` (m, per axis and period): a reference that moved by more
+    than this since the last period restarts the integral. 0 (the field without the key: hover bundles): any
+    change does."""
+    for i, f in enumerate(contract["observation"]["fields"]):
+        if f["name"] == INTEGRAL_FIELD:
+            j = f.get("reset_jump_m", 0.0)
+            if not (isinstance(j, (int, float)) and not isinstance(j, bool) and math.isfinite(j) and j >= 0):
+                raise ContractError(f"contract.observation.fields[{i}].reset_jump_m: expected a finite number >= 0 (m), "
+                                    f"got {j!r}")
+            return float(j)
+    return 0.0
+
+
 def integral_update(integral: np.ndarray, position_error, spec: tuple[float, float, float]) -> np.ndarray:
     decay, limit, dt = spec
     return np.clip(integral * decay + np.asarray(position_error, np.float64) * dt, -limit, limit)
 
 
-def same_reference(a, b) -> bool:
-    """The integral rule's reference comparison: equal as float32 (what the C app and CRTP carry)."""
-    return a is not None and b is not None and bool(np.all(np.float32(a) == np.float32(b)))
+def same_reference(a, b, jump: float = 0.0) -> bool:
+    """The integral rule's reference comparison, in float32 (what the C app and CRTP carry): no axis moved by more
+    than ``jump`` (0: equal)."""
+    return a is not None and b is not None and bool(np.all(np.abs(np.float32(a) - np.float32(b)) <= np.float32(jump)))
 
 
 class PositionIntegral:
@@ -207,7 +224,7 @@ class PositionIntegral:
     the field). Without ``ref_position`` the reference is taken as unchanged."""
 
     def __init__(self, contract: dict):
-        self.spec = integral_spec(contract)
+        self.spec, self.jump = integral_spec(contract), integral_jump(contract)
         self.reset()
 
     def reset(self) -> None:
@@ -215,7 +232,8 @@ class PositionIntegral:
 
     def update(self, position_error, ref_position=None) -> np.ndarray:
         if self.spec is not None:
-            moved = ref_position is not None and self._ref is not None and not same_reference(ref_position, self._ref)
+            moved = ref_position is not None and self._ref is not None and not same_reference(ref_position, self._ref,
+                                                                                               self.jump)
             if ref_position is not None:
                 self._ref = np.float32(ref_position).copy()
             if self._started and not moved:  # 0 in the first period of a reference

@@ -131,15 +131,16 @@ def generate_observation_c(contract: dict, *, description: str = "an edgectl bun
     if steps and "hover_action" not in act:
         raise ExportError("contract.action.hover_action: missing; the action history starts at the hover action")
     hover = act.get("hover_action", 0.0)
-    from edgectl.contract import ContractError, integral_spec
+    from edgectl.contract import ContractError, integral_jump, integral_spec
     try:
-        ispec = integral_spec(contract)
+        ispec, jump = integral_spec(contract), integral_jump(contract)
     except ContractError as e:
         raise ExportError(str(e)) from None
     decay, limit, dt = ispec if ispec is not None else (1.0, 0.0, 0.0)
     values = dict(HAS_INTEGRAL=int(ispec is not None), INTEGRAL_DECAY=f"({_cfloat(decay, 'contract.observation')})",
                   INTEGRAL_LIMIT=f"({_cfloat(limit, 'contract.observation')})",
-                  INTEGRAL_DT=f"({_cfloat(dt, 'contract.rate_hz')})", BUNDLE_DESC=description, OBS_SIZE=contract["observation"]["size"], HISTORY_STEPS=steps,
+                  INTEGRAL_DT=f"({_cfloat(dt, 'contract.rate_hz')})",
+                  INTEGRAL_JUMP=f"({_cfloat(jump, 'contract.observation')})", BUNDLE_DESC=description, OBS_SIZE=contract["observation"]["size"], HISTORY_STEPS=steps,
                   HISTORY_LEN=max(4 * steps, 1), THRUST_MAX_N=_cfloat(thrust_max, "contract.action.mapping"),
                   ACTION_LOW=f"({_cfloat(act['low'], 'contract.action.low')})",
                   ACTION_HIGH=f"({_cfloat(act['high'], 'contract.action.high')})",

@@ -88,7 +88,8 @@ def c_push(lib, history, action) -> None:
 
 # --- (a) the C observation equals the simulator's, field by field ------------------------------
 @needs_gcc
-@pytest.mark.parametrize("task, history, integral_tau", [("hover", 1, 0.0), ("figure8", 3, 0.0), ("hover", 4, 0.05)])
+@pytest.mark.parametrize("task, history, integral_tau", [("hover", 1, 0.0), ("figure8", 3, 0.0), ("hover", 4, 0.05),
+                                                         ("figure8", 2, 0.05)])  # figure8: the moving reference's jump rule
 def test_observation_matches_simulator(task, history, integral_tau, platform, tmp_path):
     jax = pytest.importorskip("jax")
     import train_fast.tasks.quadrotor_tasks as qt
@@ -172,6 +173,34 @@ def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
     assert np.all(got_c[25] != 0.0)
     assert got_c[54, 2] < -0.01  # 30 periods of a 6 cm lag integrated
     assert np.all(got_c[55] == 0.0) and np.abs(got_c[-1]).max() > 1e-3  # the hop restarts it
+
+
+@needs_gcc
+def test_integral_with_a_jump_rule_integrates_along_a_ramp_and_restarts_on_a_hop(platform, tmp_path):
+    """The figure-eight's contract (reset_jump_m 0.02): a reference moving 4 mm a period keeps integrating, in C as in
+    edgectl.contract.PositionIntegral, and a 3 cm hop restarts it."""
+    import train_fast.tasks.quadrotor_tasks as qt
+    from edgectl.contract import PositionIntegral
+
+    contract = qt.contract(qt.TASKS["figure8"](), platform)
+    lib, Vehicle, History = load_obs_lib(contract, tmp_path)
+    size = contract["observation"]["size"]
+    hist = History()
+    lib.edgectl_obs_reset(ctypes.byref(hist))
+    mirror = PositionIntegral(contract)
+    refs = [np.array([0.004 * (k + 1), 0.0, 0.0]) for k in range(40)]
+    refs += [refs[-1] + np.array([0.0, 0.03, 0.0])] * 5
+    got_c, got_py = [], []
+    for ref in refs:
+        pos = ref + np.array([-0.05, 0.0, 0.0])
+        vehicle = dict(position=pos, velocity=np.zeros(3), quaternion_xyzw=np.array([0.0, 0.0, 0.0, 1.0]),
+                       gyro_deg_s=np.zeros(3), ref_position=ref, ref_velocity=np.zeros(3), ref_acceleration=np.zeros(3))
+        got_c.append(c_obs(lib, Vehicle, vehicle, hist, size)[-3:])
+        got_py.append(mirror.update(np.float32(pos) - np.float32(ref), ref))
+    got_c, got_py = np.array(got_c), np.array(got_py)
+    np.testing.assert_allclose(got_c, got_py, atol=2e-6)
+    assert got_c[0, 0] == 0.0 and got_c[39, 0] < -0.01  # along the ramp: 39 periods of a 5 cm lag
+    assert np.all(got_c[40] == 0.0) and got_c[-1, 0] < 0.0  # the hop restarts it, then it integrates again
 
 
 @needs_gcc

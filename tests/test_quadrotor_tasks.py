@@ -107,9 +107,34 @@ def test_position_error_integral_is_the_leaky_sum_the_contract_describes():
         obs = np.asarray(qt._fields(env, s))
         np.testing.assert_allclose(obs[-3:], integral, atol=1e-6)
     assert k > 20 and np.abs(integral).max() > 0.005
-    # on for hover (tau 2 s), off for figure8
-    assert qt.hover_config().integral_tau == 2.0 and qt.figure8_config().integral_tau == 0.0
-    assert "position_error_integral" not in [f["name"] for f in qt.contract(qt.figure8_config(), PLAT)["observation"]["fields"]]
+    # on for hover (tau 2 s, any change of the reference restarts it) and for figure8 (a hop of > 2 cm in a period does)
+    assert qt.hover_config().integral_tau == 2.0 and qt.figure8_config().integral_tau == 2.0
+    fields = {f["name"]: f for f in qt.contract(qt.figure8_config(), PLAT)["observation"]["fields"]}
+    assert fields["position_error_integral"]["reset_jump_m"] == 0.02
+    assert "reset_jump_m" not in {f["name"]: f for f in qt.contract(qt.hover_config(), PLAT)["observation"]["fields"]}[
+        "position_error_integral"]
+
+
+def test_figure8_integral_runs_along_the_moving_reference_and_restarts_on_a_hop():
+    """The figure-eight's reference moves every period (at most 5 mm): the integral must integrate along it (with hover's
+    rule it was 0 throughout), the same in the JAX task and edgectl.contract.PositionIntegral; a hop restarts it."""
+    from edgectl.contract import PositionIntegral
+
+    cfg = qt.figure8_config()
+    env = qt.make_env(cfg, PLAT, randomize=False)
+    c = qt.contract(cfg, PLAT)
+    step = jax.jit(lambda s, a: qt.step(jax.random.PRNGKey(0), s, a, env)[0])
+    s = qt.reset(jax.random.PRNGKey(3), env)
+    mirror = PositionIntegral(c)
+    hover = np.asarray(s.prev_actions[:4])
+    for k in range(80):
+        p_ref = np.asarray(qt._ref_now(env, s)[0])
+        got = mirror.update(np.float32(np.asarray(s.sim.pos)) - np.float32(p_ref), p_ref)
+        np.testing.assert_allclose(np.asarray(s.integral), got, atol=2e-6, err_msg=f"step {k}")
+        s = step(s, jnp.asarray(hover + 0.03 * np.sin(0.3 * k + np.arange(4)), jnp.float32))
+    assert np.abs(np.asarray(s.integral)).max() > 1e-3  # integrating, not restarted every period
+    hop = mirror.update(np.zeros(3), p_ref + np.array([0.0, 0.03, 0.0]))  # a 3 cm hop in one period
+    assert np.all(hop == 0.0)
 
 
 def test_runtime_shield_and_onboard_mirror_carry_the_integral_like_the_task():
@@ -200,9 +225,11 @@ def test_integral_restarts_when_the_reference_moves_in_the_shield_and_the_runtim
 
 
 def test_task_integral_follows_the_restart_rule_on_a_moving_reference():
-    """figure8 with the integral on: its reference moves every period, so the task's integral stays 0, as every
-    runtime's would (edgectl.contract.PositionIntegral); hover's fixed reference integrates."""
-    for cfg, moving in ((qt.figure8_config(integral_tau=2.0), True), (qt.hover_config(integral_tau=2.0), False)):
+    """figure8 with hover's rule (reset_jump 0): its reference moves every period, so the task's integral stays 0, as
+    every runtime's would (edgectl.contract.PositionIntegral); hover's fixed reference integrates, and so does figure8
+    with its own rule (a restart only on a hop of more than 2 cm)."""
+    for cfg, moving in ((qt.figure8_config(integral_tau=2.0, integral_reset_jump=0.0), True),
+                        (qt.hover_config(integral_tau=2.0), False), (qt.figure8_config(), False)):
         env = qt.make_env(cfg, PLAT, randomize=False)
         step = jax.jit(lambda s, a, env=env: qt.step(jax.random.PRNGKey(0), s, a, env)[0])
         s = qt.reset(jax.random.PRNGKey(3), env)

@@ -61,7 +61,7 @@ TRAIN: dict[str, Spec] = {
 UNITS = {
     "episode_seconds": "s", "init_position": "m", "init_tilt": "rad", "init_velocity": "m/s", "init_omega": "rad/s",
     "termination_bound": "m", "figure8_amplitude": "m", "figure8_peak_speed": "m/s", "position_error_scale": "m",
-    "action_delay": "control periods", "integral_tau": "s", "integral_limit": "m*s", "precision_scale": "m",
+    "action_delay": "control periods", "integral_tau": "s", "integral_limit": "m*s", "integral_reset_jump": "m", "precision_scale": "m",
     "checkpoint_spacing": "m", "scan_range": "m", "init_heading": "rad", "init_speed_max": "m/s", "reset_backoff": "m",
     "rate_hz": "Hz", "forward_speed": "m/s", "max_lateral_speed": "m/s", "max_vertical_speed": "m/s",
     "velocity_tau": "s", "gust_std": "m/s/sqrt(s)", "vehicle_radius": "m", "cruise_height": "m", "init_height": "m",

@@ -528,7 +528,7 @@ def read_model(path: str | Path) -> Model:
 _TOP = {"task": str, "platform": str, "rate_hz": (int, float), "quaternion_order": str, "track": str,
         "observation": list, "action": dict, "task_config": dict}
 _FIELD = {"name": str, "size": int, "unit": str, "frame": str, "offset": (int, float, list), "scale": (int, float, list),
-          "description": str, "tau_s": (int, float), "limit": (int, float)}
+          "description": str, "tau_s": (int, float), "limit": (int, float), "reset_jump_m": (int, float)}
 _ACTION = {"names": list, "low": (int, float), "high": (int, float), "mapping": str, "size": int}
 _TYPE = {str: "a string", int: "an int", list: "a list", dict: "a table", (int, float): "a number",
          (int, float, list): "a number or a list of numbers"}
@@ -650,8 +650,12 @@ def quadrotor_import(fname: str, d: dict, fields: dict, over: dict, extra: dict)
             if not isinstance(f.get(k), (int, float)) or f[k] <= 0:
                 raise ImportRefused(f"{fname}: observation[{i}].{k}: the integral's rule needs a positive {k}, got {f.get(k)!r}")
         over["integral_tau"], over["integral_limit"] = float(f["tau_s"]), float(f["limit"])
+        jump = f.get("reset_jump_m", 0.0)  # absent: the reference's every change restarts it (hover's rule)
+        if not isinstance(jump, (int, float)) or not math.isfinite(jump) or jump < 0:
+            raise ImportRefused(f"{fname}: observation[{i}].reset_jump_m: expected a number >= 0 (m), got {jump!r}")
+        over["integral_reset_jump"] = float(jump)
     else:
-        over["integral_tau"] = 0.0
+        over["integral_tau"], over["integral_reset_jump"] = 0.0, 0.0
     return mod, mod.TASKS[d["task"]]
 
 
@@ -700,7 +704,7 @@ def _match(fname: str, d: dict, native: dict) -> tuple[np.ndarray, np.ndarray, n
             if g[k] != f[k]:
                 raise ImportRefused(f"{fname}: observation[{i}].{k}: {g[k]!r}, but edgectl's {task} task builds {f['name']} "
                                     f"with {k} {f[k]!r} ({f.get('description', '')[:80]})")
-        for k in ("tau_s", "limit"):
+        for k in ("tau_s", "limit", "reset_jump_m"):
             if k in f and g.get(k) != f[k]:
                 raise ImportRefused(f"{fname}: observation[{i}].{k}: {g.get(k)!r}, expected {f[k]!r}")
     starts, s = {}, 0
@@ -755,7 +759,7 @@ def contract_template(task: str, platform: str | None = None) -> str:
                   f"offset = {val(off[0] if len(set(off)) == 1 else off)}", f"scale = {val(sc[0] if len(set(sc)) == 1 else sc)}"]
         if "description" in f:
             lines.append(f"description = {val(f['description'])}")
-        for k in ("tau_s", "limit"):
+        for k in ("tau_s", "limit", "reset_jump_m"):
             if k in f:
                 lines.append(f"{k} = {val(f[k])}")
     a = c["action"]

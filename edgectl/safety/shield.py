@@ -317,8 +317,9 @@ class Shield:
         # allow_short: only for timing at horizons shorter than the specs' (shield_cost).
         self.formulas = self.config.formulas(platform.kind, allow_short=allow_short)
         self.history = sum(f["size"] for f in contract["observation"]["fields"] if f["name"] == "previous_actions") // 4
-        from edgectl.contract import integral_spec
+        from edgectl.contract import integral_jump, integral_spec
         self.ispec = integral_spec(contract)  # None: no position_error_integral field
+        self.ijump = integral_jump(contract)
         self.params = nq.params_from_platform(platform)
         idx = {name: i for i, name in enumerate(nq.PARAM_NAMES)}
         self.p_mass = idx["mass"]
@@ -390,7 +391,7 @@ class Shield:
         if self.ispec is not None and bad is None:  # contract rule: 0 in the first period of a reference
             from edgectl.contract import integral_update, same_reference
             iref, self._iref = self._iref, np.float32(ref_pos).copy()
-            if self.tick > 0 and (iref is None or same_reference(iref, ref_pos)):
+            if self.tick > 0 and (iref is None or same_reference(iref, ref_pos, self.ijump)):
                 self.integral = integral_update(self.integral, np.asarray(pos, np.float64) - np.asarray(ref_pos, np.float64),
                                                 self.ispec)
             else:

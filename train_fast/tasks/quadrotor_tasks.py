@@ -53,6 +53,9 @@ class TaskConfig:
     # edgectl.contract.integral_spec's, and the runtime, shield and C app follow it). hover_config sets 2 s.
     integral_tau: float = 0.0  # s
     integral_limit: float = 0.1  # m s, per axis
+    # > 0: the integral restarts only when the reference moved by more than this on an axis in one period (a hop);
+    # 0: whenever it moved at all (fixed references: hover). The contract field's reset_jump_m.
+    integral_reset_jump: float = 0.0  # m
     # Reward: bonus - sum of weighted costs, per step.
     w_position: float = 20.0
     w_orientation: float = 2.0
@@ -95,7 +98,12 @@ def hover_config(**kw) -> TaskConfig:
 
 def figure8_config(**kw) -> TaskConfig:
     # Start near the reference: the task is to track it, not to recover from a throw.
-    base = dict(name="figure8", init_position=0.05, init_tilt=0.3, init_velocity=0.2, init_omega=0.5)
+    # The integral as hover's (tau 2 s), restarted only by a hop of the reference (> 2 cm in a period, 2 m/s; the
+    # figure-eight moves at most 5 mm): with the rule hover uses (any change restarts it) it was 0 all the time, and
+    # nothing let the policy cancel what the randomization leaves unknown. Seed 0, 8.9 M env steps, 1000 episodes:
+    # tracking RMSE 3.79 cm without it, 2.22 cm with it (the same training with the ranges narrowed to +-5 %: 1.48 cm).
+    base = dict(name="figure8", init_position=0.05, init_tilt=0.3, init_velocity=0.2, init_omega=0.5,
+                integral_tau=2.0, integral_reset_jump=0.02)
     base.update(kw)
     return TaskConfig(**base)
 
@@ -127,11 +135,14 @@ def obs_fields(cfg: TaskConfig) -> list[dict]:
                       description="the last actions sent, newest first, 4 per step, after clipping to [-1, 1]",
                       offset="hover", scale=0.5))
     if cfg.integral_tau > 0:
+        moved = (f"moved by more than {cfg.integral_reset_jump:g} m on an axis" if cfg.integral_reset_jump > 0
+                 else "changed")
         f.append(dict(name="position_error_integral", size=3, unit="m s", frame="world",
                       description=f"leaky integral of position_error: 0 in the first control period and whenever the "
-                                  f"reference position changed since the last period, otherwise every period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
+                                  f"reference position {moved} since the last period, otherwise every period before the policy runs I <- clip(I exp(-dt/{cfg.integral_tau:g} s) + "
                                   f"position_error dt, +-{cfg.integral_limit:g})", offset=0.0, scale=cfg.integral_limit,
-                      tau_s=cfg.integral_tau, limit=cfg.integral_limit))
+                      tau_s=cfg.integral_tau, limit=cfg.integral_limit,
+                      **({"reset_jump_m": cfg.integral_reset_jump} if cfg.integral_reset_jump > 0 else {})))
     return f
 
 
@@ -163,7 +174,8 @@ def contract(cfg: TaskConfig, platform: Platform) -> dict:
         "frames": "world z up; body x forward, y left, z up (Crazyflie firmware convention)",
         "observation": {
             "size": sum(fd["size"] for fd in fs),
-            "fields": [{k: fd[k] for k in ("name", "size", "unit", "frame", "description", "tau_s", "limit") if k in fd}
+            "fields": [{k: fd[k] for k in ("name", "size", "unit", "frame", "description", "tau_s", "limit", "reset_jump_m")
+                        if k in fd}
                        for fd in fs],
             "noise_std": noise,
             "normalization": {"offset": offset, "scale": scale, "formula": "x_norm = (x - offset) / scale"},
@@ -396,10 +408,11 @@ def step(key, s: EnvState, action, env: QuadEnv):
     e_p = sim.pos - p_ref
     if cfg.integral_tau > 0:
         # the next observation's integral already holds the error observed with it, as a runtime computes it;
-        # a reference that moved since the last period starts it again at 0 (the contract's rule; fixed
-        # references, as hover's, never do)
+        # a reference that moved (by more than integral_reset_jump) since the last period starts it again at 0 (the
+        # contract's rule; fixed references, as hover's, never do; the figure-eight moves less than its jump)
         dt = float(env.nominal.dt)
-        moved = jnp.any(p_ref.astype(jnp.float32) != _ref_now(env, s)[0].astype(jnp.float32))
+        step_ref = jnp.abs(p_ref.astype(jnp.float32) - _ref_now(env, s)[0].astype(jnp.float32))
+        moved = jnp.any(step_ref > jnp.float32(cfg.integral_reset_jump))
         leaky = jnp.clip(s.integral * math.exp(-dt / cfg.integral_tau) + e_p * dt, -cfg.integral_limit, cfg.integral_limit)
         s2 = dataclasses.replace(s2, integral=jnp.where(moved, jnp.zeros(3), leaky))
     e_v = sim.vel - v_ref
