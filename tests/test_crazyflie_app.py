@@ -143,32 +143,40 @@ def test_observation_matches_simulator(task, history, integral_tau, platform, tm
         assert np.abs(sim_obs[:, -1, -4:]).max() == 1.0
 
 
-@needs_gcc
-def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
-    """A take-off ramp (the reference climbs every period) keeps the integral at 0, in C as in
-    edgectl.contract.PositionIntegral (host loop, on-board mirror); from the first period of a fixed
-    reference on it integrates again, and a hop of the reference restarts it."""
+def integral_in_c_and_python(task: str, platform, tmp_path, refs, positions):
+    """The position_error_integral the C app and edgectl.contract.PositionIntegral (host loop, on-board mirror) keep
+    along ``refs`` with the vehicle at ``positions``: (C, Python), one row per period, checked equal."""
     import train_fast.tasks.quadrotor_tasks as qt
     from edgectl.contract import PositionIntegral
 
-    contract = qt.contract(qt.TASKS["hover"](), platform)
+    contract = qt.contract(qt.TASKS[task](), platform)
     lib, Vehicle, History = load_obs_lib(contract, tmp_path)
     size = contract["observation"]["size"]
     hist = History()
     lib.edgectl_obs_reset(ctypes.byref(hist))
     mirror = PositionIntegral(contract)
-    rng = np.random.default_rng(5)
-    refs = [np.array([0.0, 0.0, 0.004 * (k + 1)]) for k in range(25)]  # 0.4 m/s at 100 Hz
-    refs += [refs[-1]] * 30 + [refs[-1] + np.array([0.2, 0.0, 0.0])] * 10  # hold, then a waypoint hop
     got_c, got_py = [], []
-    for ref in refs:
-        pos = ref + np.array([0.0, 0.0, -0.06]) + rng.normal(0.0, 0.01, 3)  # lagging the reference, as on a climb
+    for ref, pos in zip(refs, positions):
         vehicle = dict(position=pos, velocity=np.zeros(3), quaternion_xyzw=np.array([0.0, 0.0, 0.0, 1.0]),
                        gyro_deg_s=np.zeros(3), ref_position=ref, ref_velocity=np.zeros(3), ref_acceleration=np.zeros(3))
         got_c.append(c_obs(lib, Vehicle, vehicle, hist, size)[-3:])
         got_py.append(mirror.update(np.float32(pos) - np.float32(ref), ref))
     got_c, got_py = np.array(got_c), np.array(got_py)
     np.testing.assert_allclose(got_c, got_py, atol=2e-6)
+    return got_c, got_py
+
+
+@needs_gcc
+def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
+    """A take-off ramp (the reference climbs every period) keeps the integral at 0, in C as in
+    edgectl.contract.PositionIntegral (host loop, on-board mirror); from the first period of a fixed
+    reference on it integrates again, and a hop of the reference restarts it."""
+    rng = np.random.default_rng(5)
+    refs = [np.array([0.0, 0.0, 0.004 * (k + 1)]) for k in range(25)]  # 0.4 m/s at 100 Hz
+    refs += [refs[-1]] * 30 + [refs[-1] + np.array([0.2, 0.0, 0.0])] * 10  # hold, then a waypoint hop
+    # lagging the reference, as on a climb
+    positions = [ref + np.array([0.0, 0.0, -0.06]) + rng.normal(0.0, 0.01, 3) for ref in refs]
+    got_c, _ = integral_in_c_and_python("hover", platform, tmp_path, refs, positions)
     assert np.all(got_c[:25] == 0.0)  # the ramp, whose last period is the first of the hold
     assert np.all(got_c[25] != 0.0)
     assert got_c[54, 2] < -0.01  # 30 periods of a 6 cm lag integrated
@@ -179,26 +187,10 @@ def test_integral_restarts_when_the_reference_moves(platform, tmp_path):
 def test_integral_with_a_jump_rule_integrates_along_a_ramp_and_restarts_on_a_hop(platform, tmp_path):
     """The figure-eight's contract (reset_jump_m 0.02): a reference moving 4 mm a period keeps integrating, in C as in
     edgectl.contract.PositionIntegral, and a 3 cm hop restarts it."""
-    import train_fast.tasks.quadrotor_tasks as qt
-    from edgectl.contract import PositionIntegral
-
-    contract = qt.contract(qt.TASKS["figure8"](), platform)
-    lib, Vehicle, History = load_obs_lib(contract, tmp_path)
-    size = contract["observation"]["size"]
-    hist = History()
-    lib.edgectl_obs_reset(ctypes.byref(hist))
-    mirror = PositionIntegral(contract)
     refs = [np.array([0.004 * (k + 1), 0.0, 0.0]) for k in range(40)]
     refs += [refs[-1] + np.array([0.0, 0.03, 0.0])] * 5
-    got_c, got_py = [], []
-    for ref in refs:
-        pos = ref + np.array([-0.05, 0.0, 0.0])
-        vehicle = dict(position=pos, velocity=np.zeros(3), quaternion_xyzw=np.array([0.0, 0.0, 0.0, 1.0]),
-                       gyro_deg_s=np.zeros(3), ref_position=ref, ref_velocity=np.zeros(3), ref_acceleration=np.zeros(3))
-        got_c.append(c_obs(lib, Vehicle, vehicle, hist, size)[-3:])
-        got_py.append(mirror.update(np.float32(pos) - np.float32(ref), ref))
-    got_c, got_py = np.array(got_c), np.array(got_py)
-    np.testing.assert_allclose(got_c, got_py, atol=2e-6)
+    positions = [ref + np.array([-0.05, 0.0, 0.0]) for ref in refs]
+    got_c, _ = integral_in_c_and_python("figure8", platform, tmp_path, refs, positions)
     assert got_c[0, 0] == 0.0 and got_c[39, 0] < -0.01  # along the ramp: 39 periods of a 5 cm lag
     assert np.all(got_c[40] == 0.0) and got_c[-1, 0] < 0.0  # the hop restarts it, then it integrates again
 
