@@ -89,6 +89,23 @@ def test_motor_link_flies_a_vehicle_that_declares_motor_input_and_an_explicit_fi
         link.close()
 
 
+def test_motor_link_to_a_named_firmware_arms_only_in_the_mode_the_heartbeat_shows(vehicle):
+    """`--motor-firmware NAME` may name a PX4 fork, whose receiver acknowledges a switch before its commander refuses
+    it: the motor link then waits for the HEARTBEAT as the rate link does (edgectl's own vehicle answers once)."""
+    from firmware_bridge.mavlink.bridge import CommandRejected
+    v = vehicle(identity="px4")
+    v.unavailable_modes = {"OFFBOARD"}
+    link = MavlinkMotorLink(url(v), connect_timeout=3.0, motor_firmware="my-px4-fork")
+    try:
+        with pytest.raises(CommandRejected, match="mode OFFBOARD rejected.*TEMPORARILY_REJECTED"):
+            for _ in range(300):
+                link.send_action(np.zeros(4))
+                time.sleep(0.01)
+        assert not v.armed  # the ACK alone had armed it in MANUAL
+    finally:
+        link.close()
+
+
 # ----------------------------------------------------------------------------- rate level, PX4
 def test_px4_offboard_handshake_rates_frames_and_offboard_loss(vehicle):
     v = vehicle(identity="px4", parameters={"COM_OF_LOSS_T": 0.4})

@@ -96,6 +96,41 @@ class SimLink:
         pass
 
 
+class ModeThenArm:
+    """The offboard handshake both MAVLink links share, one step per setpoint sent, never blocking the control loop:
+    after ``min_sent`` setpoints over ``stream_before_s``, ask for ``mode``; then arm once the vehicle's HEARTBEAT
+    shows it. The mode's COMMAND_ACK is not the answer: PX4's MAVLink receiver acknowledges DO_SET_MODE ACCEPTED as
+    it hands it on and its commander answers after (MavlinkLink.set_mode). A later rejection raises CommandRejected,
+    no such HEARTBEAT within ``timeout_s`` MavlinkTimeout, both before arming. ``trust_ack``: arm on the ACK (a
+    vehicle that answers once, with the real result: edgectl's own)."""
+
+    def __init__(self, link, mode: str, *, who: str, stream_before_s: float = 0.0, min_sent: int = 5,
+                 timeout_s: float = 3.0, trust_ack: bool = False):
+        self.link, self.mode, self.who = link, mode, who
+        self.stream_before_s, self.min_sent, self.timeout_s, self.trust_ack = stream_before_s, min_sent, timeout_s, trust_ack
+        self.engaged, self._sent, self._t_first, self._switch_at = False, 0, None, None
+
+    def sent(self, now: float) -> None:
+        """One setpoint went out at ``now`` (time.monotonic())."""
+        self._sent += 1
+        self._t_first = now if self._t_first is None else self._t_first
+        if self.engaged:
+            return
+        if self._switch_at is None:
+            if self._sent >= self.min_sent and now - self._t_first >= self.stream_before_s:
+                self.link.set_mode(self.mode)
+                self._switch_at = now
+            if self._switch_at is None or not self.trust_ack:
+                return
+        # the stream goes on meanwhile (the heartbeat comes at 1 Hz; PX4 leaves OFFBOARD without setpoints)
+        if self.trust_ack or self.link.mode_entered(self.mode):  # raises if the autopilot refused after all
+            self.link.arm()
+            self.engaged = True
+        elif now - self._switch_at > self.timeout_s:
+            from firmware_bridge.mavlink.bridge import MavlinkTimeout
+            raise MavlinkTimeout(self.link.mode_not_shown(self.mode, now - self._switch_at) + f" ({self.who}); not arming")
+
+
 class MavlinkMotorLink:
     """A PX4-style vehicle over MAVLink (pymavlink): streams the policy's motor commands as actuator
     controls, then enters offboard and arms (PX4 wants the stream first).
@@ -122,7 +157,11 @@ class MavlinkMotorLink:
             if refusal is not None:
                 self.link.close()
                 raise ValueError(f"{url}: {refusal}")
-        self._armed, self._sent, self._stopped = False, 0, False
+        self._stopped = False
+        # edgectl's own vehicle answers the mode once, with the real result; a firmware the user names may be a PX4
+        # fork, whose receiver acknowledges a switch before its commander decides: there, wait for the HEARTBEAT
+        self.handshake = ModeThenArm(self.link, "OFFBOARD" if self.link.autopilot == "px4" else "GUIDED_NOGPS",
+                                     who=motor_firmware or "edgectl's vehicle", trust_ack=motor_firmware is None)
         from .keepalive import KeepAlive
         self.keepalive = KeepAlive(self.link.send_actuator_controls, name=f"edgectl-keepalive {url}")
         # The policy was trained on a fresh state every 10 ms; autopilots stream attitude and position at
@@ -151,11 +190,7 @@ class MavlinkMotorLink:
         if self._stopped:  # stop() ran meanwhile (another thread): no repeats after it
             self.keepalive.pause()
             return
-        self._sent += 1
-        if not self._armed and self._sent >= 5:  # PX4 wants a setpoint stream before offboard, then arming
-            self.link.start_offboard()
-            self.link.arm()
-            self._armed = True
+        self.handshake.sent(time.monotonic())  # PX4 wants a setpoint stream before offboard, then arming
 
     def stop(self) -> None:
         """Stop streaming motor commands and leave the vehicle to its offboard-loss failsafe (on the
@@ -222,8 +257,9 @@ class MavlinkRateLink:
             self.link.close()
             raise
         self.mode = OFFBOARD_MODE[ap]
-        self._engaged, self._stopped, self._t_first, self._sent, self._switch_at = False, False, None, 0, None
-        self.mode_timeout_s = float(mode_timeout_s)
+        self._stopped = False
+        self.handshake = ModeThenArm(self.link, self.mode, who=self.autopilot, stream_before_s=float(stream_before_s),
+                                     timeout_s=float(mode_timeout_s))
         for msg in ("ATTITUDE_QUATERNION", "LOCAL_POSITION_NED", "HIGHRES_IMU"):
             try:
                 self.link.request_message_interval(msg, 200.0)
@@ -247,25 +283,7 @@ class MavlinkRateLink:
             return
         thrust, rates = self.setpoint(action)
         self.link.send_body_rates(rates, thrust)
-        self._sent += 1
-        now = time.monotonic()
-        self._t_first = now if self._t_first is None else self._t_first
-        if self._engaged:
-            return
-        if self._switch_at is None:
-            if self._sent >= 5 and now - self._t_first >= self.stream_before_s:
-                self.link.set_mode(self.mode)
-                self._switch_at = now
-            return
-        # Arm only once the HEARTBEAT shows the mode: the ACK is not the answer (MavlinkLink.set_mode). The
-        # stream goes on meanwhile (the heartbeat comes at 1 Hz; PX4 leaves OFFBOARD without setpoints).
-        if self.link.mode_entered(self.mode):  # raises CommandRejected if the autopilot refused the switch after all
-            self.link.arm()
-            self._engaged = True
-        elif now - self._switch_at > self.mode_timeout_s:
-            from firmware_bridge.mavlink.bridge import MavlinkTimeout
-            raise MavlinkTimeout(self.link.mode_not_shown(self.mode, now - self._switch_at) + f" ({self.autopilot}); "
-                                 "not arming")
+        self.handshake.sent(time.monotonic())
 
     def stop(self) -> None:
         """Stop streaming: the autopilot's offboard-loss failsafe takes over after its timeout."""
@@ -274,7 +292,7 @@ class MavlinkRateLink:
     def close(self) -> None:
         from firmware_bridge.mavlink.autopilots import LAND_MODE
         try:
-            if self._engaged and self.link.state().armed:
+            if self.handshake.engaged and self.link.state().armed:
                 self.link.set_mode(LAND_MODE[self.link.autopilot], timeout=0.5, retries=2)
         except Exception:  # noqa: BLE001  the offboard-loss failsafe covers a vehicle that did not answer
             pass

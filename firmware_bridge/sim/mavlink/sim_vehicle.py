@@ -129,6 +129,8 @@ class _Setpoint:
     climb_rate: bool = False  # ArduPilot without GUID_OPTIONS bit 3: thrust is a climb rate, 0.5 = hold
 
 
+PX4_COMMANDER_LOOP_S = 0.01  # src/modules/commander/Commander.hpp COMMANDER_MONITORING_INTERVAL (10 ms)
+
 class SimVehicle:
     def __init__(self, uri: str = "udpin:127.0.0.1:14550", *, speed: float = 1.0,
                  signing_key: bytes | None = None, platform: str = "crazyflie_2_1",
@@ -268,6 +270,7 @@ class SimVehicle:
         self._stuck = None
         self._in_delay: collections.deque = collections.deque()
         self._out_delay: collections.deque = collections.deque()
+        self._commander_acks: collections.deque = collections.deque()  # (sim time due, COMMAND_ACK arguments)
         mav = self.conn.mav
         self._mav_send = mav.send
         mav.send = self._send_filtered  # every *_send of this connection goes through here
@@ -414,6 +417,8 @@ class SimVehicle:
             self._handle(self._in_delay.popleft()[1])
         while self._out_delay and self._out_delay[0][0] <= self.phys.t:
             self._mav_send(self._out_delay.popleft()[1])
+        while self._commander_acks and self._commander_acks[0][0] <= self.phys.t:
+            self.conn.mav.command_ack_send(*self._commander_acks.popleft()[1])
 
     def _for_us(self, m) -> bool:
         return getattr(m, "target_system", 0) in (0, self.system_id)
@@ -522,7 +527,13 @@ class SimVehicle:
             result = self._set_interval(int(m.param1), m.param2)
         else:
             result = mavlink.MAV_RESULT_UNSUPPORTED
-        self.conn.mav.command_ack_send(cmd, result, 0, 0, m.get_srcSystem(), m.get_srcComponent())
+        ack = (cmd, result, 0, 0, m.get_srcSystem(), m.get_srcComponent())
+        if cmd == mavlink.MAV_CMD_DO_SET_MODE and self.identity == "px4":
+            # the commander answers from its own loop, after the receiver's ACCEPTED: up to one idle sleep later
+            # (Commander.cpp: px4_usleep(COMMANDER_MONITORING_INTERVAL), 10 ms)
+            self._commander_acks.append((self.phys.t + PX4_COMMANDER_LOOP_S, ack))
+            return
+        self.conn.mav.command_ack_send(*ack)
 
     def _arm(self, arm: bool, force: bool) -> int:
         if arm:
