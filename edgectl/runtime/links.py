@@ -160,8 +160,10 @@ class MavlinkMotorLink:
         self._stopped = False
         # edgectl's own vehicle answers the mode once, with the real result; a firmware the user names may be a PX4
         # fork, whose receiver acknowledges a switch before its commander decides: there, wait for the HEARTBEAT
-        self.handshake = ModeThenArm(self.link, "OFFBOARD" if self.link.autopilot == "px4" else "GUIDED_NOGPS",
-                                     who=motor_firmware or "edgectl's vehicle", trust_ack=motor_firmware is None)
+        from firmware_bridge.mavlink.autopilots import OFFBOARD_MODE
+        mode = OFFBOARD_MODE.get(self.link.autopilot, OFFBOARD_MODE["ardupilot"])  # as MavlinkLink.start_offboard
+        self.handshake = ModeThenArm(self.link, mode, who=motor_firmware or "edgectl's vehicle",
+                                     trust_ack=motor_firmware is None)
         from .keepalive import KeepAlive
         self.keepalive = KeepAlive(self.link.send_actuator_controls, name=f"edgectl-keepalive {url}")
         # The policy was trained on a fresh state every 10 ms; autopilots stream attitude and position at
