@@ -373,7 +373,14 @@ def motor_for_fraction(f, b0, b1, xp=None):
     xp = xp or _np
     d = xp.clip(f - b0, 0.0, 1.0 - b0)
     b2 = 1.0 - b0 - b1
-    return 2.0 * d / xp.maximum(b1 + xp.sqrt(b1 * b1 + 4.0 * b2 * d), 1e-12)
+    # d = 0 (a motor commanded to its floor) is 0 exactly; the root is taken of d > 0 only, because with b1 = 0 (the
+    # Crazyflie's pure quadratic) sqrt's derivative at 0 is infinite and JAX's gradient through the clip became NaN
+    # (0 * inf), which blinded the differentiable uses of the simulator (train_fast/recoverability.py) whenever a
+    # motor hit its floor.
+    live = d > 0.0
+    safe = xp.where(live, d, 1.0)
+    u = xp.where(live, 2.0 * safe / xp.maximum(b1 + xp.sqrt(b1 * b1 + 4.0 * b2 * safe), 1e-12), 0.0)
+    return u[()] if xp is _np else u  # NumPy: a scalar in, a scalar out, as before
 
 
 def _check_mixer(fname: str, kind: str, firmware: Any, values: dict[str, Any]) -> None:

@@ -69,6 +69,16 @@ def test_velocity_and_position_exponents_change_training_starts_only():
     np.testing.assert_array_equal(np.asarray(tr.sim.quat), np.asarray(base.sim.quat))  # nothing else moved
 
 
+def test_train_episode_seconds_cuts_training_episodes_only():
+    cfg = qt.hover_config(train_episode_seconds=2.0)
+    ev_env, tr_env = qt.make_env(cfg, PLAT), qt.make_env(cfg, PLAT, training=True)
+    assert (ev_env.episode_steps, tr_env.episode_steps) == (500, 200)  # 100 Hz control
+    assert qt.make_env(qt.hover_config(), PLAT, training=True).episode_steps == 500  # 0: episode_seconds
+    s = dataclasses.replace(qt.reset(jax.random.PRNGKey(0), tr_env), t=jnp.asarray(199, jnp.int32))
+    hover = jnp.full(4, qt.contract(cfg, PLAT)["action"]["hover_action"], jnp.float32)
+    assert bool(qt.step(None, s, hover, tr_env)[3]) and not bool(qt.step(None, s, hover, ev_env)[3])
+
+
 def test_delay_is_drawn_per_episode_within_bounds_without_moving_the_other_draws():
     keys = jax.random.split(jax.random.PRNGKey(1), 500)
     e0 = qt.make_env(qt.hover_config(), PLAT, randomize=False)

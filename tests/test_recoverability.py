@@ -82,3 +82,24 @@ def test_refine_splits_the_nominal_starts_evenly_over_the_platforms():
     for n, parts in ((4000, 1), (4000, 3), (7, 3), (2, 3), (1000, 4)):
         share = split_starts(n, parts)
         assert share.sum() == n and len(share) == parts and share.max() - share.min() <= 1, (n, parts, share)
+
+
+def test_the_search_gradient_stays_finite_when_the_rate_loop_drives_a_motor_to_its_floor():
+    """The rate loop turns thrust fractions into motor states through the inverse thrust curve; the Crazyflie's
+    curve is a pure quadratic, whose root has an infinite slope at 0. A motor at its floor made the gradient NaN,
+    which the search zeroes: with that bug the oracle saved 20 of the 37 starts a ctbr policy lost, without it 35."""
+    from edgectl.platforms import motor_for_fraction
+
+    g = jax.grad(lambda f: motor_for_fraction(f, 0.0, 0.0, jnp))
+    assert np.isfinite([g(0.0), g(-0.1), g(0.25)]).all() and float(g(0.25)) == pytest.approx(1.0)
+    assert motor_for_fraction(0.0, 0.0, 0.0) == 0.0 and motor_for_fraction(0.25, 0.0, 0.0) == pytest.approx(0.5)
+
+    bundle = load_bundle(Path(__file__).parent / "data" / "ctbr_hover_bundle")
+    env = ev.env_for_bundle(bundle)
+    pp, apply = ev.bundle_policy(bundle)
+    s0, _ = ev.starts(env, jax.random.PRNGKey(SEED), 1)
+    run = rc._closed_loop(env, apply, pp, 10, 20)
+    # thrust -1 for ten periods: the collective setpoint 0, every motor at its floor
+    d0 = jnp.zeros((10, 4)).at[:, 0].set(-3.0)
+    grad = jax.grad(lambda d: jnp.sum(run(d, rc.take(s0, 0), jax.random.PRNGKey(0))[2] ** 2))(d0)
+    assert np.isfinite(np.asarray(grad)).all()

@@ -59,7 +59,7 @@ TRAIN: dict[str, Spec] = {
 # Units of the task fields that have one (the same name means the same thing in every task); every other field is
 # a plain number ("1": weights, exponents, fractions, counts).
 UNITS = {
-    "episode_seconds": "s", "init_position": "m", "init_tilt": "rad", "init_velocity": "m/s", "init_omega": "rad/s",
+    "episode_seconds": "s", "train_episode_seconds": "s", "init_position": "m", "init_tilt": "rad", "init_velocity": "m/s", "init_omega": "rad/s",
     "termination_bound": "m", "figure8_amplitude": "m", "figure8_peak_speed": "m/s", "position_error_scale": "m",
     "action_delay": "control periods", "integral_tau": "s", "integral_limit": "m*s", "integral_reset_jump": "m", "precision_scale": "m",
     "checkpoint_spacing": "m", "scan_range": "m", "init_heading": "rad", "init_speed_max": "m/s", "reset_backoff": "m",

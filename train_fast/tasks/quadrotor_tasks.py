@@ -26,6 +26,9 @@ from train_fast.pytree import pytree
 class TaskConfig:
     name: str = "hover"
     episode_seconds: float = 5.0
+    # > 0: training episodes are cut at this length instead (evaluation keeps episode_seconds). With the trainer's
+    # bootstrap_truncation the objective is unchanged and the trainer sees more starts per env step.
+    train_episode_seconds: float = 0.0
     # Start distribution (RLtools "Learning to Fly in Seconds"): position, tilt, velocity, body rates.
     init_position: float = 0.2  # m, uniform per axis
     init_tilt: float = math.pi / 2  # rad, rotation angle about a uniform random axis
@@ -237,7 +240,9 @@ class QuadEnv:
 
     @property
     def episode_steps(self) -> int:
-        return int(round(self.cfg.episode_seconds / float(self.nominal.dt)))
+        seconds = self.cfg.train_episode_seconds if self.training and self.cfg.train_episode_seconds > 0 else \
+            self.cfg.episode_seconds
+        return int(round(seconds / float(self.nominal.dt)))
 
     @property
     def obs_size(self) -> int:
