@@ -14,7 +14,8 @@ search cannot save is not proven lost.
     python3 bench/recoverability.py runs/latest --perturb --json      # vehicles from the randomization ranges
 
 Prints one line per bundle: the policy's survival, its lost starts, how many the oracle saved, and the
-survival a controller provably reaches on these starts (policy survivors + saved starts); with -v, every
+survival a controller provably reaches on these starts (policy survivors + saved starts), and what the saves
+changed: per action channel, the mean and mean magnitude of the teacher's command minus the policy's; with -v, every
 lost start (tilt, room to the nearest wall along its tightest axis, outward speed there). The last stdout
 line with --json is a JSON object: {"bundles": [{...}, ...]}.
 Exit status 0 after a run, 2 with a one-line error for bad input.
@@ -54,8 +55,10 @@ def run_one(path: str, episodes: int, seed: int, perturb: bool, horizon: int, st
     s0, _ = ev.starts(env, jax.random.PRNGKey(seed), episodes)
     lost = np.flatnonzero(~survived)
     t1 = time.time()
+    demonstrations: list = []
     saved, flown, final = rc.nudged_oracle(env, apply, pp, rc.take(s0, lost), jax.random.PRNGKey(seed),
-                                           horizon=horizon, steps=steps, restarts=restarts, iterations=iterations)
+                                           horizon=horizon, steps=steps, restarts=restarts, iterations=iterations,
+                                           demonstrations=demonstrations)
     t2 = time.time()
     row = {"bundle": str(path), "perturb": perturb, "episodes": episodes, "seed": seed,
            "policy_survival": float(survived.mean()), "lost": int(lost.size), "saved": int(saved.sum()),
@@ -63,6 +66,8 @@ def run_one(path: str, episodes: int, seed: int, perturb: bool, horizon: int, st
            "saved_final_error_median_m": float(np.median(final[saved])) if saved.any() else None,
            "eval_s": round(t1 - t0, 1), "oracle_s": round(t2 - t1, 1),
            "search": {"horizon_steps": horizon, "loss_steps": steps, "iterations": iterations, "restarts": restarts}}
+    row["saving_offsets"] = rc.saving_offsets(apply, pp, demonstrations, horizon) | {
+        "actions": list(bundle.contract["action"].get("names", [f"a{i}" for i in range(4)]))}
     pb = rc.describe_starts(env, s0)
     twr = pb["thrust_to_weight"]
     # how the saves split by the vehicle's thrust-to-weight ratio (one value unless --perturb)
@@ -113,6 +118,11 @@ def main(argv=None) -> int:
               f"({row['lost']} of {row['episodes']} lost); oracle saved {row['saved']} of {row['lost']}; "
               f"reachable >= {row['reachable_survival_at_least'] * 100:.2f} %  "
               f"[eval {row['eval_s']} s, oracle {row['oracle_s']} s]", flush=True)
+        off = row["saving_offsets"]
+        if off["episodes"]:
+            print("  what the saves changed (mean / mean magnitude of the offset, first "
+                  f"{args.horizon} periods): " + ", ".join(f"{n} {m:+.3f} / {a:.3f}" for n, m, a in
+                                                           zip(off["actions"], off["mean"], off["mean_abs"])), flush=True)
         for g in row["by_thrust_to_weight"]:
             print(f"  thrust/weight {g['range'][0]:.1f}-{g['range'][1]:.1f}: {g['episodes']} episodes, "
                   f"{g['lost']} lost, {g['saved']} saved", flush=True)

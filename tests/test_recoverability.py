@@ -103,3 +103,15 @@ def test_the_search_gradient_stays_finite_when_the_rate_loop_drives_a_motor_to_i
     d0 = jnp.zeros((10, 4)).at[:, 0].set(-3.0)
     grad = jax.grad(lambda d: jnp.sum(run(d, rc.take(s0, 0), jax.random.PRNGKey(0))[2] ** 2))(d0)
     assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_saving_offsets_are_the_teacher_minus_the_clipped_policy_per_channel():
+    policy = lambda pp, obs: jnp.tile(jnp.asarray([2.0, 0.0, -0.5, 0.0]), (obs.shape[0], 1))  # noqa: E731
+    obs = np.zeros((100, 3), np.float32)
+    act = np.tile(np.asarray([0.5, 0.2, -0.5, -0.1], np.float32), (100, 1))
+    act[60:] = 9.0  # after the horizon: not counted
+    off = rc.saving_offsets(policy, (), [(obs, act), (obs, act)], horizon=60)
+    assert off["episodes"] == 2
+    np.testing.assert_allclose(off["mean"], [-0.5, 0.2, 0.0, -0.1], atol=1e-6)  # thrust: 0.5 - clip(2.0) = -0.5
+    np.testing.assert_allclose(off["mean_abs"], [0.5, 0.2, 0.0, 0.1], atol=1e-6)
+    assert rc.saving_offsets(policy, (), [], 60) == {"episodes": 0, "mean": None, "mean_abs": None}
