@@ -91,6 +91,8 @@ def test_pytorch_style_onnx_imports_to_the_native_bundle(fx, tmp_path):
     assert imported.pop("action", "motor") == native.pop("action", "motor") == "motor"
     # ... and its `integral_reset_jump` (0: hover's rule, any change of the reference restarts the integral)
     assert imported.pop("integral_reset_jump", 0.0) == native.pop("integral_reset_jump", 0.0) == 0.0
+    # ... and its `train_episode_seconds` (0: training episodes as long as evaluation's)
+    assert imported.pop("train_episode_seconds", 0.0) == native.pop("train_episode_seconds", 0.0) == 0.0
     assert b.contract == fx.contract and imported == native
     assert b.platform_name == fx.platform_name and b.manifest["policy"]["activation"] == "tanh"
     x = np.random.default_rng(0).normal(size=(200, fx.contract["observation"]["size"]))
