@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -43,7 +44,6 @@ def _learned_value(bootstrap: bool) -> float:
     cfg = PPOConfig(num_envs=16, num_steps=8, epochs=2, minibatches=2, gamma=0.5, actor_hidden=(4,),
                     critic_hidden=(8,), iters_per_chunk=25, bootstrap_truncation=bootstrap)
     init, train_chunk, _ = make_train(cfg, env, reset, step, observe, observe_critic, 1, 0.0)
-    import jax
     r = init(jax.random.PRNGKey(0))
     for _ in range(8):
         r, _ = train_chunk(r, np.float32(3e-3), np.float32(0.3))

@@ -94,7 +94,7 @@ class Transition(NamedTuple):
     value: jax.Array
     reward: jax.Array
     done: jax.Array
-    last_cobs: jax.Array  # the critic's input at the state an episode was cut at (bootstrap_truncation), else ()
+    last_cobs: jax.Array  # the critic's input at the state the step reached (bootstrap_truncation), else a 0 column
     cut: jax.Array  # 1 where the episode was cut by its time limit, not terminated
 
 
